@@ -1,0 +1,102 @@
+"""What every command shares: the argument parser, error handling and exit codes.
+
+Exit codes (DESIGN 3.1): 0 success; 2 bad usage or invalid configuration; 1 runtime
+failure (unreadable or corrupt input, I/O error); 130 interrupted. Errors are one line on
+stderr naming the bad value, without a traceback unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from spectrocnn import __version__
+from spectrocnn.errors import ConfigError, EventFileError
+
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_RUNTIME",
+    "EXIT_USAGE",
+    "UsageError",
+    "make_parser",
+    "positive_int",
+    "run",
+]
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(ConfigError):
+    """Bad command-line usage detected after parsing (exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        raise UsageError(message)
+
+
+def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """An argument parser with ``--version``, ``--debug`` and one-line errors."""
+    p = _Parser(prog=prog, description=description)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    return p
+
+
+def positive_int(name: str) -> Callable[[str], int]:
+    """An argparse type for a positive integer whose error names the flag and the value."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a positive integer, got {text!r}"
+            ) from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {value}")
+        return value
+
+    return parse
+
+
+def run(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
+    """Run a command body, turning errors into one line on stderr and an exit code.
+
+    ``body`` parses ``argv`` itself (with a parser from :func:`make_parser`) and returns an
+    exit code. :class:`~spectrocnn.errors.ConfigError` -> 2,
+    :class:`~spectrocnn.errors.EventFileError` and ``OSError`` -> 1, ``KeyboardInterrupt``
+    -> 130. With ``--debug`` in argv the traceback is shown as well.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format=f"{prog}: %(levelname)s: %(message)s",
+    )
+    try:
+        return body(args)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ConfigError as exc:
+        if debug:
+            logging.exception("configuration error")
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except (EventFileError, OSError, MemoryError, RuntimeError) as exc:
+        if debug:
+            logging.exception("runtime error")
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_RUNTIME
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return " ".join(text.split())

@@ -1,0 +1,355 @@
+"""Configuration: the TOML file of DESIGN 3.2 -> validated frozen dataclasses.
+
+Every key is optional; defaults come from the chosen preset (``lecture`` unless
+``detector.preset`` or ``--preset`` says otherwise). Unknown keys and impossible values
+raise :class:`~spectrocnn.errors.ConfigError` naming the key and the value.
+
+Library users can skip the file entirely and build a :class:`Config` from
+:class:`~spectrocnn.simulate.Simulation` and :class:`~spectrocnn.dataset.raster.ImageSpec`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from spectrocnn.dataset.raster import ImageSpec
+from spectrocnn.errors import ConfigError
+from spectrocnn.simulate.events import Simulation
+from spectrocnn.simulate.fields import FieldMap, UniformField, load_field_map
+from spectrocnn.simulate.geometry import CylinderLayer, Detector, PlaneLayer
+from spectrocnn.simulate.gun import ParticleGun
+
+__all__ = [
+    "CONFIG_VERSION",
+    "PRESETS",
+    "Config",
+    "config_from_dict",
+    "load_config",
+    "preset_config",
+]
+
+#: Version of the configuration format (the optional top-level ``version`` key).
+CONFIG_VERSION = 1
+
+_LECTURE: dict[str, Any] = {
+    "n_particles": 10,
+    "high_fraction": 0.5,
+    "detector": {
+        "preset": "lecture",
+        "resolution_um": 50.0,
+        "efficiency": 1.0,
+        "thickness_x0": 0.0,
+        "layers": [
+            {"kind": "cylinder", "radius_mm": float(r), "half_length_mm": 1000.0}
+            for r in range(50, 201, 10)
+        ],
+    },
+    "field": {"B_T": [0.0, 0.0, 2.0], "stepper_tolerance_mm": 1e-4},
+    "gun": {
+        "particle": "pi+",
+        "p_low_GeV": [0.1, 0.5],
+        "p_high_GeV": [5.0, 10.0],
+        "phi_deg": [0.0, 360.0],
+        "dip_deg": [-10.0, 10.0],
+        "vertex_sigma_mm": [0.0, 0.0, 0.0],
+    },
+    "noise": {"hits_per_layer": 0.0},
+    "image": {"size": 512, "window_mm": [-210.0, 210.0, -210.0, 210.0], "hit_radius_px": 0},
+}
+
+_TELESCOPE: dict[str, Any] = copy.deepcopy(_LECTURE)
+_TELESCOPE["detector"]["preset"] = "telescope"
+_TELESCOPE["detector"]["layers"] = [
+    {
+        "kind": "plane",
+        "center_mm": [float(x), 0.0, 0.0],
+        "normal": [1.0, 0.0, 0.0],
+        "half_width_mm": 200.0,
+        "half_height_mm": 200.0,
+    }
+    for x in range(50, 201, 10)
+]
+_TELESCOPE["gun"]["phi_deg"] = [-20.0, 20.0]
+_TELESCOPE["gun"]["dip_deg"] = [-5.0, 5.0]
+_TELESCOPE["image"]["window_mm"] = [0.0, 210.0, -105.0, 105.0]
+
+#: The built-in presets as fully resolved configuration dictionaries.
+PRESETS: dict[str, dict[str, Any]] = {"lecture": _LECTURE, "telescope": _TELESCOPE}
+
+_KEYS: dict[str, set[str]] = {
+    "": {"version", "n_particles", "high_fraction", "detector", "field", "gun", "noise", "image"},
+    "detector": {"preset", "resolution_um", "efficiency", "thickness_x0", "layers"},
+    "field": {"B_T", "map", "stepper_tolerance_mm"},
+    "gun": {"particle", "p_low_GeV", "p_high_GeV", "phi_deg", "dip_deg", "vertex_sigma_mm"},
+    "noise": {"hits_per_layer"},
+    "image": {"size", "window_mm", "hit_radius_px"},
+}
+_RESPONSE = {"resolution_um", "efficiency", "thickness_x0"}
+_LAYER_KEYS = {
+    "cylinder": {"kind", "radius_mm", "half_length_mm"} | _RESPONSE,
+    "plane": {"kind", "center_mm", "normal", "half_width_mm", "half_height_mm"} | _RESPONSE,
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Config:
+    """A complete, validated configuration.
+
+    Parameters
+    ----------
+    simulation : Simulation
+        The physics: detector, field, gun, event composition, noise.
+    image : ImageSpec
+        How events become images.
+    preset : str
+        Name of the preset the configuration started from (``"custom"`` when built in
+        Python).
+    detector_defaults : dict
+        The detector-level ``resolution_um``, ``efficiency``, ``thickness_x0`` (recorded in
+        the resolved configuration; each layer carries its own values).
+    """
+
+    simulation: Simulation = field(default_factory=Simulation)
+    image: ImageSpec = field(default_factory=ImageSpec)
+    preset: str = "custom"
+    detector_defaults: dict = field(
+        default_factory=lambda: {"resolution_um": 50.0, "efficiency": 1.0, "thickness_x0": 0.0}
+    )
+
+    def with_image_size(self, size: int) -> Config:
+        """The same configuration with another image size [pixels]."""
+        return replace(self, image=replace(self.image, size=size))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fully resolved configuration (defaults included) as a JSON-able dict.
+
+        Feeding it back to :func:`config_from_dict` gives an equivalent configuration
+        (except for a callable field, which is recorded by name only).
+        """
+        sim = self.simulation
+        det = sim.detector
+        fld = det.field
+        if isinstance(fld, UniformField):
+            fdict: dict[str, Any] = {"B_T": list(fld.B_T)}
+        elif isinstance(fld, FieldMap):
+            fdict = {"map": fld.source}
+        else:
+            fdict = {"callable": getattr(fld, "name", repr(fld))}
+        fdict["stepper_tolerance_mm"] = sim.stepper_tolerance_mm
+        gun = sim.gun
+        return {
+            "version": CONFIG_VERSION,
+            "n_particles": sim.n_particles,
+            "high_fraction": sim.high_fraction,
+            "detector": {
+                "preset": self.preset,
+                **self.detector_defaults,
+                "layers": [layer.to_dict() for layer in det.layers],
+            },
+            "field": fdict,
+            "gun": {
+                "particle": gun.particle,
+                "p_low_GeV": list(gun.p_low_GeV),
+                "p_high_GeV": list(gun.p_high_GeV),
+                "phi_deg": list(gun.phi_deg),
+                "dip_deg": list(gun.dip_deg),
+                "vertex_sigma_mm": list(gun.vertex_sigma_mm),
+            },
+            "noise": {"hits_per_layer": sim.noise_hits_per_layer},
+            "image": {
+                "size": self.image.size,
+                "window_mm": list(self.image.window_mm),
+                "hit_radius_px": self.image.hit_radius_px,
+            },
+        }
+
+
+def preset_config(name: str = "lecture") -> Config:
+    """The configuration of a built-in preset (``"lecture"`` or ``"telescope"``).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown preset name.
+    """
+    return config_from_dict({}, preset=name)
+
+
+def load_config(path: str | os.PathLike | None = None, *, preset: str | None = None) -> Config:
+    """Read a TOML configuration file (DESIGN 3.2) and validate it.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        The TOML file; None gives the preset's defaults.
+    preset : str, optional
+        Overrides the file's ``detector.preset`` (the ``--preset`` flag).
+
+    Raises
+    ------
+    ConfigError
+        For a missing or malformed file, an unknown key or an invalid value; the message
+        names the file, the key and the value.
+    """
+    if path is None:
+        return config_from_dict({}, preset=preset)
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path!r} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path!r} is a directory") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path!r} is not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path!r} cannot be read: {exc}") from None
+    base = os.path.dirname(os.path.abspath(path))
+    try:
+        return config_from_dict(data, preset=preset, base_dir=base)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _check_keys(section: str, table: Any, allowed: set[str]) -> None:
+    where = f"[{section}]" if section else "the top level"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{section} must be a table, got {table!r}")
+    for key in table:
+        if key not in allowed:
+            name = f"{section}.{key}" if section else key
+            raise ConfigError(f"unknown key {name!r} in {where}")
+
+
+def _build(path: str, factory, /, **kwargs):
+    """Call a dataclass factory, prefixing errors with the configuration path."""
+    try:
+        return factory(**kwargs)
+    except ConfigError as exc:
+        msg = str(exc)
+        first = msg.split(" ", 1)[0]
+        if first in kwargs or first.split(".")[0] in kwargs:
+            raise ConfigError(f"{path}.{msg}" if path else msg) from None
+        raise ConfigError(f"{path}: {msg}" if path else msg) from None
+
+
+def config_from_dict(
+    data: dict[str, Any], *, preset: str | None = None, base_dir: str | None = None
+) -> Config:
+    """Validate a configuration dictionary (the parsed TOML) into a :class:`Config`.
+
+    Parameters
+    ----------
+    data : dict
+        Keys as in DESIGN 3.2; missing keys take the preset's values.
+    preset : str, optional
+        Overrides ``data["detector"]["preset"]``.
+    base_dir : str, optional
+        Directory that a relative ``field.map`` path is relative to (the config file's).
+
+    Raises
+    ------
+    ConfigError
+    """
+    _check_keys("", data, _KEYS[""])
+    for section in ("detector", "field", "gun", "noise", "image"):
+        if section in data:
+            _check_keys(section, data[section], _KEYS[section])
+    version = data.get("version", CONFIG_VERSION)
+    if version != CONFIG_VERSION or isinstance(version, bool):
+        raise ConfigError(f"version must be {CONFIG_VERSION}, got {version!r}")
+    name = preset if preset is not None else data.get("detector", {}).get("preset", "lecture")
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})")
+    user = copy.deepcopy(data)
+    user.setdefault("detector", {})["preset"] = name
+    merged = _merge(PRESETS[name], {k: v for k, v in user.items() if k != "version"})
+    det = merged["detector"]
+    if "layers" in user.get("detector", {}):
+        layers_in = user["detector"]["layers"]
+    else:
+        layers_in = PRESETS[name]["detector"]["layers"]
+    if not isinstance(layers_in, list):
+        raise ConfigError(f"detector.layers must be an array of tables, got {layers_in!r}")
+    if not layers_in:
+        raise ConfigError("detector.layers must hold at least one layer, got none")
+    defaults = {k: det[k] for k in _RESPONSE}
+    for k, v in defaults.items():  # validate the detector-level values themselves
+        _build("detector", CylinderLayer, **{k: v})
+    layers = []
+    for i, spec in enumerate(layers_in):
+        where = f"detector.layers[{i}]"
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where} must be a table, got {spec!r}")
+        kind = spec.get("kind", "cylinder")
+        if kind not in _LAYER_KEYS:
+            raise ConfigError(f"{where}.kind must be 'cylinder' or 'plane', got {kind!r}")
+        for key in spec:
+            if key not in _LAYER_KEYS[kind]:
+                raise ConfigError(f"unknown key {where}.{key!r} for a {kind} layer")
+        kwargs = {**defaults, **{k: v for k, v in spec.items() if k != "kind"}}
+        cls = CylinderLayer if kind == "cylinder" else PlaneLayer
+        layers.append(_build(where, cls, **kwargs))
+
+    fdata = merged["field"]
+    user_field = user.get("field", {})
+    if "map" in user_field:
+        if "B_T" in user_field:
+            raise ConfigError("field: give either B_T or map, not both")
+        mpath = user_field["map"]
+        if not isinstance(mpath, str):
+            raise ConfigError(f"field.map must be a path string, got {mpath!r}")
+        if base_dir and not os.path.isabs(mpath):
+            mpath = os.path.join(base_dir, mpath)
+        try:
+            fld = load_field_map(mpath)
+        except ConfigError as exc:
+            raise ConfigError(f"field.map: {exc}") from None
+    elif "map" in fdata and "B_T" not in user_field:  # a resolved dict fed back
+        fld = load_field_map(fdata["map"])
+    else:
+        fld = _build("field", UniformField, B_T=fdata["B_T"])
+    detector = Detector(tuple(layers), fld, name)
+    gun = _build("gun", ParticleGun, **merged["gun"])
+    sim = _build(
+        "",
+        Simulation,
+        detector=detector,
+        gun=gun,
+        n_particles=merged["n_particles"],
+        high_fraction=merged["high_fraction"],
+        noise_hits_per_layer=merged["noise"]["hits_per_layer"],
+        stepper_tolerance_mm=_number("field.stepper_tolerance_mm", fdata["stepper_tolerance_mm"]),
+    )
+    img = merged["image"]
+    image = _build(
+        "image",
+        ImageSpec,
+        size=img["size"],
+        window_mm=img["window_mm"],
+        hit_radius_px=img["hit_radius_px"],
+    )
+    return Config(sim, image, name, {k: float(v) for k, v in defaults.items()})
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+

@@ -1,0 +1,61 @@
+"""Physics only: geometry, fields, propagation, material effects, the particle gun, hits.
+
+Pure NumPy/SciPy in, arrays out; no HDF5, no TensorFlow.
+
+Example
+-------
+>>> from spectrocnn.simulate import Simulation, simulate_events
+>>> batch = simulate_events(Simulation(), 100, rng=1)
+>>> batch.n_events
+100
+"""
+
+from __future__ import annotations
+
+from spectrocnn.simulate.events import (
+    HIT_COLUMNS,
+    PARTICLE_COLUMNS,
+    EventBatch,
+    HitTable,
+    ParticleTable,
+    Simulation,
+    concatenate_batches,
+    simulate_events,
+)
+from spectrocnn.simulate.fields import CallableField, Field, FieldMap, UniformField, load_field_map
+from spectrocnn.simulate.geometry import (
+    CylinderLayer,
+    Detector,
+    PlaneLayer,
+    lecture_detector,
+    telescope_detector,
+)
+from spectrocnn.simulate.gun import ParticleGun
+from spectrocnn.simulate.material import highland_theta0
+from spectrocnn.simulate.propagation import C_GEV_PER_T_MM, Crossings, propagate
+
+__all__ = [
+    "C_GEV_PER_T_MM",
+    "HIT_COLUMNS",
+    "PARTICLE_COLUMNS",
+    "CallableField",
+    "Crossings",
+    "CylinderLayer",
+    "Detector",
+    "EventBatch",
+    "Field",
+    "FieldMap",
+    "HitTable",
+    "ParticleGun",
+    "ParticleTable",
+    "PlaneLayer",
+    "Simulation",
+    "UniformField",
+    "concatenate_batches",
+    "highland_theta0",
+    "lecture_detector",
+    "load_field_map",
+    "propagate",
+    "simulate_events",
+    "telescope_detector",
+]

@@ -1,0 +1,95 @@
+"""Material effects: multiple Coulomb scattering with the Highland formula.
+
+Energy loss is not simulated: a magnetic field does no work, so ``|p|`` is conserved
+along a track.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["beta_of", "highland_theta0", "scatter_directions"]
+
+
+def beta_of(p_GeV: np.ndarray, mass_GeV: np.ndarray) -> np.ndarray:
+    """Velocity ``beta = p / E`` of particles.
+
+    Parameters
+    ----------
+    p_GeV : array_like
+        Momentum magnitude [GeV/c].
+    mass_GeV : array_like
+        Mass [GeV/c^2].
+    """
+    p = np.asarray(p_GeV, dtype=np.float64)
+    return p / np.sqrt(p * p + np.asarray(mass_GeV, dtype=np.float64) ** 2)
+
+
+def highland_theta0(
+    p_GeV: np.ndarray, beta: np.ndarray, charge: np.ndarray, x_over_x0: np.ndarray
+) -> np.ndarray:
+    """RMS projected multiple-scattering angle (Highland, PDG review eq. 34.15).
+
+    ``theta0 = 13.6 MeV / (beta c p) * |z| * sqrt(x/X0) * (1 + 0.038 ln(x z^2 / (X0 beta^2)))``
+
+    Parameters
+    ----------
+    p_GeV : array_like
+        Momentum [GeV/c].
+    beta : array_like
+        Velocity.
+    charge : array_like
+        Charge number z.
+    x_over_x0 : array_like
+        Material traversed in radiation lengths (the layer thickness divided by the
+        cosine of the incidence angle).
+
+    Returns
+    -------
+    ndarray
+        theta0 [rad]; 0 where ``x_over_x0`` or ``charge`` is 0.
+    """
+    p = np.asarray(p_GeV, dtype=np.float64)
+    beta = np.asarray(beta, dtype=np.float64)
+    z = np.abs(np.asarray(charge, dtype=np.float64))
+    x = np.asarray(x_over_x0, dtype=np.float64)
+    arg = x * z * z / (beta * beta)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        theta = 0.0136 / (beta * p) * z * np.sqrt(x) * (1.0 + 0.038 * np.log(arg))
+    return np.where(arg > 0, theta, 0.0)
+
+
+def scatter_directions(
+    direction: np.ndarray, theta0: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Deflect unit directions by two independent Gaussian projected angles.
+
+    Parameters
+    ----------
+    direction : ndarray, shape (n, 3)
+        Unit direction vectors.
+    theta0 : ndarray, shape (n,)
+        RMS projected angle of each particle [rad].
+    rng : numpy.random.Generator
+        Draws ``2 n`` standard normals.
+
+    Returns
+    -------
+    ndarray, shape (n, 3)
+        New unit directions; the angles projected on the planes (t, u) and (t, v), with u and
+        v orthonormal and normal to t, are exactly the drawn Gaussian angles.
+    """
+    t = np.asarray(direction, dtype=np.float64)
+    n = t.shape[0]
+    g = rng.standard_normal((n, 2))
+    if n == 0:
+        return t.copy()
+    # u: normal to t, built from the axis least aligned with t.
+    axis = np.zeros_like(t)
+    axis[np.arange(n), np.argmin(np.abs(t), axis=1)] = 1.0
+    u = np.cross(t, axis)
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    v = np.cross(t, u)
+    th = g * np.asarray(theta0, dtype=np.float64)[:, None]
+    new = t + np.tan(th[:, :1]) * u + np.tan(th[:, 1:]) * v
+    return new / np.linalg.norm(new, axis=1, keepdims=True)

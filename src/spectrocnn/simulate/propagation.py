@@ -1,0 +1,425 @@
+"""Propagation of charged particles through the detector.
+
+:func:`propagate` finds, for every particle, its crossings of the detector's layers, with
+multiple scattering applied at each crossing. It uses exact helix-surface intersections
+(:func:`propagate_helix`) when the field is uniform and parallel to every layer's axis
+(B along z, planes whose normal has no z component), and the adaptive
+Runge-Kutta-Nystrom stepper (:func:`spectrocnn.simulate.stepper.propagate_rk`) for every
+other field.
+
+Rules (DESIGN 4): each particle leaves at most one crossing per layer, at its first crossing
+of the layer's active area; it stops when it leaves the detector's outer boundary or has
+turned by half a turn (pi) in the transverse plane.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+__all__ = ["C_GEV_PER_T_MM", "Crossings", "propagate"]
+
+#: Curvature constant: p[GeV/c] = C * |q| * B[T] * R[mm] (0.299792458 GeV/(T m)).
+C_GEV_PER_T_MM = 0.299792458e-3
+
+
+@dataclass(frozen=True)
+class Crossings:
+    """Layer crossings of a set of particles, ordered by particle, then along each track.
+
+    Attributes
+    ----------
+    particle : ndarray int64 (m,)
+        Index of the particle in the arrays given to :func:`propagate`.
+    layer : ndarray int16 (m,)
+        Index of the crossed layer.
+    position : ndarray float64 (m, 3)
+        True crossing point on the layer surface [mm].
+    momentum : ndarray float64 (m, 3)
+        Momentum arriving at the layer, before scattering in it [GeV/c].
+    """
+
+    particle: np.ndarray
+    layer: np.ndarray
+    position: np.ndarray
+    momentum: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.particle)
+
+    @classmethod
+    def collect(cls, particle, layer, position, momentum, path) -> Crossings:
+        """Build from per-step pieces (lists of arrays), sorted by particle, then path length.
+
+        Parameters
+        ----------
+        particle, layer, position, momentum : list of ndarray
+            Pieces to concatenate (shapes as the attributes).
+        path : list of ndarray
+            Path length of each crossing from the particle's start [mm], the sort key
+            within a particle.
+        """
+        if not particle:
+            return cls(
+                np.empty(0, np.int64), np.empty(0, np.int16), np.empty((0, 3)), np.empty((0, 3))
+            )
+        p = np.concatenate(particle).astype(np.int64)
+        if len(particle) == 1 and path[0] is None:  # already ordered
+            idx = slice(None)
+        elif len(particle) == 1:
+            idx = np.lexsort((path[0], p))
+        else:  # pieces come in path order: a stable sort by particle keeps it
+            idx = np.argsort(p, kind="stable")
+        return cls(
+            p[idx],
+            np.concatenate(layer).astype(np.int16)[idx],
+            np.concatenate(position)[idx],
+            np.concatenate(momentum)[idx],
+        )
+
+
+# ----------------------------------------------------------------------------- dispatcher
+def helix_applicable(detector) -> bool:
+    """Whether exact helix intersections apply: a uniform field along z (or none) and
+    every plane layer parallel to z (its normal has no z component)."""
+    from spectrocnn.simulate.fields import UniformField
+
+    if not isinstance(detector.field, UniformField):
+        return False
+    bx, by, _ = detector.field.B_T
+    if bx != 0.0 or by != 0.0:
+        return False
+    is_cyl, normal = detector.arrays[0], detector.arrays[4]
+    return bool(np.all(is_cyl | (np.abs(normal[:, 2]) < 1e-15)))
+
+
+def propagate(
+    detector,
+    position: np.ndarray,
+    momentum: np.ndarray,
+    charge: np.ndarray,
+    mass: np.ndarray,
+    rng: np.random.Generator | int | None = None,
+    *,
+    tolerance_mm: float = 1e-4,
+) -> Crossings:
+    """Find the layer crossings of particles, with multiple scattering in the layers.
+
+    Parameters
+    ----------
+    detector : Detector
+    position : ndarray, shape (n, 3)
+        Production vertices [mm].
+    momentum : ndarray, shape (n, 3)
+        Initial momenta [GeV/c].
+    charge : ndarray, shape (n,)
+        Charges [e].
+    mass : ndarray, shape (n,)
+        Masses [GeV/c^2] (for beta in the Highland formula).
+    rng : numpy.random.Generator, int or None
+        Used for multiple scattering only.
+    tolerance_mm : float
+        Local error tolerance of the Runge-Kutta-Nystrom stepper [mm] (ignored on the
+        exact helix path).
+
+    Returns
+    -------
+    Crossings
+    """
+    rng = np.random.default_rng(rng)
+    position = np.asarray(position, dtype=np.float64).reshape(-1, 3)
+    momentum = np.asarray(momentum, dtype=np.float64).reshape(-1, 3)
+    charge = np.asarray(charge, dtype=np.float64).reshape(-1)
+    mass = np.broadcast_to(np.asarray(mass, dtype=np.float64), charge.shape)
+    if helix_applicable(detector):
+        return propagate_helix(detector, position, momentum, charge, mass, rng)
+    from spectrocnn.simulate.stepper import propagate_rk
+
+    return propagate_rk(detector, position, momentum, charge, mass, rng, tolerance_mm=tolerance_mm)
+
+
+# ----------------------------------------------------------------------------- exact helix
+_EPS_MM = 1e-9  # a crossing must lie further than this along the track
+
+
+def _circle_candidates(
+    a0x, a0y, cx, cy, hsign, inv_h, px1, py1, px2, py2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Transverse path to two candidate points on the track circle; the nearer one ahead.
+
+    a0 = start - centre. Returns (sigma, px, py) of the first of the two points reached
+    moving in the sense of rotation ``hsign``; NaN points give sigma = inf.
+    """
+    two_pi = 2.0 * np.pi
+    best_s = np.full(np.broadcast_shapes(px1.shape, a0x.shape), np.inf)
+    best_x = np.zeros_like(best_s)
+    best_y = np.zeros_like(best_s)
+    for px, py in ((px1, py1), (px2, py2)):
+        ax, ay = px - cx, py - cy
+        ang = np.arctan2(a0x * ay - a0y * ax, a0x * ax + a0y * ay) * hsign
+        ang = np.mod(ang, two_pi)
+        s = ang * inv_h
+        s = np.where(np.isfinite(px) & (s > _EPS_MM), s, np.inf)
+        better = s < best_s
+        best_s = np.where(better, s, best_s)
+        best_x = np.where(better, px, best_x)
+        best_y = np.where(better, py, best_y)
+    return best_s, best_x, best_y
+
+
+def _line_candidates(x0, y0, dx, dy, px1, py1, px2, py2):
+    """Transverse path along a straight line to the nearer of two points ahead."""
+    best_s = np.full(np.broadcast_shapes(px1.shape, x0.shape), np.inf)
+    best_x = np.zeros_like(best_s)
+    best_y = np.zeros_like(best_s)
+    for px, py in ((px1, py1), (px2, py2)):
+        s = (px - x0) * dx + (py - y0) * dy
+        s = np.where(np.isfinite(px) & (s > _EPS_MM), s, np.inf)
+        better = s < best_s
+        best_s = np.where(better, s, best_s)
+        best_x = np.where(better, px, best_x)
+        best_y = np.where(better, py, best_y)
+    return best_s, best_x, best_y
+
+
+def _track_geometry(pos, t, pmag, q, bz):
+    """Transverse helix parameters of particles."""
+    pt = pmag * np.hypot(t[:, 0], t[:, 1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dx = t[:, 0] * pmag / pt
+        dy = t[:, 1] * pmag / pt
+        h = -C_GEV_PER_T_MM * q * bz / pt  # signed transverse curvature [1/mm]
+        cot = t[:, 2] * pmag / pt  # dz / d(transverse path)
+    moving = pt > 1e-12 * pmag
+    curved = moving & (h != 0.0)
+    inv_h = np.where(curved, 1.0 / np.where(curved, np.abs(h), 1.0), 0.0)
+    hs = np.sign(h)
+    cx = np.where(curved, pos[:, 0] - hs * inv_h * dy, 0.0)
+    cy = np.where(curved, pos[:, 1] + hs * inv_h * dx, 0.0)
+    return dict(
+        dx=dx, dy=dy, h=h, hs=hs, inv_h=inv_h, cot=cot, cx=cx, cy=cy, moving=moving, curved=curved
+    )
+
+
+def _cylinder_points(cx, cy, R, r):
+    """Intersections of circles (centre c, radius R) with circles about the origin (radius r).
+
+    Shapes broadcast: c, R (n, 1); r (1, Lc). Returns two points (x1, y1, x2, y2), NaN where
+    the circles do not meet. Stable for R >> r (straight tracks).
+    """
+    D = np.hypot(cx, cy)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = (r * r + (D - R) * (D + R)) / (2.0 * D)
+        h2 = r * r - a * a
+        hc = np.sqrt(np.where(h2 >= 0, h2, np.nan))
+        ux, uy = cx / D, cy / D
+    return a * ux - hc * uy, a * uy + hc * ux, a * ux + hc * uy, a * uy - hc * ux
+
+
+def _line_circle_points(x0, y0, dx, dy, r):
+    """Intersections of lines (point x0, direction d, unit) with circles about the origin."""
+    b = x0 * dx + y0 * dy
+    c = x0 * x0 + y0 * y0 - r * r
+    disc = b * b - c
+    with np.errstate(invalid="ignore"):
+        sq = np.sqrt(np.where(disc >= 0, disc, np.nan))
+    s1, s2 = -b - sq, -b + sq
+    return x0 + s1 * dx, y0 + s1 * dy, x0 + s2 * dx, y0 + s2 * dy
+
+
+def _plane_points_circle(cx, cy, R, nx, ny, d):
+    """Intersections of track circles with lines n . x = d (n transverse unit)."""
+    delta = cx * nx + cy * ny - d
+    adel = np.abs(delta)
+    w2 = (R - adel) * (R + adel)
+    with np.errstate(invalid="ignore"):
+        w = np.sqrt(np.where(w2 >= 0, w2, np.nan))
+    bx, by = cx - delta * nx, cy - delta * ny
+    tx, ty = -ny, nx
+    return bx + w * tx, by + w * ty, bx - w * tx, by - w * ty
+
+
+def _plane_points_line(x0, y0, dx, dy, nx, ny, d):
+    """Intersection of lines with lines n . x = d (second point NaN)."""
+    den = dx * nx + dy * ny
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = (d - (x0 * nx + y0 * ny)) / den
+    s = np.where(den != 0, s, np.nan)
+    px, py = x0 + s * dx, y0 + s * dy
+    nan = np.full_like(px, np.nan)
+    return px, py, nan, nan
+
+
+def _candidates(detector, pos, t, pmag, q, bz, turned, hit):
+    """First crossing of each layer ahead of each particle (n, L), within the limits.
+
+    Returns sigma (transverse path; inf = none), x, y, z of the crossing points, and the
+    track geometry.
+    """
+    is_cyl, radius, _, center, normal, *_ = detector.arrays
+    n, n_layers = len(pos), len(is_cyl)
+    g = _track_geometry(pos, t, pmag, q, bz)
+    col = lambda a: a[:, None]  # noqa: E731
+    x0, y0 = col(pos[:, 0]), col(pos[:, 1])
+    dx, dy = col(g["dx"]), col(g["dy"])
+    cx, cy, R, hs = col(g["cx"]), col(g["cy"]), col(g["inv_h"]), col(g["hs"])
+    curved = col(g["curved"])
+    a0x, a0y = x0 - cx, y0 - cy
+
+    sigma = np.full((n, n_layers), np.inf)
+    px = np.zeros((n, n_layers))
+    py = np.zeros((n, n_layers))
+    any_curved, any_straight = bool(curved.any()), bool((~curved).any())
+    kinds = []
+    ic = np.flatnonzero(is_cyl)
+    if ic.size:
+        r = radius[ic][None, :]
+        kinds.append(
+            (
+                ic,
+                partial(_cylinder_points, cx, cy, R, r),
+                partial(_line_circle_points, x0, y0, dx, dy, r),
+            )
+        )
+    ip = np.flatnonzero(~is_cyl)
+    if ip.size:
+        nx, ny = normal[ip, 0][None, :], normal[ip, 1][None, :]
+        d = np.einsum("ij,ij->i", center[ip], normal[ip])[None, :]
+        kinds.append(
+            (
+                ip,
+                partial(_plane_points_circle, cx, cy, R, nx, ny, d),
+                partial(_plane_points_line, x0, y0, dx, dy, nx, ny, d),
+            )
+        )
+    for idx, circ, line in kinds:
+        if any_curved:
+            sc, xc, yc = _circle_candidates(a0x, a0y, cx, cy, hs, R, *circ())
+        if any_straight:
+            sl, xl, yl = _line_candidates(x0, y0, dx, dy, *line())
+        if any_curved and any_straight:
+            sc, xc, yc = (
+                np.where(curved, sc, sl),
+                np.where(curved, xc, xl),
+                np.where(curved, yc, yl),
+            )
+        elif any_straight:
+            sc, xc, yc = sl, xl, yl
+        sigma[:, idx], px[:, idx], py[:, idx] = sc, xc, yc
+
+    # Limits: half a turn, the outer boundary (r_max, z_max), layers already hit.
+    rmax = np.array([[detector.r_max_mm]])
+    sc, *_ = _circle_candidates(a0x, a0y, cx, cy, hs, R, *_cylinder_points(cx, cy, R, rmax))
+    sl, *_ = _line_candidates(x0, y0, dx, dy, *_line_circle_points(x0, y0, dx, dy, rmax))
+    s_exit = np.where(curved, sc, sl)[:, 0]
+    cot = g["cot"]
+    zmax = detector.z_max_mm
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s_z = np.where(
+            cot > 0, (zmax - pos[:, 2]) / cot, np.where(cot < 0, (-zmax - pos[:, 2]) / cot, np.inf)
+        )
+    s_exit = np.minimum(s_exit, s_z)
+    s_turn = np.where(g["curved"], (np.pi - turned) * g["inv_h"], np.inf)
+    limit = np.minimum(s_exit, s_turn)
+    z = pos[:, 2][:, None] + sigma * cot[:, None]
+    bad = (sigma > limit[:, None]) | hit | ~g["moving"][:, None]
+    sigma = np.where(bad, np.inf, sigma)
+    return sigma, px, py, z, g
+
+
+def propagate_helix(detector, position, momentum, charge, mass, rng) -> Crossings:
+    """Exact helix propagation in a uniform field along z (see :func:`propagate`).
+
+    Crossing points are circle-circle and circle-line intersections computed in a
+    cancellation-free form, so they lie on the layer surface to rounding (~1e-12 mm) for
+    any radius of curvature. Multiple scattering, where a layer has material, changes the
+    direction at the crossing and the remaining crossings are recomputed from there.
+    """
+    from spectrocnn.simulate.geometry import on_active_area, surface_normal
+    from spectrocnn.simulate.material import beta_of, highland_theta0, scatter_directions
+
+    bz = float(detector.field.B_T[2])
+    thickness = np.array([layer.thickness_x0 for layer in detector.layers])
+    n_layers = len(thickness)
+    pmag = np.linalg.norm(momentum, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = momentum / pmag[:, None]
+    alive = np.flatnonzero(pmag > 0)
+    pos = position[alive].copy()
+    t = t[alive]
+    pm, q, m = pmag[alive], charge[alive], mass[alive]
+    turned = np.zeros(len(alive))
+    path = np.zeros(len(alive))
+    hit = np.zeros((len(alive), n_layers), dtype=bool)
+    out_p, out_l, out_x, out_m, out_s = [], [], [], [], []
+    scattering = bool(np.any(thickness > 0))
+    while len(alive):
+        sigma, px, py, z, g = _candidates(detector, pos, t, pm, q, bz, turned, hit)
+        # Keep only crossings on the layers' active areas; retry the others' next crossing
+        # is not needed: a point outside the active area is not a hit, and the next crossing
+        # of the same surface, if any, comes later and is found when sigma is recomputed.
+        finite = np.isfinite(sigma)
+        if not scattering:
+            # all crossings at once, ordered by particle then path length
+            order = np.argsort(sigma, axis=1, kind="stable")
+            srt = np.take_along_axis(sigma, order, axis=1)
+            rows, k = np.nonzero(np.isfinite(srt))
+            cols = order[rows, k]
+            pts = np.stack([px[rows, cols], py[rows, cols], z[rows, cols]], axis=1)
+            ok = on_active_area(detector, pts, cols)
+            if not ok.all():
+                rows, cols, pts = rows[ok], cols[ok], pts[ok]
+            s = sigma[rows, cols]
+            mom = _momentum_at(g, rows, pts, t, pm, s)
+            out_p.append(alive[rows])
+            out_l.append(cols)
+            out_x.append(pts)
+            out_m.append(mom)
+            out_s.append(None)
+            break
+        first = np.argmin(sigma, axis=1)
+        rows = np.flatnonzero(finite[np.arange(len(alive)), first])
+        cols = first[rows]
+        s = sigma[rows, cols]
+        pts = np.stack([px[rows, cols], py[rows, cols], z[rows, cols]], axis=1)
+        ok = on_active_area(detector, pts, cols)
+        mom = _momentum_at(g, rows, pts, t, pm, s)
+        newt = mom / pm[rows, None]
+        sel = rows[ok]
+        out_p.append(alive[sel])
+        out_l.append(cols[ok])
+        out_x.append(pts[ok])
+        out_m.append(mom[ok])
+        out_s.append(path[sel] + s[ok] * pm[sel] / np.hypot(mom[ok, 0], mom[ok, 1]))
+        # scatter in the layer material (only on the active area: elsewhere there is none)
+        normal = surface_normal(detector, pts[ok], cols[ok])
+        cosi = np.abs(np.einsum("ij,ij->i", newt[ok], normal))
+        x0 = thickness[cols[ok]] / np.maximum(cosi, 1e-6)
+        theta0 = highland_theta0(pm[sel], beta_of(pm[sel], m[sel]), q[sel], x0)
+        newt[ok] = scatter_directions(newt[ok], theta0, rng)
+        # advance: outside the active area the particle moves on but the layer stays unhit
+        pt_before = pm[rows] * np.hypot(t[rows, 0], t[rows, 1])
+        path[rows] += s * pm[rows] / pt_before
+        turned[rows] += s * np.abs(g["h"][rows]) * g["curved"][rows]
+        pos[rows] = pts
+        t[rows] = newt
+        hit[sel, cols[ok]] = True
+        keep = np.zeros(len(alive), dtype=bool)
+        keep[rows] = True
+        alive, pos, t, pm, q, m = alive[keep], pos[keep], t[keep], pm[keep], q[keep], m[keep]
+        turned, path, hit = turned[keep], path[keep], hit[keep]
+    return Crossings.collect(out_p, out_l, out_x, out_m, out_s)
+
+
+def _momentum_at(g, rows, pts, t, pm, sigma) -> np.ndarray:
+    """Momentum vectors [GeV/c] at crossing points (rows of the state arrays)."""
+    pt = pm[rows] * np.hypot(t[rows, 0], t[rows, 1])
+    curved = g["curved"][rows]
+    h = g["h"][rows]
+    # tangent at P on the circle: h * z x (P - c)  (unit); straight: unchanged
+    tx = np.where(curved, -h * (pts[:, 1] - g["cy"][rows]), g["dx"][rows])
+    ty = np.where(curved, h * (pts[:, 0] - g["cx"][rows]), g["dy"][rows])
+    norm = np.hypot(tx, ty)
+    return np.stack([pt * tx / norm, pt * ty / norm, pm[rows] * t[rows, 2]], axis=1)
