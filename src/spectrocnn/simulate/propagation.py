@@ -323,7 +323,8 @@ def _candidates(detector, pos, t, pmag, q, bz, turned, hit):
     s_exit = np.minimum(s_exit, s_z)
     s_turn = np.where(g["curved"], (np.pi - turned) * g["inv_h"], np.inf)
     limit = np.minimum(s_exit, s_turn)
-    z = pos[:, 2][:, None] + sigma * cot[:, None]
+    with np.errstate(invalid="ignore"):
+        z = pos[:, 2][:, None] + sigma * cot[:, None]
     bad = (sigma > limit[:, None]) | hit | ~g["moving"][:, None]
     sigma = np.where(bad, np.inf, sigma)
     return sigma, px, py, z, g
