@@ -105,8 +105,9 @@ def test_field_map_file(tmp_path):
     cfg = load_config(write(tmp_path, '[field]\nmap = "map.npz"\n'))  # relative to the file
     fld = cfg.simulation.detector.field
     assert isinstance(fld, FieldMap)
-    np.testing.assert_allclose(fld(np.array([[10.0, 20.0, 30.0], [1e4, 0, 0]])),
-                               [[0, 0, 1.0], [0, 0, 0]])
+    np.testing.assert_allclose(
+        fld(np.array([[10.0, 20.0, 30.0], [1e4, 0, 0]])), [[0, 0, 1.0], [0, 0, 0]]
+    )
     assert cfg.to_dict()["field"]["map"].endswith("map.npz")
 
 
@@ -148,14 +149,20 @@ def test_invalid_configuration_names_key_and_value(tmp_path, text, expected):
 
 def test_bad_field_map_contents(tmp_path):
     grid = np.linspace(-1, 1, 3)
-    np.savez(tmp_path / "nan.npz", x_mm=grid, y_mm=grid, z_mm=grid,
-             B_T=np.full((3, 3, 3, 3), np.nan))
+    np.savez(
+        tmp_path / "nan.npz", x_mm=grid, y_mm=grid, z_mm=grid, B_T=np.full((3, 3, 3, 3), np.nan)
+    )
     np.savez(tmp_path / "shape.npz", x_mm=grid, y_mm=grid, z_mm=grid, B_T=np.zeros((3, 3, 3)))
-    np.savez(tmp_path / "order.npz", x_mm=grid[::-1], y_mm=grid, z_mm=grid,
-             B_T=np.zeros((3, 3, 3, 3)))
+    np.savez(
+        tmp_path / "order.npz", x_mm=grid[::-1], y_mm=grid, z_mm=grid, B_T=np.zeros((3, 3, 3, 3))
+    )
     (tmp_path / "junk.npz").write_bytes(b"not a zip file")
-    for name, msg in [("nan", "NaN"), ("shape", "shape"), ("order", "increasing"),
-                      ("junk", "not a readable")]:
+    for name, msg in [
+        ("nan", "NaN"),
+        ("shape", "shape"),
+        ("order", "increasing"),
+        ("junk", "not a readable"),
+    ]:
         with pytest.raises(ConfigError, match=msg):
             load_config(write(tmp_path, f'[field]\nmap = "{name}.npz"\n'))
 

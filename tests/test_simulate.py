@@ -170,10 +170,14 @@ def test_highland_rms_after_one_layer():
     """RMS projected angle after one thin layer (normal incidence) vs Highland, 1e5 tracks."""
     x0 = 0.01
     layers = (
-        PlaneLayer(center_mm=(10.0, 0, 0), normal=(1, 0, 0), half_width_mm=1e3,
-                   half_height_mm=1e3, thickness_x0=x0),
-        PlaneLayer(center_mm=(20.0, 0, 0), normal=(1, 0, 0), half_width_mm=1e3,
-                   half_height_mm=1e3),
+        PlaneLayer(
+            center_mm=(10.0, 0, 0),
+            normal=(1, 0, 0),
+            half_width_mm=1e3,
+            half_height_mm=1e3,
+            thickness_x0=x0,
+        ),
+        PlaneLayer(center_mm=(20.0, 0, 0), normal=(1, 0, 0), half_width_mm=1e3, half_height_mm=1e3),
     )
     det = Detector(layers, UniformField((0.0, 0.0, 0.0)))
     n, p = 100_000, 1.0
@@ -232,11 +236,15 @@ def test_labels_and_high_track():
     assert len(np.unique(slot)) == sim.n_particles
     # random charge signs, PDG ids follow the charge
     assert 0.45 < (batch.particles.charge > 0).mean() < 0.55
-    np.testing.assert_array_equal(batch.particles.pdg, 211 * batch.particles.charge.astype(np.int32))
+    np.testing.assert_array_equal(
+        batch.particles.pdg, 211 * batch.particles.charge.astype(np.int32)
+    )
 
 
 def test_reproducible_for_a_seed():
-    sim = Simulation(lecture_detector(thickness_x0=0.01, resolution_um=30), noise_hits_per_layer=0.2)
+    sim = Simulation(
+        lecture_detector(thickness_x0=0.01, resolution_um=30), noise_hits_per_layer=0.2
+    )
     a = simulate_events(sim, 50, rng=123)
     b = simulate_events(sim, 50, rng=123)
     c = simulate_events(sim, 50, rng=124)
@@ -252,7 +260,9 @@ def test_hits_grouped_by_event_in_order():
     assert np.all(np.diff(batch.hits.event) >= 0)
     assert np.all(np.diff(batch.particles.event) >= 0)
     ev = batch.hits.event[batch.hits.particle >= 0]
-    np.testing.assert_array_equal(ev, batch.particles.event[batch.hits.particle[batch.hits.particle >= 0]])
+    np.testing.assert_array_equal(
+        ev, batch.particles.event[batch.hits.particle[batch.hits.particle >= 0]]
+    )
     off = batch.event_offsets("hits")
     assert off[0] == 0 and off[-1] == len(batch.hits)
 
@@ -260,8 +270,12 @@ def test_hits_grouped_by_event_in_order():
 def test_custom_geometry_in_python():
     layers = (
         CylinderLayer(radius_mm=30.0, half_length_mm=100.0, resolution_um=10.0),
-        PlaneLayer(center_mm=(0.0, 0.0, 150.0), normal=(0.0, 0.0, 1.0), half_width_mm=300,
-                   half_height_mm=300),
+        PlaneLayer(
+            center_mm=(0.0, 0.0, 150.0),
+            normal=(0.0, 0.0, 1.0),
+            half_width_mm=300,
+            half_height_mm=300,
+        ),
     )
     det = Detector(layers, UniformField((0.0, 0.0, 1.0)))
     gun = ParticleGun(dip_deg=(40.0, 60.0), p_low_GeV=(1.0, 2.0))

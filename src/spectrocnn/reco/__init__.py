@@ -1,0 +1,15 @@
+"""The classical track-fit baseline (what a physicist would do)."""
+
+from __future__ import annotations
+
+from spectrocnn.reco.baseline import TrackFits, classify_events, fit_truth_tracks
+from spectrocnn.reco.circlefit import CircleFit, fit_circles, gluckstern_sigma_k
+
+__all__ = [
+    "CircleFit",
+    "TrackFits",
+    "classify_events",
+    "fit_circles",
+    "fit_truth_tracks",
+    "gluckstern_sigma_k",
+]
