@@ -69,7 +69,7 @@ def fit_truth_tracks(
     res = np.asarray(resolution_um, dtype=np.float64)
     sigma = (res[layer] if res.ndim else np.full(len(x), float(res))) * 1e-3
     sigma = np.where(sigma > 0, sigma, 1e-3)
-    uniq, start, counts = np.unique(part, return_index=True, return_counts=True)
+    uniq, counts = np.unique(part, return_counts=True)
     ok = counts >= 3
     keep = np.repeat(ok, counts)
     offsets = np.r_[0, np.cumsum(counts[ok])]
