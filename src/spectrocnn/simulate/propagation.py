@@ -252,13 +252,20 @@ def _plane_points_line(x0, y0, dx, dy, nx, ny, d):
     return px, py, nan, nan
 
 
-def _candidates(detector, pos, t, pmag, q, bz, turned, hit):
+def _candidates(detector, pos, t, pmag, q, bz, turned, hit, layers=None):
     """First crossing of each layer ahead of each particle (n, L), within the limits.
 
     Returns sigma (transverse path; inf = none), x, y, z of the crossing points, and the
     track geometry.
     """
     is_cyl, radius, _, center, normal, *_ = detector.arrays
+    if layers is not None:  # only these layers (columns of the result)
+        is_cyl, radius, center, normal = (
+            is_cyl[layers],
+            radius[layers],
+            center[layers],
+            normal[layers],
+        )
     n, n_layers = len(pos), len(is_cyl)
     g = _track_geometry(pos, t, pmag, q, bz)
     col = lambda a: a[:, None]  # noqa: E731
@@ -357,7 +364,12 @@ def propagate_helix(detector, position, momentum, charge, mass, rng) -> Crossing
     out_p, out_l, out_x, out_m, out_s = [], [], [], [], []
     scattering = bool(np.any(thickness > 0))
     while len(alive):
-        sigma, px, py, z, g = _candidates(detector, pos, t, pm, q, bz, turned, hit)
+        # only the layers some particle has still to hit (in an ordered geometry, the
+        # outer ones): the same result as all layers, for less work
+        todo = np.flatnonzero(~hit.all(axis=0))
+        if todo.size == 0:
+            break
+        sigma, px, py, z, g = _candidates(detector, pos, t, pm, q, bz, turned, hit[:, todo], todo)
         # Keep only crossings on the layers' active areas; retry the others' next crossing
         # is not needed: a point outside the active area is not a hit, and the next crossing
         # of the same surface, if any, comes later and is found when sigma is recomputed.
@@ -372,7 +384,7 @@ def propagate_helix(detector, position, momentum, charge, mass, rng) -> Crossing
             ok = on_active_area(detector, pts, cols)
             if not ok.all():
                 rows, cols, pts = rows[ok], cols[ok], pts[ok]
-            s = sigma[rows, cols]
+            s = sigma[rows, cols]  # todo is every layer here: columns are layer indices
             mom = _momentum_at(g, rows, pts, t, pm, s)
             out_p.append(alive[rows])
             out_l.append(cols)
@@ -382,9 +394,10 @@ def propagate_helix(detector, position, momentum, charge, mass, rng) -> Crossing
             break
         first = np.argmin(sigma, axis=1)
         rows = np.flatnonzero(finite[np.arange(len(alive)), first])
-        cols = first[rows]
-        s = sigma[rows, cols]
-        pts = np.stack([px[rows, cols], py[rows, cols], z[rows, cols]], axis=1)
+        cols = todo[first[rows]]
+        fr = first[rows]
+        s = sigma[rows, fr]
+        pts = np.stack([px[rows, fr], py[rows, fr], z[rows, fr]], axis=1)
         ok = on_active_area(detector, pts, cols)
         mom = _momentum_at(g, rows, pts, t, pm, s)
         newt = mom / pm[rows, None]
