@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from spectrocnn.metrics import best_cut_accuracy, roc_auc, roc_curve
-from spectrocnn.reco import classify_events, fit_circles, fit_truth_tracks, gluckstern_sigma_k
+from spectrocnn.reco import (
+    classify_events,
+    find_tracks,
+    fit_circles,
+    fit_truth_tracks,
+    gluckstern_sigma_k,
+)
 from spectrocnn.simulate import (
     C_GEV_PER_T_MM,
     ParticleGun,
@@ -80,3 +86,21 @@ def test_roc_and_auc_closed_forms():
     acc, cut = best_cut_accuracy(y, s)
     assert acc == pytest.approx(norm.cdf(0.5), abs=3e-3)
     assert cut == pytest.approx(0.5, abs=0.05)
+
+
+def test_track_finder_without_truth():
+    det = lecture_detector(resolution_um=50.0)
+    sim = Simulation(det, noise_hits_per_layer=0.5)
+    batch = simulate_events(sim, 300, rng=8)
+    h = batch.hits
+    found = find_tracks(h.x, h.y, h.layer, h.event, 300, np.arange(50.0, 201.0, 10.0), 0.05)
+    # every true track (all 16 hits) is found as a candidate made of its own hits only
+    owner = np.where(found.hits >= 0, h.particle[np.maximum(found.hits, 0)], -2)
+    pure = np.all((owner == owner[:, :1]) | (owner == -2), axis=1) & (found.n_hits == 16)
+    recovered = np.unique(owner[pure, 0])
+    assert len(recovered) >= 0.98 * len(batch.particles)
+    # and the events are classified as well as with the truth association
+    pt = C_GEV_PER_T_MM * 2.0 / np.abs(found.fit.rho)
+    scores = np.zeros(300)
+    np.maximum.at(scores, found.event, pt)
+    assert best_cut_accuracy(batch.labels, scores)[0] >= 0.99

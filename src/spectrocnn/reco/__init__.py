@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from spectrocnn.reco.baseline import TrackFits, classify_events, fit_truth_tracks
 from spectrocnn.reco.circlefit import CircleFit, fit_circles, gluckstern_sigma_k
+from spectrocnn.reco.finder import FinderSettings, FoundTracks, find_tracks
 
 __all__ = [
     "CircleFit",
+    "FinderSettings",
+    "FoundTracks",
     "TrackFits",
     "classify_events",
+    "find_tracks",
     "fit_circles",
     "fit_truth_tracks",
     "gluckstern_sigma_k",

@@ -1,0 +1,91 @@
+"""``show-event``: a PNG picture of one event, or a grid of events like the lecture's slide 13."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+
+from spectrocnn.cli._common import UsageError, make_parser, positive_int, run
+
+PROG = "show-event"
+
+
+def _index(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--index must be an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--index must be an integer >= 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's argument parser."""
+    p = make_parser(PROG, "Draw events of an event file as a PNG picture.")
+    p.add_argument("file", metavar="FILE.h5", help="event file written by gen-events")
+    p.add_argument("--index", type=_index, default=0, help="(first) event to draw (default 0)")
+    p.add_argument(
+        "--grid",
+        type=positive_int("--grid"),
+        default=1,
+        metavar="N",
+        help="draw N consecutive events side by side, 4 per row (default 1)",
+    )
+    p.add_argument(
+        "--truth",
+        action="store_true",
+        help="overlay the true trajectories (coloured by momentum, the high-momentum track "
+        "highlighted) and the layers",
+    )
+    p.add_argument(
+        "--out",
+        metavar="PNG",
+        help="output picture (default event_<I>.png, or events_<I>-<J>.png with --grid); "
+        "an existing file is replaced only when the new picture is complete",
+    )
+    return p
+
+
+def _body(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from spectrocnn.dataset import open_events
+    from spectrocnn.display import event_figure
+
+    first, n = args.index, args.grid
+    out = args.out or (f"event_{first}.png" if n == 1 else f"events_{first}-{first + n - 1}.png")
+    out_dir = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(out_dir):
+        raise UsageError(f"--out directory {out_dir!r} does not exist")
+    with open_events(args.file) as ev:
+        if first + n > ev.n_events:
+            raise UsageError(
+                f"--index {first} with --grid {n} needs events up to {first + n - 1}, "
+                f"but {args.file} holds {ev.n_events} (0 to {ev.n_events - 1})"
+            )
+        fig = event_figure(ev, list(range(first, first + n)), truth=args.truth)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(out)}.", suffix=".tmp", dir=out_dir)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png")
+        os.replace(tmp, out)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    print(f"{PROG}: wrote {out} ({n} event{'s' if n > 1 else ''})", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``show-event``; returns the exit code."""
+    return run(PROG, _body, argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

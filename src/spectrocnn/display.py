@@ -1,0 +1,173 @@
+"""Event pictures: the stored image, optionally with the true trajectories and the layers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["draw_event", "event_figure"]
+
+
+def _draw_layers(ax, layers: Sequence[dict]) -> None:
+    from matplotlib.patches import Circle
+
+    for layer in layers:
+        if layer.get("kind", "cylinder") == "cylinder":
+            ax.add_patch(
+                Circle((0.0, 0.0), layer["radius_mm"], fill=False, lw=0.4, color="0.75", zorder=1)
+            )
+        else:
+            c = np.asarray(layer["center_mm"], dtype=float)
+            n = np.asarray(layer["normal"], dtype=float)
+            n = n / np.linalg.norm(n)
+            u = np.cross([0.0, 0.0, 1.0], n)
+            if np.linalg.norm(u) < 1e-12:  # normal along z: the plane fills the view
+                continue
+            u /= np.linalg.norm(u)
+            w = layer["half_width_mm"]
+            ends = np.array([c - w * u, c + w * u])
+            ax.plot(ends[:, 0], ends[:, 1], lw=0.6, color="0.75", zorder=1)
+
+
+def draw_event(
+    ax,
+    image: np.ndarray,
+    window_mm: Sequence[float],
+    *,
+    truth=None,
+    layers: Sequence[dict] | None = None,
+    title: str | None = None,
+    colorbar: bool = False,
+):
+    """Draw one event on a matplotlib Axes.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+    image : ndarray uint8 (H, W)
+        The stored image; hits are drawn dark on white, as on the lecture's slide 13.
+    window_mm : (x_min, x_max, y_min, y_max)
+        The image window [mm].
+    truth : EventBatch, optional
+        The event's truth (one event); each particle's true trajectory (vertex, then its
+        true hits) is drawn coloured by momentum, the high-momentum track highlighted.
+    layers : sequence of dict, optional
+        Layer tables of the resolved configuration; drawn in light grey.
+    title : str, optional
+    colorbar : bool
+        Add a momentum colour bar (with ``truth``).
+
+    Returns
+    -------
+    matplotlib.collections.LineCollection or None
+        The trajectories, for a colour bar.
+    """
+    import matplotlib.colors as mcolors
+    from matplotlib.collections import LineCollection
+
+    x0, x1, y0, y1 = window_mm
+    shown = np.ma.masked_equal(np.asarray(image), 0)
+    ax.imshow(
+        shown,
+        extent=(x0, x1, y0, y1),
+        origin="upper",
+        cmap="gray_r",
+        vmin=0,
+        vmax=max(1, int(np.max(image)) if np.size(image) else 1),
+        interpolation="nearest",
+        zorder=2,
+    )
+    if layers:
+        _draw_layers(ax, layers)
+    lines = None
+    if truth is not None and len(truth.particles):
+        p = truth.particles
+        pmag = np.sqrt(p.px**2 + p.py**2 + p.pz**2)
+        h = truth.hits
+        rows = h.particle >= 0
+        order = np.argsort(h.particle[rows], kind="stable")
+        part = h.particle[rows][order]
+        xy = np.column_stack([h.true_x[rows][order], h.true_y[rows][order]])
+        pieces = np.split(xy, np.searchsorted(part, np.arange(1, len(p))))
+        segs = [
+            np.vstack([[vx, vy], piece]) for vx, vy, piece in zip(p.vx, p.vy, pieces, strict=True)
+        ]
+        norm = mcolors.LogNorm(vmin=max(pmag.min(), 1e-3) * 0.9, vmax=max(pmag.max(), 1e-3) * 1.1)
+        high = p.is_high == 1
+        if np.any(high):
+            ax.add_collection(
+                LineCollection(
+                    [s for s, hi in zip(segs, high, strict=True) if hi],
+                    colors="red",
+                    linewidths=3.0,
+                    alpha=0.35,
+                    zorder=3,
+                )
+            )
+        lines = LineCollection(segs, cmap="viridis", norm=norm, linewidths=0.9, zorder=4)
+        lines.set_array(pmag)
+        ax.add_collection(lines)
+        if colorbar:
+            ax.figure.colorbar(lines, ax=ax, label="p [GeV/c]", shrink=0.8)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x [mm]")
+    ax.set_ylabel("y [mm]")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return lines
+
+
+def event_figure(events, indices: Sequence[int], *, truth: bool = False):
+    """A figure of one or more events of an open event file, side by side.
+
+    Parameters
+    ----------
+    events : EventFile
+        From :func:`spectrocnn.dataset.open_events`.
+    indices : sequence of int
+        Events to draw; more than one gives a grid of up to 4 columns (slide 13).
+    truth : bool
+        Overlay true trajectories and layers.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.figure import Figure
+
+    n = len(indices)
+    ncols = min(n, 4)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(3.2 * ncols + (1.2 if truth and n == 1 else 0), 3.2 * nrows), dpi=120)
+    layers = events.config.get("detector", {}).get("layers") if truth else None
+    lines = None
+    for k, i in enumerate(indices):
+        ax = fig.add_subplot(nrows, ncols, k + 1)
+        image = events.read_images(i, i + 1)[0]
+        batch = events.truth(i, i + 1) if truth else None
+        label = int(events.labels[i])
+        lines = (
+            draw_event(
+                ax,
+                image,
+                events.window_mm,
+                truth=batch,
+                layers=layers,
+                title=f"event {i}  label {label}",
+                colorbar=truth and n == 1,
+            )
+            or lines
+        )
+        if n > 1:
+            ax.tick_params(labelsize=6)
+            ax.xaxis.label.set_size(7)
+            ax.yaxis.label.set_size(7)
+    if truth and n > 1 and lines is not None:
+        fig.colorbar(lines, ax=fig.axes, label="p [GeV/c]", shrink=0.6)
+    elif n > 1:
+        fig.tight_layout()
+    return fig
