@@ -249,6 +249,7 @@ class Simulation:
         tol = self.stepper_tolerance_mm
         if not isinstance(tol, int | float) or not math.isfinite(tol) or tol <= 0:
             raise ConfigError(f"stepper_tolerance_mm must be positive, got {tol!r}")
+        object.__setattr__(self, "stepper_tolerance_mm", float(tol))
 
 
 def simulate_events(

@@ -248,7 +248,7 @@ class Detector:
         """Number of layers."""
         return len(self.layers)
 
-    @property
+    @cached_property
     def r_max_mm(self) -> float:
         """Transverse radius of the outer boundary [mm]."""
         r = 0.0
@@ -259,7 +259,7 @@ class Detector:
                 r = max(r, float(np.max(np.hypot(_corners(layer)[:, 0], _corners(layer)[:, 1]))))
         return r + 1.0
 
-    @property
+    @cached_property
     def z_max_mm(self) -> float:
         """Half length of the outer boundary along z [mm]."""
         z = 0.0

@@ -1,0 +1,366 @@
+"""The adaptive Runge-Kutta-Nystrom stepper against closed forms (DESIGN 4).
+
+Every expected value here is a closed form (helix, straight line, Highland) or an
+independent high-order integration with SciPy; nothing is compared with captured output.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+from spectrocnn.errors import ConfigError
+from spectrocnn.simulate.fields import CallableField, FieldMap, UniformField
+from spectrocnn.simulate.geometry import (
+    CylinderLayer,
+    Detector,
+    PlaneLayer,
+    lecture_detector,
+    surface_distance,
+    telescope_detector,
+)
+from spectrocnn.simulate.propagation import C_GEV_PER_T_MM as C
+from spectrocnn.simulate.stepper import propagate_rk
+
+PION_MASS = 0.13957039  # GeV/c^2 (PDG)
+UM = 1e-3  # one micrometre in mm
+
+
+def uniform_map(b_t, half_xy: float = 350.0, half_z: float = 1100.0) -> FieldMap:
+    """A coarse regular grid holding a uniform field (exact under trilinear interpolation)."""
+    xy = np.linspace(-half_xy, half_xy, 8)
+    z = np.linspace(-half_z, half_z, 5)
+    b = np.broadcast_to(np.asarray(b_t, dtype=float), (8, 8, 5, 3))
+    return FieldMap(xy, xy, z, np.array(b))
+
+
+def shoot(p, phi, dip, q):
+    """Start points at the origin, momenta from (p, azimuth, dip), charges."""
+    p, phi, dip, q = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (p, phi, dip, q)))
+    mom = np.stack(
+        [p * np.cos(dip) * np.cos(phi), p * np.cos(dip) * np.sin(phi), p * np.sin(dip)], axis=1
+    )
+    return np.zeros_like(mom), mom, q.copy()
+
+
+def helix_point(alpha, p, phi0, dip, q, bz):
+    """Closed-form helix from the origin in B = (0, 0, bz) after transverse turning ``alpha``.
+
+    Returns positions (n, 3) [mm] and momenta (n, 3) [GeV/c]. The direction's azimuth is
+    ``phi0 + s alpha`` with ``s = -sign(q bz)``: a positive charge in B along +z turns
+    clockwise seen from +z.
+    """
+    pt = p * np.cos(dip)
+    radius = pt / (C * np.abs(q * bz))
+    s = -np.sign(q * bz)
+    phi = phi0 + s * alpha
+    pos = np.stack(
+        [
+            s * radius * (np.sin(phi) - np.sin(phi0)),
+            -s * radius * (np.cos(phi) - np.cos(phi0)),
+            radius * alpha * np.tan(dip),
+        ],
+        axis=1,
+    )
+    mom = np.stack([pt * np.cos(phi), pt * np.sin(phi), p * np.sin(dip)], axis=1)
+    return pos, mom
+
+
+def assert_on_surfaces(det, cr, tol=1e-6):
+    d = surface_distance(det, cr.position)[np.arange(len(cr)), cr.layer]
+    assert np.all(np.abs(d) <= tol), np.abs(d).max()
+
+
+def assert_one_per_layer_in_path_order(cr):
+    key = cr.particle * 100000 + cr.layer
+    assert np.unique(key).size == key.size
+    assert np.all(np.diff(cr.particle) >= 0)
+
+
+# ----------------------------------------------------------------------------- uniform map
+@pytest.mark.parametrize("bz", [2.0, -1.5])
+def test_uniform_map_reproduces_barrel_helix(bz):
+    det = lecture_detector(uniform_map((0.0, 0.0, bz)))
+    radii = np.array([layer.radius_mm for layer in det.layers])
+    p = np.array([0.1, 0.15, 0.3, 0.5, 1.0, 3.0, 10.0])
+    dips = np.radians([-10.0, 0.0, 4.0, 10.0])
+    pp, dd, qq = (a.ravel() for a in np.meshgrid(p, dips, [-1.0, 1.0], indexing="ij"))
+    phi = np.random.default_rng(5).uniform(0, 2 * np.pi, pp.size)
+    pos, mom, q = shoot(pp, phi, dd, qq)
+
+    cr = propagate_rk(det, pos, mom, q, np.full(pp.size, PION_MASS), rng=1)
+
+    radius = pp * np.cos(dd) / (C * abs(bz))
+    assert np.all(radius > radii.max() / 2)  # every track reaches every layer
+    assert len(cr) == pp.size * len(radii)
+    i, r = cr.particle, radii[cr.layer]
+    np.testing.assert_array_equal(cr.layer, np.tile(np.arange(len(radii)), pp.size))
+    alpha = 2.0 * np.arcsin(r / (2.0 * radius[i]))
+    exp_pos, exp_mom = helix_point(alpha, pp[i], phi[i], dd[i], q[i], bz)
+    dev = np.linalg.norm(cr.position - exp_pos, axis=1)
+    assert dev.max() < UM, dev.max()
+    assert np.max(np.abs(cr.momentum - exp_mom).max(axis=1) / pp[i]) < 1e-7
+    assert_on_surfaces(det, cr, 1e-9)
+
+
+def test_uniform_map_reproduces_plane_helix():
+    bz = 2.0
+    det = telescope_detector(uniform_map((0.0, 0.0, bz), half_xy=450.0))
+    xs = np.array([layer.center_mm[0] for layer in det.layers])
+    rng = np.random.default_rng(7)
+    n = 60
+    p = np.exp(rng.uniform(np.log(0.25), np.log(10.0), n))
+    phi0 = rng.uniform(-0.3, 0.3, n)
+    dip = np.radians(rng.uniform(-10, 10, n))
+    pos, mom, q = shoot(p, phi0, dip, rng.choice([-1.0, 1.0], n))
+
+    cr = propagate_rk(det, pos, mom, q, np.full(n, PION_MASS), rng=2)
+
+    assert len(cr) == n * len(xs)
+    i, x = cr.particle, xs[cr.layer]
+    radius = p[i] * np.cos(dip[i]) / (C * bz)
+    s = -np.sign(q[i])
+    # x(alpha) = s R (sin(phi0 + s alpha) - sin(phi0)) = X on the first (outgoing) branch.
+    alpha = s * (np.arcsin(np.sin(phi0[i]) + s * x / radius) - phi0[i])
+    exp_pos, exp_mom = helix_point(alpha, p[i], phi0[i], dip[i], q[i], bz)
+    dev = np.linalg.norm(cr.position - exp_pos, axis=1)
+    assert dev.max() < UM, dev.max()
+    assert np.max(np.abs(cr.momentum - exp_mom).max(axis=1) / p[i]) < 1e-7
+    assert_on_surfaces(det, cr, 1e-9)
+
+
+def test_curling_track_crosses_each_plane_once_on_the_way_out():
+    # R = 75 mm: the circle reaches x = 75 and comes back through the planes at 50..70
+    # before half a turn; only the first (outgoing) crossing of each plane counts.
+    det = telescope_detector(uniform_map((0.0, 0.0, 2.0)))
+    p = 75.0 * C * 2.0
+    pos, mom, q = shoot([p, p], [0.0, 0.0], [0.0, 0.0], [1.0, -1.0])
+    cr = propagate_rk(det, pos, mom, q, np.full(2, PION_MASS), rng=0)
+    np.testing.assert_array_equal(cr.particle, [0, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(cr.layer, [0, 1, 2, 0, 1, 2])
+    x = np.array([50.0, 60.0, 70.0, 50.0, 60.0, 70.0])
+    alpha = np.arcsin(x / 75.0)
+    exp_pos, _ = helix_point(alpha, np.full(6, p), 0.0, 0.0, q[cr.particle], 2.0)
+    np.testing.assert_allclose(cr.position, exp_pos, rtol=0, atol=UM)
+
+
+# ----------------------------------------------------------------------------- termination
+def test_loop_protection_low_momentum_track_terminates_without_crossings():
+    det = lecture_detector(uniform_map((0.0, 0.0, 2.0)))
+    p = 20.0 * C * 2.0  # R = 20 mm: the circle never reaches r = 50 mm
+    pos, mom, q = shoot([p, p, p], [0.3, 2.0, 4.0], [0.0, 0.1, -0.17], [1.0, -1.0, 1.0])
+    cr = propagate_rk(det, pos, mom, q, np.full(3, PION_MASS), rng=0)
+    assert len(cr) == 0
+
+
+def test_half_turn_stops_a_track_at_its_apex():
+    # R = 37.5 mm from the origin: crosses r = 50, 60, 70, reaches r = 75 after half a
+    # turn and stops there (it would cross the same layers again on the way back).
+    det = lecture_detector(uniform_map((0.0, 0.0, 2.0)))
+    pt = 37.5 * C * 2.0
+    phi0, dip = np.array([1.0, -2.0]), np.array([0.05, -0.1])
+    pos, mom, q = shoot(pt / np.cos(dip), phi0, dip, [1.0, -1.0])
+    cr = propagate_rk(det, pos, mom, q, np.full(2, PION_MASS), rng=0)
+    np.testing.assert_array_equal(cr.particle, [0, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(cr.layer, [0, 1, 2, 0, 1, 2])
+    r = np.array([50.0, 60.0, 70.0] * 2)
+    i = cr.particle
+    alpha = 2.0 * np.arcsin(r / 75.0)
+    exp_pos, _ = helix_point(alpha, pt / np.cos(dip[i]), phi0[i], dip[i], q[i], 2.0)
+    np.testing.assert_allclose(cr.position, exp_pos, rtol=0, atol=UM)
+
+
+def test_zero_field_and_neutral_particles_go_straight():
+    rng = np.random.default_rng(11)
+    n = 50
+    p = rng.uniform(0.05, 5.0, n)
+    phi = rng.uniform(0, 2 * np.pi, n)
+    dip = np.radians(rng.uniform(-30, 30, n))
+    for field, charge in ((uniform_map((0.0, 0.0, 0.0)), 1.0), (uniform_map((0, 0, 2.0)), 0.0)):
+        det = lecture_detector(field)
+        radii = np.array([layer.radius_mm for layer in det.layers])
+        pos, mom, q = shoot(p, phi, dip, np.full(n, charge))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no division by zero anywhere
+            cr = propagate_rk(det, pos, mom, q, np.full(n, PION_MASS), rng=0)
+        assert len(cr) == n * len(radii)
+        t = mom / p[:, None]
+        r, i = radii[cr.layer], cr.particle
+        exp = t[i] * (r / np.cos(dip[i]))[:, None]
+        np.testing.assert_allclose(cr.position, exp, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(cr.momentum, mom[i], rtol=1e-12, atol=1e-15)
+
+
+def test_inactive_area_and_max_path():
+    # Short cylinders: a steep track misses the active area of the outer ones.
+    det = lecture_detector(uniform_map((0.0, 0.0, 2.0)), half_length_mm=30.0)
+    pos, mom, q = shoot([5.0], [0.0], [np.radians(20.0)], [1.0])
+    cr = propagate_rk(det, pos, mom, q, [PION_MASS], rng=0)
+    # z = r tan(20 deg) to first order: active (|z| <= 30 mm) up to r = 80 mm
+    np.testing.assert_array_equal(cr.layer, [0, 1, 2, 3])
+    assert np.all(np.abs(cr.position[:, 2]) <= 30.0)
+    # Stop after 105 mm of path: the layers at r = 50..100 only.
+    det = lecture_detector(uniform_map((0.0, 0.0, 2.0)))
+    pos, mom, q = shoot([5.0], [0.0], [0.0], [1.0])
+    cr = propagate_rk(det, pos, mom, q, [PION_MASS], rng=0, max_path_mm=105.0)
+    np.testing.assert_array_equal(cr.layer, np.arange(6))
+
+
+# ----------------------------------------------------------------------------- non-uniform
+def fringe_dipole(points: np.ndarray) -> np.ndarray:
+    """1 T solenoid along z plus a 1.5 T dipole along y for |x| < 80 mm, 15 mm fringe."""
+    x, y = points[:, 0], points[:, 1]
+    by = 1.5 / (1.0 + np.exp((np.abs(x) - 80.0) / 15.0))
+    bz = 1.0 / (1.0 + np.exp((np.hypot(x, y) - 150.0) / 30.0))
+    return np.stack([np.zeros_like(x), by, bz], axis=1)
+
+
+def fringe_dipole_map() -> FieldMap:
+    xy = np.linspace(-260.0, 260.0, 53)
+    z = np.linspace(-1100.0, 1100.0, 3)
+    gx, gy, gz = np.meshgrid(xy, xy, z, indexing="ij")
+    b = fringe_dipole(np.stack([gx.ravel(), gy.ravel(), gz.ravel()], axis=1))
+    return FieldMap(xy, xy, z, b.reshape(*gx.shape, 3))
+
+
+def test_non_uniform_map_conserves_momentum_and_crosses_layers():
+    det = lecture_detector(fringe_dipole_map(), thickness_x0=0.01)
+    rng = np.random.default_rng(4)
+    n = 400
+    p = rng.uniform(0.1, 2.0, n)
+    pos, mom, q = shoot(
+        p, rng.uniform(0, 2 * np.pi, n), np.radians(rng.uniform(-10, 10, n)), rng.choice([-1, 1], n)
+    )
+    cr = propagate_rk(det, pos, mom, q, np.full(n, PION_MASS), rng=rng)
+    assert len(cr) > 0.8 * n * det.n_layers
+    pm = np.linalg.norm(cr.momentum, axis=1)
+    np.testing.assert_allclose(pm, p[cr.particle], rtol=1e-9, atol=0)
+    assert_on_surfaces(det, cr)
+    assert_one_per_layer_in_path_order(cr)
+    # outgoing tracks meet the layers in order of radius
+    same = np.diff(cr.particle) == 0
+    assert np.all(np.diff(cr.layer)[same] > 0)
+
+
+def reference_crossings(p0, mom0, q, radii):
+    """Crossings of the cylinders by an independent DOP853 integration of the same field."""
+    pmag = np.linalg.norm(mom0)
+    lam = C * q / pmag
+
+    def rhs(_s, y):
+        b = fringe_dipole(y[None, :3])[0]
+        return np.concatenate([y[3:], lam * np.cross(y[3:], b)])
+
+    events = [lambda _s, y, r=r: np.hypot(y[0], y[1]) - r for r in radii]
+    sol = solve_ivp(
+        rhs,
+        (0.0, 400.0),
+        np.concatenate([p0, mom0 / pmag]),
+        method="DOP853",
+        rtol=1e-12,
+        atol=1e-12,
+        events=events,
+    )
+    return np.array([ye[0, :3] for ye in sol.y_events if len(ye)])
+
+
+def test_callable_field_matches_independent_integration():
+    radii = np.arange(50.0, 201.0, 10.0)
+    det = Detector(
+        tuple(CylinderLayer(radius_mm=r, half_length_mm=2000.0) for r in radii),
+        CallableField(fringe_dipole, "fringe dipole"),
+    )
+    pos, mom, q = shoot(
+        [0.15, 0.4, 1.0, 0.25], [0.0, 1.2, 3.0, -2.5], np.radians([5.0, -8.0, 0.0, 10.0]),
+        [1.0, -1.0, 1.0, -1.0],
+    )  # fmt: skip
+    cr = propagate_rk(det, pos, mom, q, np.full(4, PION_MASS), rng=0)
+    for i in range(4):
+        ref = reference_crossings(pos[i], mom[i], q[i], radii)
+        got = cr.position[cr.particle == i]
+        assert len(ref) == len(got) == len(radii)
+        dev = np.linalg.norm(got - ref, axis=1)
+        assert dev.max() < UM, (i, dev.max())
+
+
+def test_mixed_geometry_crossings_lie_on_surfaces():
+    layers = (
+        CylinderLayer(radius_mm=40.0, half_length_mm=300.0),
+        PlaneLayer(center_mm=(90.0, 0.0, 0.0), normal=(1.0, 0.2, 0.3), half_width_mm=150.0,
+                   half_height_mm=150.0, thickness_x0=0.02),
+        CylinderLayer(radius_mm=120.0, half_length_mm=300.0, thickness_x0=0.02),
+        PlaneLayer(center_mm=(0.0, 0.0, 60.0), normal=(0.0, 0.0, 1.0), half_width_mm=200.0,
+                   half_height_mm=200.0),
+        PlaneLayer(center_mm=(150.0, 10.0, 0.0), normal=(-1.0, 0.0, 0.0)),
+    )  # fmt: skip
+    det = Detector(layers, fringe_dipole_map())
+    rng = np.random.default_rng(8)
+    n = 2000
+    pos, mom, q = shoot(
+        rng.uniform(0.08, 3.0, n), rng.uniform(-1.0, 1.0, n), rng.uniform(-0.6, 0.6, n),
+        rng.choice([-1.0, 1.0], n),
+    )  # fmt: skip
+    cr = propagate_rk(det, pos, mom, q, np.full(n, PION_MASS), rng=rng)
+    assert set(np.unique(cr.layer)) == set(range(len(layers)))
+    assert_on_surfaces(det, cr)
+    assert_one_per_layer_in_path_order(cr)
+    np.testing.assert_allclose(
+        np.linalg.norm(cr.momentum, axis=1), np.linalg.norm(mom, axis=1)[cr.particle], rtol=1e-9
+    )
+
+
+# ----------------------------------------------------------------------------- material
+@pytest.mark.parametrize("field", [UniformField((0.0, 0.0, 0.0)), uniform_map((0.0, 0.0, 2.0))])
+def test_highland_rms_at_one_thin_plane(field):
+    x_over_x0 = 0.01
+    p = 2.0
+    det = Detector(
+        (
+            PlaneLayer(center_mm=(50.0, 0.0, 0.0), normal=(1.0, 0.0, 0.0), thickness_x0=x_over_x0),
+            PlaneLayer(center_mm=(50.0 + 1e-3, 0.0, 0.0), normal=(1.0, 0.0, 0.0)),
+        ),
+        field,
+    )
+    n = 100_000
+    mom = np.tile([p, 0.0, 0.0], (n, 1))
+    cr = propagate_rk(det, np.zeros((n, 3)), mom, np.ones(n), np.full(n, PION_MASS), rng=9)
+    assert len(cr) == 2 * n
+    before, after = cr.momentum[cr.layer == 0], cr.momentum[cr.layer == 1]
+    beta = p / np.hypot(p, PION_MASS)
+    theta0 = 0.0136 / (beta * p) * np.sqrt(x_over_x0) * (1 + 0.038 * np.log(x_over_x0 / beta**2))
+    for k in (1, 2):  # projections on the x-y and x-z planes
+        dtheta = np.arctan2(after[:, k], after[:, 0]) - np.arctan2(before[:, k], before[:, 0])
+        rms = np.sqrt(np.mean(dtheta**2))
+        assert rms == pytest.approx(theta0, rel=0.05)
+
+
+def test_same_seed_same_crossings_and_seeds_differ():
+    det = lecture_detector(fringe_dipole_map(), thickness_x0=0.02)
+    rng = np.random.default_rng(12)
+    n = 300
+    pos, mom, q = shoot(
+        rng.uniform(0.1, 1.0, n), rng.uniform(0, 2 * np.pi, n), rng.uniform(-0.2, 0.2, n),
+        rng.choice([-1.0, 1.0], n),
+    )  # fmt: skip
+    m = np.full(n, PION_MASS)
+    a = propagate_rk(det, pos, mom, q, m, np.random.default_rng(1))
+    b = propagate_rk(det, pos, mom, q, m, np.random.default_rng(1))
+    c = propagate_rk(det, pos, mom, q, m, np.random.default_rng(2))
+    for name in ("particle", "layer", "position", "momentum"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert len(a) != len(c) or not np.array_equal(a.position, c.position)
+
+
+def test_bad_input_raises():
+    det = lecture_detector(uniform_map((0.0, 0.0, 2.0)))
+    with pytest.raises(ConfigError, match="non-zero"):
+        propagate_rk(det, np.zeros((1, 3)), np.zeros((1, 3)), [1.0], [PION_MASS], rng=0)
+    with pytest.raises(ConfigError, match="tolerance_mm"):
+        propagate_rk(det, np.zeros((1, 3)), [[1.0, 0, 0]], [1.0], [PION_MASS], 0, tolerance_mm=0)
+    with pytest.raises(ConfigError, match="shape"):
+        propagate_rk(det, np.zeros((2, 3)), np.ones((1, 3)), [1.0], [PION_MASS], rng=0)
+    empty = propagate_rk(det, np.zeros((0, 3)), np.zeros((0, 3)), [], [], rng=0)
+    assert len(empty) == 0
