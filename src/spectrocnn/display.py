@@ -40,6 +40,7 @@ def draw_event(
     layers: Sequence[dict] | None = None,
     title: str | None = None,
     colorbar: bool = False,
+    max_pixels: int = 256,
 ):
     """Draw one event on a matplotlib Axes.
 
@@ -58,6 +59,9 @@ def draw_event(
     title : str, optional
     colorbar : bool
         Add a momentum colour bar (with ``truth``).
+    max_pixels : int
+        The image is max-pooled to at most this many pixels across before it is drawn, so
+        that every single-pixel hit stays visible in a small picture.
 
     Returns
     -------
@@ -68,7 +72,7 @@ def draw_event(
     from matplotlib.collections import LineCollection
 
     x0, x1, y0, y1 = window_mm
-    shown = np.ma.masked_equal(np.asarray(image), 0)
+    shown = np.ma.masked_equal(_max_pool(np.asarray(image), max_pixels), 0)
     ax.imshow(
         shown,
         extent=(x0, x1, y0, y1),
@@ -121,6 +125,17 @@ def draw_event(
     return lines
 
 
+def _max_pool(image: np.ndarray, max_pixels: int) -> np.ndarray:
+    """Max-pool a 2-D image by the smallest integer factor that fits ``max_pixels``."""
+    h, w = image.shape
+    f = max(1, math.ceil(max(h, w) / max_pixels))
+    if f == 1:
+        return image
+    ph, pw = -h % f, -w % f
+    padded = np.pad(image, ((0, ph), (0, pw)))
+    return padded.reshape((h + ph) // f, f, (w + pw) // f, f).max(axis=(1, 3))
+
+
 def event_figure(events, indices: Sequence[int], *, truth: bool = False):
     """A figure of one or more events of an open event file, side by side.
 
@@ -142,7 +157,8 @@ def event_figure(events, indices: Sequence[int], *, truth: bool = False):
     n = len(indices)
     ncols = min(n, 4)
     nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(3.2 * ncols + (1.2 if truth and n == 1 else 0), 3.2 * nrows), dpi=120)
+    size = 5.0 if n == 1 else 3.2
+    fig = Figure(figsize=(size * ncols + (1.2 if truth and n == 1 else 0), size * nrows), dpi=120)
     layers = events.config.get("detector", {}).get("layers") if truth else None
     lines = None
     for k, i in enumerate(indices):
@@ -159,6 +175,7 @@ def event_figure(events, indices: Sequence[int], *, truth: bool = False):
                 layers=layers,
                 title=f"event {i}  label {label}",
                 colorbar=truth and n == 1,
+                max_pixels=256 if n == 1 else 160,
             )
             or lines
         )
