@@ -41,6 +41,7 @@ def draw_event(
     title: str | None = None,
     colorbar: bool = False,
     max_pixels: int = 256,
+    norm=None,
 ):
     """Draw one event on a matplotlib Axes.
 
@@ -59,6 +60,8 @@ def draw_event(
     title : str, optional
     colorbar : bool
         Add a momentum colour bar (with ``truth``).
+    norm : matplotlib.colors.Normalize, optional
+        Momentum colour scale (default: logarithmic over this event's particles).
     max_pixels : int
         The image is max-pooled to at most this many pixels across before it is drawn, so
         that every single-pixel hit stays visible in a small picture.
@@ -81,7 +84,7 @@ def draw_event(
         vmin=0,
         vmax=max(1, int(np.max(image)) if np.size(image) else 1),
         interpolation="nearest",
-        zorder=2,
+        zorder=5,  # the measured hits above the true trajectories
     )
     if layers:
         _draw_layers(ax, layers)
@@ -98,7 +101,10 @@ def draw_event(
         segs = [
             np.vstack([[vx, vy], piece]) for vx, vy, piece in zip(p.vx, p.vy, pieces, strict=True)
         ]
-        norm = mcolors.LogNorm(vmin=max(pmag.min(), 1e-3) * 0.9, vmax=max(pmag.max(), 1e-3) * 1.1)
+        if norm is None:
+            norm = mcolors.LogNorm(
+                vmin=max(pmag.min(), 1e-3) * 0.9, vmax=max(pmag.max(), 1e-3) * 1.1
+            )
         high = p.is_high == 1
         if np.any(high):
             ax.add_collection(
@@ -152,39 +158,45 @@ def event_figure(events, indices: Sequence[int], *, truth: bool = False):
     -------
     matplotlib.figure.Figure
     """
+    import matplotlib.colors as mcolors
     from matplotlib.figure import Figure
 
     n = len(indices)
     ncols = min(n, 4)
     nrows = math.ceil(n / ncols)
     size = 5.0 if n == 1 else 3.2
-    fig = Figure(figsize=(size * ncols + (1.2 if truth and n == 1 else 0), size * nrows), dpi=120)
+    fig = Figure(
+        figsize=(size * ncols + (1.2 if truth else 0), size * nrows), dpi=120, layout="constrained"
+    )
     layers = events.config.get("detector", {}).get("layers") if truth else None
+    truths = [events.truth(i, i + 1) for i in indices] if truth else [None] * n
+    norm = None
+    if truth:
+        p = np.concatenate(
+            [np.sqrt(t.particles.px**2 + t.particles.py**2 + t.particles.pz**2) for t in truths]
+        )
+        if p.size:
+            norm = mcolors.LogNorm(vmin=max(p.min(), 1e-3) * 0.9, vmax=max(p.max(), 1e-3) * 1.1)
     lines = None
-    for k, i in enumerate(indices):
+    for k, (i, batch) in enumerate(zip(indices, truths, strict=True)):
         ax = fig.add_subplot(nrows, ncols, k + 1)
         image = events.read_images(i, i + 1)[0]
-        batch = events.truth(i, i + 1) if truth else None
         label = int(events.labels[i])
-        lines = (
-            draw_event(
-                ax,
-                image,
-                events.window_mm,
-                truth=batch,
-                layers=layers,
-                title=f"event {i}  label {label}",
-                colorbar=truth and n == 1,
-                max_pixels=256 if n == 1 else 160,
-            )
-            or lines
+        drawn = draw_event(
+            ax,
+            image,
+            events.window_mm,
+            truth=batch,
+            layers=layers,
+            title=f"event {i}  label {label}",
+            max_pixels=256 if n == 1 else 160,
+            norm=norm,
         )
+        lines = drawn if drawn is not None else lines
         if n > 1:
             ax.tick_params(labelsize=6)
             ax.xaxis.label.set_size(7)
             ax.yaxis.label.set_size(7)
-    if truth and n > 1 and lines is not None:
-        fig.colorbar(lines, ax=fig.axes, label="p [GeV/c]", shrink=0.6)
-    elif n > 1:
-        fig.tight_layout()
+    if lines is not None:
+        fig.colorbar(lines, ax=fig.axes, label="p [GeV/c]", shrink=0.8 if n == 1 else 0.6)
     return fig

@@ -1,0 +1,84 @@
+"""show-event and fit-tracks from the command line (small files)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from spectrocnn.cli import fit_tracks, show_event
+from spectrocnn.config import preset_config
+from spectrocnn.dataset import generate_file
+
+
+@pytest.fixture(scope="module")
+def small_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ev") / "events.h5"
+    generate_file(preset_config("lecture").with_image_size(64), 60, path, seed=3, workers=1)
+    return path
+
+
+def test_show_event_single_and_grid(small_file, tmp_path, capsys):
+    out = tmp_path / "one.png"
+    assert show_event.main([str(small_file), "--index", "5", "--truth", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    grid = tmp_path / "grid.png"
+    assert show_event.main([str(small_file), "--grid", "8", "--out", str(grid)]) == 0
+    assert grid.stat().st_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png", "one.png"]  # no temp left
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--index", "60"], "--index 60"),
+        (["--index", "-1"], "--index must be an integer >= 0, got -1"),
+        (["--grid", "0"], "--grid must be a positive integer, got 0"),
+        (["--out", "/nonexistent/dir/x.png"], "does not exist"),
+    ],
+)
+def test_show_event_bad_input(small_file, tmp_path, capsys, args, message):
+    assert show_event.main([str(small_file), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1
+
+
+def test_show_event_existing_picture_replaced_only_on_success(small_file, tmp_path):
+    out = tmp_path / "p.png"
+    out.write_bytes(b"old")
+    assert show_event.main([str(small_file), "--index", "99", "--out", str(out)]) == 2
+    assert out.read_bytes() == b"old"
+    assert show_event.main([str(small_file), "--out", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fit_tracks_json(small_file, capsys):
+    assert fit_tracks.main([str(small_file), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n_events"] == 60
+    assert result["n_tracks"] == 600
+    assert result["accuracy"] >= 0.98
+    assert fit_tracks.main([str(small_file), "--json", "--no-truth"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["accuracy"] >= 0.98
+    assert "without truth" in result["method"]
+
+
+def test_fit_tracks_errors(tmp_path, capsys):
+    assert fit_tracks.main([str(tmp_path / "missing.h5")]) == 2
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not hdf5" * 100)
+    assert fit_tracks.main([str(bad)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2
+    assert all(line.startswith("fit-tracks: error:") for line in err)
+
+
+def test_fit_tracks_refuses_telescope_without_truth(tmp_path, capsys):
+    path = tmp_path / "tel.h5"
+    generate_file(preset_config("telescope").with_image_size(32), 10, path, seed=1, workers=1)
+    assert fit_tracks.main([str(path), "--no-truth"]) == 2
+    assert "barrel" in capsys.readouterr().err
+    assert np.isfinite(fit_tracks.main([str(path)]))
