@@ -6,8 +6,6 @@ import runpy
 import sys
 from pathlib import Path
 
-import pytest
-
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -36,7 +34,6 @@ def test_custom_geometry_example(tmp_path):
     assert (tmp_path / "custom_geometry.png").exists()
 
 
-@pytest.mark.skipif(not (EXAMPLES / "lecture.py").exists(), reason="lecture example not yet")
 def test_lecture_example(tmp_path):
     code = run_example(
         "lecture.py",
