@@ -1,13 +1,47 @@
-"""Rasterization of hits into detector images (DESIGN 3.3 pixel convention)."""
+"""Rasterization of hits into detector images (DESIGN 3.3 pixel convention).
+
+Pixel convention
+----------------
+An image of ``H x W`` pixels (``H = W = spec.size``) shows the x-y window
+``[x_min, x_max] x [y_min, y_max]`` as a picture is viewed: row 0 is the top (largest y),
+column 0 is the left (smallest x). A hit at ``(x, y)`` [mm] lands on::
+
+    col = floor((x - x_min) / (x_max - x_min) * W)
+    row = floor((y_max - y) / (y_max - y_min) * H)
+
+and is drawn only when ``0 <= col < W`` and ``0 <= row < H``. So the window is half-open:
+``x = x_min`` is column 0 but ``x = x_max`` is outside; ``y = y_max`` is row 0 but
+``y = y_min`` is outside. Hits with a NaN or infinite coordinate are not drawn.
+
+Pixel values count the hits that light a pixel, capped at 255 (uint8).
+
+With ``hit_radius_px = r > 0`` a hit lights its own pixel ``(row, col)`` and every pixel
+``(row + dr, col + dc)`` with ``dr**2 + dc**2 <= r**2`` (a disk of pixel centres within
+``r`` pixels of the hit's pixel centre; r = 1 is a plus of 5 pixels, r = 2 a disk of 13).
+The parts of a disk that fall off the image are clipped; a hit whose own pixel is outside
+the window is not drawn at all, even if its disk would reach into the image.
+
+Everything here is vectorised over all the hits of many events at once.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
 
 from spectrocnn.errors import ConfigError
 
-__all__ = ["ImageSpec"]
+__all__ = [
+    "ImageSpec",
+    "SparseImages",
+    "disk_offsets",
+    "pixel_indices",
+    "rasterize",
+    "rasterize_sparse",
+]
 
 
 @dataclass(frozen=True)
@@ -22,7 +56,7 @@ class ImageSpec:
         ``x_min, x_max, y_min, y_max`` of the x-y window shown [mm]; min < max.
     hit_radius_px : int
         0: a hit lights one pixel; r > 0: every pixel whose centre is within r pixels of the
-        hit's pixel centre (a disk).
+        hit's pixel centre (a disk, see :func:`disk_offsets`).
     """
 
     size: int = 512
@@ -47,3 +81,216 @@ class ImageSpec:
         r = self.hit_radius_px
         if isinstance(r, bool) or not isinstance(r, int) or r < 0:
             raise ConfigError(f"hit_radius_px must be an integer >= 0, got {r!r}")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Image shape ``(H, W)`` [pixels]."""
+        return (self.size, self.size)
+
+    @property
+    def n_pixels(self) -> int:
+        """Pixels per image, ``H * W``."""
+        return self.size * self.size
+
+
+@dataclass(frozen=True)
+class SparseImages:
+    """A batch of images stored as their lit pixels only.
+
+    Attributes
+    ----------
+    shape : (int, int, int)
+        ``(n_events, H, W)`` of the dense batch.
+    index : ndarray int64 (m,)
+        Flat pixel index ``(event * H + row) * W + col`` of each lit pixel, strictly
+        increasing.
+    value : ndarray uint8 (m,)
+        Pixel value (number of hits, capped at 255), >= 1.
+    offsets : ndarray int64 (n_events + 1,)
+        Lit pixels of event ``i`` are ``index[offsets[i]:offsets[i + 1]]``.
+    """
+
+    shape: tuple[int, int, int]
+    index: np.ndarray
+    value: np.ndarray
+    offsets: np.ndarray
+
+    @property
+    def n_events(self) -> int:
+        """Number of images."""
+        return self.shape[0]
+
+    def todense(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The dense images of events ``start:stop``.
+
+        Returns
+        -------
+        ndarray uint8 (stop - start, H, W)
+        """
+        n, h, w = self.shape
+        stop = n if stop is None else stop
+        if not 0 <= start <= stop <= n:
+            raise ValueError(f"event range {start}:{stop} outside 0:{n}")
+        out = np.zeros((stop - start, h, w), dtype=np.uint8)
+        a, b = self.offsets[start], self.offsets[stop]
+        out.reshape(-1)[self.index[a:b] - start * h * w] = self.value[a:b]
+        return out
+
+
+@lru_cache(maxsize=16)
+def _disk(radius: int) -> tuple[np.ndarray, np.ndarray]:
+    r = np.arange(-radius, radius + 1)
+    dr, dc = np.meshgrid(r, r, indexing="ij")
+    inside = dr**2 + dc**2 <= radius**2
+    out = (dr[inside].astype(np.int64), dc[inside].astype(np.int64))
+    for a in out:
+        a.setflags(write=False)
+    return out
+
+
+def disk_offsets(radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel offsets of a hit drawn with radius ``radius``.
+
+    Parameters
+    ----------
+    radius : int
+        >= 0 [pixels].
+
+    Returns
+    -------
+    drow, dcol : ndarray int64 (k,)
+        Every ``(dr, dc)`` with ``dr**2 + dc**2 <= radius**2``, row-major order
+        (k = 1, 5, 13, 29, ... for radius 0, 1, 2, 3, ...). Read-only.
+    """
+    if isinstance(radius, bool) or not isinstance(radius, int | np.integer) or radius < 0:
+        raise ValueError(f"radius must be an integer >= 0, got {radius!r}")
+    return _disk(int(radius))
+
+
+def pixel_indices(
+    x_mm: np.ndarray, y_mm: np.ndarray, spec: ImageSpec
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel of each hit, by the module's pixel convention.
+
+    Parameters
+    ----------
+    x_mm, y_mm : array_like float (n,)
+        Hit coordinates [mm].
+    spec : ImageSpec
+
+    Returns
+    -------
+    row, col : ndarray int64 (n,)
+        Pixel row and column (meaningful where ``inside``; 0 elsewhere).
+    inside : ndarray bool (n,)
+        True when the hit's pixel lies in the image.
+    """
+    x = np.asarray(x_mm, dtype=np.float64)
+    y = np.asarray(y_mm, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"x_mm and y_mm must be 1-D of one length, got {x.shape} and {y.shape}")
+    h = w = spec.size
+    x0, x1, y0, y1 = spec.window_mm
+    with np.errstate(invalid="ignore", over="ignore"):
+        colf = np.floor((x - x0) / (x1 - x0) * w)
+        rowf = np.floor((y1 - y) / (y1 - y0) * h)
+        inside = (colf >= 0) & (colf < w) & (rowf >= 0) & (rowf < h)  # False for NaN
+    col = np.where(inside, colf, 0).astype(np.int64)
+    row = np.where(inside, rowf, 0).astype(np.int64)
+    return row, col, inside
+
+
+def rasterize_sparse(
+    x_mm: np.ndarray,
+    y_mm: np.ndarray,
+    event_index: np.ndarray,
+    n_events: int,
+    spec: ImageSpec,
+) -> SparseImages:
+    """Rasterize the hits of ``n_events`` events, keeping only the lit pixels.
+
+    Parameters
+    ----------
+    x_mm, y_mm : array_like float (n,)
+        Hit coordinates [mm] (measured hits; see the module docstring for the convention).
+    event_index : array_like int (n,)
+        Event of each hit, in ``[0, n_events)``; need not be sorted.
+    n_events : int
+        Number of images, >= 0.
+    spec : ImageSpec
+
+    Returns
+    -------
+    SparseImages
+    """
+    n_events = int(n_events)
+    if n_events < 0:
+        raise ValueError(f"n_events must be >= 0, got {n_events}")
+    ev = np.asarray(event_index, dtype=np.int64)
+    row, col, inside = pixel_indices(x_mm, y_mm, spec)
+    if ev.shape != row.shape:
+        raise ValueError(f"event_index has shape {ev.shape}, expected {row.shape}")
+    if ev.size and (ev.min() < 0 or ev.max() >= n_events):
+        raise ValueError(f"event_index must lie in [0, {n_events}), got {ev.min()}..{ev.max()}")
+    h = w = spec.size
+    npix = h * w
+    if not inside.all():
+        row, col, ev = row[inside], col[inside], ev[inside]
+    if spec.hit_radius_px > 0:
+        dr, dc = disk_offsets(spec.hit_radius_px)
+        row = (row[:, None] + dr[None, :]).ravel()
+        col = (col[:, None] + dc[None, :]).ravel()
+        ev = np.repeat(ev, len(dr))
+        ok = (row >= 0) & (row < h) & (col >= 0) & (col < w)
+        row, col, ev = row[ok], col[ok], ev[ok]
+    key = ev * npix + row * w + col
+    key.sort()
+    if key.size:
+        first = np.empty(key.size, dtype=bool)
+        first[0] = True
+        np.not_equal(key[1:], key[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        index = key[starts]
+        counts = np.diff(np.append(starts, key.size))
+        value = np.minimum(counts, 255).astype(np.uint8)
+    else:
+        index = key
+        value = np.empty(0, dtype=np.uint8)
+    offsets = np.searchsorted(index, np.arange(n_events + 1, dtype=np.int64) * npix)
+    return SparseImages((n_events, h, w), index, value, offsets.astype(np.int64))
+
+
+def rasterize(
+    x_mm: np.ndarray,
+    y_mm: np.ndarray,
+    event_index: np.ndarray,
+    n_events: int,
+    spec: ImageSpec,
+) -> np.ndarray:
+    """Rasterize the hits of ``n_events`` events into images.
+
+    Parameters
+    ----------
+    x_mm, y_mm : array_like float (n,)
+        Hit coordinates [mm].
+    event_index : array_like int (n,)
+        Event of each hit, in ``[0, n_events)``.
+    n_events : int
+        Number of images, >= 0.
+    spec : ImageSpec
+
+    Returns
+    -------
+    ndarray uint8 (n_events, H, W)
+        Number of hits lighting each pixel, capped at 255 (module docstring).
+
+    Examples
+    --------
+    >>> spec = ImageSpec(size=4, window_mm=(0.0, 4.0, 0.0, 4.0))
+    >>> rasterize([0.5, 0.5, 3.5], [3.5, 3.5, 0.5], [0, 0, 0], 1, spec)[0]
+    array([[2, 0, 0, 0],
+           [0, 0, 0, 0],
+           [0, 0, 0, 0],
+           [0, 0, 0, 1]], dtype=uint8)
+    """
+    return rasterize_sparse(x_mm, y_mm, event_index, n_events, spec).todense()

@@ -10,12 +10,14 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
-from scipy.interpolate import RegularGridInterpolator
 
 from spectrocnn.errors import ConfigError
+
+if TYPE_CHECKING:
+    from scipy.interpolate import RegularGridInterpolator
 
 __all__ = ["CallableField", "Field", "FieldMap", "UniformField", "load_field_map"]
 
@@ -105,6 +107,8 @@ class FieldMap:
         if not np.all(np.isfinite(b)):
             raise ConfigError(f"field map {self.source}: B_T contains NaN or inf")
         object.__setattr__(self, "B_T", b)
+        from scipy.interpolate import RegularGridInterpolator  # lazily: 0.4 s to import
+
         interp = RegularGridInterpolator(
             tuple(grids), b, method="linear", bounds_error=False, fill_value=0.0
         )

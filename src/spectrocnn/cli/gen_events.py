@@ -1,0 +1,160 @@
+"""``gen-events``: simulate N events and write one HDF5 event file (DESIGN 3.1, 3.3)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from spectrocnn.cli._common import EXIT_OK, make_parser, positive_int, run
+
+__all__ = ["build_parser", "main"]
+
+PROG = "gen-events"
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--seed must be an integer in [0, 2**64), got {text!r}"
+        ) from None
+    if not 0 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"--seed must be an integer in [0, 2**64), got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of gen-events."""
+    p = make_parser(
+        PROG,
+        "Simulate N events of a charged-particle spectrometer, rasterize them and write one "
+        "HDF5 event file (images, labels, truth; schema spectrocnn.events/1).",
+    )
+    p.add_argument("--n", type=positive_int("--n"), required=True, help="number of events")
+    p.add_argument("--out", required=True, metavar="FILE.h5", help="event file to write")
+    p.add_argument("--config", metavar="FILE.toml", help="configuration file (TOML)")
+    p.add_argument(
+        "--preset", metavar="NAME", help="detector preset: lecture (default) or telescope"
+    )
+    p.add_argument(
+        "--seed",
+        type=_seed,
+        help="random seed in [0, 2**64) (default: fresh entropy, recorded in the file)",
+    )
+    p.add_argument(
+        "--image-size", type=positive_int("--image-size"), metavar="PX", help="image size"
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int("--workers"),
+        metavar="W",
+        help="processes making events (default: all cores); the file does not depend on it",
+    )
+    p.add_argument(
+        "--compression",
+        choices=("gzip", "lzf", "none"),
+        default="gzip",
+        help="image compression (default: gzip, readable by every HDF5 reader)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    return p
+
+
+@contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into SystemExit(128 + signal), so that the temporary output
+    is removed and the workers are stopped."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    sigs = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+    try:
+        old = {s: signal.signal(s, handler) for s in sigs}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _size(nbytes: int) -> str:
+    size = float(nbytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"  # pragma: no cover
+
+
+def _start_fork_server() -> None:
+    """Start the process that forks the workers, so that it imports the pipeline while
+    this process loads the configuration (saves most of the pool's start-up time)."""
+    import multiprocessing
+    import multiprocessing.forkserver
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():  # pragma: no cover
+        return
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["spectrocnn.dataset.generate"])  # as generate._mp_context
+    multiprocessing.forkserver.ensure_running()
+
+
+def _body(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.n > 256 and (args.workers is None or args.workers > 1):  # 256 = CHUNK_EVENTS
+        _start_fork_server()
+    from spectrocnn.config import load_config
+    from spectrocnn.dataset.generate import generate_file
+
+    config = load_config(args.config, preset=args.preset)
+    if args.image_size is not None:
+        config = config.with_image_size(args.image_size)
+    show = not args.quiet and sys.stderr.isatty()
+    bar = None
+    if show:
+        from tqdm import tqdm
+
+        bar = tqdm(total=args.n, unit="ev", desc=PROG, file=sys.stderr, dynamic_ncols=True)
+    try:
+        with _terminate_as_exit():
+            result = generate_file(
+                config,
+                args.n,
+                args.out,
+                seed=args.seed,
+                workers=args.workers,
+                compression=args.compression,
+                overwrite=args.overwrite,
+                progress=bar.update if bar is not None else None,
+            )
+    finally:
+        if bar is not None:
+            bar.close()
+    if not args.quiet:
+        n = result.n_events
+        print(
+            f"{PROG}: wrote {n} events to {os.fspath(args.out)} in {result.elapsed_s:.1f} s "
+            f"({result.events_per_s:.0f} events/s), {_size(result.file_bytes)}, "
+            f"labels {result.n_high}/{n} high ({100 * result.n_high / n:.1f}%), "
+            f"seed {result.seed}"
+        )
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gen-events`` console script; returns the exit code."""
+    return run(PROG, _body, argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

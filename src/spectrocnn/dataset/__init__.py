@@ -1,0 +1,46 @@
+"""Detector images and the HDF5 event file.
+
+Rasterization (:func:`rasterize`, pixel convention in :mod:`spectrocnn.dataset.raster`),
+the event file of schema ``spectrocnn.events/1`` (:func:`open_events`,
+:class:`EventFileWriter`) and the gen-events pipeline (:func:`generate_file`).
+Never imports TensorFlow.
+
+Example
+-------
+>>> from spectrocnn.config import preset_config
+>>> from spectrocnn.dataset import generate_file, open_events
+>>> generate_file(preset_config("lecture"), 1000, "events.h5", seed=1)  # doctest: +SKIP
+>>> with open_events("events.h5") as ev:  # doctest: +SKIP
+...     images, labels = ev.read_images(0, 100), ev.labels[:100]
+"""
+
+from __future__ import annotations
+
+from spectrocnn.dataset.eventfile import (
+    COMPRESSIONS,
+    SCHEMA,
+    EventFile,
+    EventFileNotFoundError,
+    EventFileWriter,
+    open_events,
+    write_events,
+)
+from spectrocnn.dataset.generate import CHUNK_EVENTS, GenerateResult, generate_file
+from spectrocnn.dataset.raster import ImageSpec, SparseImages, rasterize, rasterize_sparse
+
+__all__ = [
+    "CHUNK_EVENTS",
+    "COMPRESSIONS",
+    "SCHEMA",
+    "EventFile",
+    "EventFileNotFoundError",
+    "EventFileWriter",
+    "GenerateResult",
+    "ImageSpec",
+    "SparseImages",
+    "generate_file",
+    "open_events",
+    "rasterize",
+    "rasterize_sparse",
+    "write_events",
+]

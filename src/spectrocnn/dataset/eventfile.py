@@ -1,0 +1,734 @@
+"""The HDF5 event file, schema ``spectrocnn.events/1`` (DESIGN 3.3): writer and reader.
+
+Layout::
+
+    /images            uint8 (N, H, W), chunks (1, H, W), gzip (default), lzf or none
+                       attrs: window_mm [mm] (x_min, x_max, y_min, y_max), projection="xy",
+                       hit_radius_px
+    /labels            uint8 (N,)  1 = the event contains a high-momentum particle
+    /particles/<col>   one row per particle, grouped by event, in event order
+                       (columns, dtypes and units: spectrocnn.simulate.PARTICLE_COLUMNS)
+    /particles/offsets int64 (N + 1,)  rows of event i are offsets[i]:offsets[i + 1]
+    /hits/<col>        one row per hit, grouped by event (spectrocnn.simulate.HIT_COLUMNS);
+                       ``particle`` is the row in /particles (-1 = noise)
+    /hits/offsets      int64 (N + 1,)
+    root attrs         schema, version (of spectrocnn), seed, created (ISO 8601, UTC),
+                       n_events, config (JSON of the fully resolved configuration)
+
+Columns with a unit carry a ``units`` attribute. The ``offsets`` datasets are extras that
+make per-event access cheap; the reader rebuilds them from the ``event`` columns when a
+file lacks them. The ``schema`` attribute is written last, when the file is complete: a
+file whose writing was cut short does not pass :func:`open_events`.
+
+The images of a gzip file are zlib streams made by :mod:`spectrocnn.dataset.deflate`
+straight from the lit pixels; HDF5's standard gzip filter reads them (no plugin needed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+import h5py
+import numpy as np
+
+from spectrocnn.dataset.deflate import encode_zlib
+from spectrocnn.dataset.raster import ImageSpec, SparseImages, rasterize_sparse
+from spectrocnn.errors import ConfigError, EventFileError
+from spectrocnn.simulate.events import (
+    HIT_COLUMNS,
+    PARTICLE_COLUMNS,
+    EventBatch,
+    HitTable,
+    ParticleTable,
+)
+
+__all__ = [
+    "COMPRESSIONS",
+    "SCHEMA",
+    "EventFile",
+    "EventFileNotFoundError",
+    "EventFileWriter",
+    "open_events",
+    "slice_batch",
+    "write_events",
+]
+
+log = logging.getLogger(__name__)
+
+#: The value of the root ``schema`` attribute.
+SCHEMA = "spectrocnn.events/1"
+
+#: Image compressions the writer offers (all readable without plugins).
+COMPRESSIONS = ("gzip", "lzf", "none")
+
+_TRUTH_CHUNK_ROWS = 16384
+_FLUSH_ROWS = 1 << 18  # truth rows buffered before writing (about 16 MiB)
+_MAX_SEED = 2**64
+
+
+class EventFileNotFoundError(ConfigError, EventFileError):
+    """The event file does not exist (a usage error: exit code 2)."""
+
+
+def _check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise ConfigError(f"seed must be an integer in [0, 2**64), got {seed!r}")
+    if not 0 <= int(seed) < _MAX_SEED:
+        raise ConfigError(f"seed must be an integer in [0, 2**64), got {seed}")
+    return int(seed)
+
+
+def _check_compression(compression: str) -> str:
+    if compression not in COMPRESSIONS:
+        raise ConfigError(
+            f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}"
+        )
+    return compression
+
+
+def slice_batch(batch: EventBatch, start: int, stop: int) -> EventBatch:
+    """Events ``start:stop`` of a batch, renumbered from 0.
+
+    Parameters
+    ----------
+    batch : EventBatch
+    start, stop : int
+        ``0 <= start <= stop <= batch.n_events``.
+
+    Returns
+    -------
+    EventBatch
+        Event indices run from 0 and ``hits.particle`` indexes the returned particle rows.
+    """
+    if not 0 <= start <= stop <= batch.n_events:
+        raise IndexError(f"event range {start}:{stop} outside 0:{batch.n_events}")
+    po = batch.event_offsets("particles")
+    ho = batch.event_offsets("hits")
+    p0, p1, h0, h1 = po[start], po[stop], ho[start], ho[stop]
+    pc = {k: v[p0:p1] for k, v in batch.particles.columns().items()}
+    hc = {k: v[h0:h1] for k, v in batch.hits.columns().items()}
+    pc["event"] = pc["event"] - start
+    hc["event"] = hc["event"] - start
+    hc["particle"] = np.where(hc["particle"] >= 0, hc["particle"] - p0, -1)
+    return EventBatch(batch.labels[start:stop], ParticleTable(**pc), HitTable(**hc))
+
+
+class EventFileWriter:
+    """Write an event file chunk by chunk (streaming).
+
+    Parameters
+    ----------
+    path : path-like
+        The file to create (truncated if it exists; atomic replacement of a target is the
+        caller's business, see :func:`spectrocnn.dataset.generate_file`).
+    n_events : int
+        Number of events the file will hold, >= 0.
+    spec : ImageSpec
+    seed : int
+        Seed recorded in the file, in ``[0, 2**64)``.
+    config : dict, optional
+        The fully resolved configuration (JSON-able), recorded as the ``config`` attribute.
+    compression : {"gzip", "lzf", "none"}
+        Filter of the images (gzip at level 1; integer truth columns get the same filter
+        with shuffle, float columns are stored plain).
+
+    Examples
+    --------
+    >>> with EventFileWriter("events.h5", batch.n_events, spec, seed=1) as w:  # doctest: +SKIP
+    ...     w.append(batch, rasterize_sparse(batch.hits.x, batch.hits.y, batch.hits.event,
+    ...                                      batch.n_events, spec))
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        n_events: int,
+        spec: ImageSpec,
+        *,
+        seed: int,
+        config: dict[str, Any] | None = None,
+        compression: str = "gzip",
+    ) -> None:
+        if isinstance(n_events, bool) or not isinstance(n_events, int | np.integer):
+            raise ConfigError(f"n_events must be an integer >= 0, got {n_events!r}")
+        if n_events < 0:
+            raise ConfigError(f"n_events must be an integer >= 0, got {n_events}")
+        self.path = os.fspath(path)
+        self.n_events = int(n_events)
+        self.spec = spec
+        self.compression = _check_compression(compression)
+        self._seed = _check_seed(seed)
+        config_json = json.dumps({} if config is None else config, sort_keys=True)
+        self._n_done = 0
+        self._n_particles = 0
+        self._n_hits = 0
+        self._closed = False
+        f = h5py.File(self.path, "w")
+        self._file = f
+        try:
+            self._create(config_json)
+        except BaseException:
+            f.close()
+            raise
+
+    def _filter(self, integer: bool) -> dict[str, Any]:
+        if not integer or self.compression == "none":
+            return {}
+        if self.compression == "gzip":
+            return {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+        return {"compression": "lzf", "shuffle": True}
+
+    def _create(self, config_json: str) -> None:
+        from spectrocnn import __version__
+
+        f = self._file
+        n = self.n_events
+        h, w = self.spec.shape
+        img_filter: dict[str, Any] = {}
+        if self.compression == "gzip":
+            img_filter = {"compression": "gzip", "compression_opts": 1}
+        elif self.compression == "lzf":
+            img_filter = {"compression": "lzf"}
+        images = f.create_dataset(
+            "images",
+            shape=(n, h, w),
+            maxshape=(None, h, w),
+            chunks=(1, h, w),
+            dtype=np.uint8,
+            **img_filter,
+        )
+        images.attrs["window_mm"] = np.asarray(self.spec.window_mm, dtype=np.float64)
+        images.attrs["projection"] = "xy"
+        images.attrs["hit_radius_px"] = np.int64(self.spec.hit_radius_px)
+        images.attrs["description"] = (
+            "hits per pixel (capped at 255); row 0 = y_max, col 0 = x_min: "
+            "col = floor((x - x_min) / (x_max - x_min) * W), "
+            "row = floor((y_max - y) / (y_max - y_min) * H)"
+        )
+        labels = f.create_dataset("labels", shape=(n,), dtype=np.uint8)
+        labels.attrs["description"] = "1 = the event contains a high-momentum particle"
+        for group, spec in (("particles", PARTICLE_COLUMNS), ("hits", HIT_COLUMNS)):
+            g = f.create_group(group)
+            for name, (dtype, unit) in spec.items():
+                ds = g.create_dataset(
+                    name,
+                    shape=(0,),
+                    maxshape=(None,),
+                    chunks=(_TRUTH_CHUNK_ROWS,),
+                    dtype=dtype,
+                    **self._filter(dtype.kind in "iu"),
+                )
+                if unit is not None:
+                    ds.attrs["units"] = unit
+            off = g.create_dataset("offsets", shape=(n + 1,), dtype=np.int64)
+            off.attrs["description"] = f"rows of event i in /{group} are offsets[i]:offsets[i+1]"
+            off[0] = 0
+        f["hits/particle"].attrs["description"] = "row in /particles, -1 = noise hit"
+        f.attrs["version"] = __version__
+        f.attrs["seed"] = np.uint64(self._seed)
+        f.attrs["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+        f.attrs["n_events"] = np.int64(n)
+        f.attrs["config"] = config_json
+        names = ["labels", "images"]
+        for g, spec in (("particles", PARTICLE_COLUMNS), ("hits", HIT_COLUMNS)):
+            names += [f"{g}/{c}" for c in spec] + [f"{g}/offsets"]
+        self._datasets: dict[str, h5py.Dataset] = {k: f[k] for k in names}
+        self._buffer: dict[str, list[np.ndarray]] = {k: [] for k in names if k != "images"}
+        self._buffered_rows = 0
+        self._n_flushed_events = 0
+
+    @property
+    def n_written(self) -> int:
+        """Events written so far."""
+        return self._n_done
+
+    def append(
+        self,
+        batch: EventBatch,
+        images: np.ndarray | SparseImages | None = None,
+        *,
+        encoded: Sequence[bytes] | None = None,
+    ) -> None:
+        """Append the next events: truth, labels and images.
+
+        Parameters
+        ----------
+        batch : EventBatch
+            The events' truth (event indices from 0, grouped by event); renumbered to
+            file-wide event and particle indices on writing.
+        images : ndarray uint8 (k, H, W) or SparseImages, optional
+            The events' images.
+        encoded : sequence of k bytes, optional
+            Instead of ``images``: each image already in the file's chunk encoding (gzip:
+            a zlib stream, e.g. from :func:`~spectrocnn.dataset.deflate.encode_zlib`;
+            none: the ``H * W`` raw bytes). Written with HDF5's direct chunk write.
+        """
+        if self._closed:
+            raise ValueError(f"{self.path}: the writer is closed")
+        k = batch.n_events
+        n0 = self._n_done
+        if n0 + k > self.n_events:
+            raise ValueError(
+                f"{self.path}: {n0 + k} events appended, the file holds {self.n_events}"
+            )
+        if (images is None) == (encoded is None):
+            raise ValueError("give exactly one of images and encoded")
+        h, w = self.spec.shape
+        if encoded is not None:
+            if len(encoded) != k:
+                raise ValueError(f"{len(encoded)} encoded images for {k} events")
+            if self.compression == "lzf":
+                raise ValueError("encoded images are not supported with lzf compression")
+            self._write_encoded(encoded, n0)
+        elif isinstance(images, SparseImages):
+            if images.shape != (k, h, w):
+                raise ValueError(f"images have shape {images.shape}, expected {(k, h, w)}")
+            if self.compression == "gzip":
+                self._write_encoded(encode_zlib(images), n0)
+            else:
+                step = max(1, (1 << 22) // (h * w))  # dense blocks of about 4 MiB
+                for a in range(0, k, step):
+                    b = min(k, a + step)
+                    self._datasets["images"][n0 + a : n0 + b] = images.todense(a, b)
+        else:
+            arr = np.asarray(images)
+            if arr.shape != (k, h, w) or arr.dtype != np.uint8:
+                raise ValueError(f"images must be uint8 {(k, h, w)}, got {arr.dtype} {arr.shape}")
+            if k:
+                self._datasets["images"][n0 : n0 + k] = arr
+        self._append_truth(batch, n0)
+        self._n_done = n0 + k
+
+    def _write_encoded(self, encoded: Sequence[bytes], n0: int) -> None:
+        dsid = self._datasets["images"].id
+        raw = self.compression == "none"
+        size = self.spec.n_pixels
+        for i, chunk in enumerate(encoded):
+            if raw and len(chunk) != size:
+                raise ValueError(f"a raw image chunk must have {size} bytes, got {len(chunk)}")
+            dsid.write_direct_chunk((n0 + i, 0, 0), chunk)
+
+    def _append_truth(self, batch: EventBatch, n0: int) -> None:
+        k = batch.n_events
+        pcols = batch.particles.columns()
+        hcols = batch.hits.columns()
+        for cols, name in ((pcols, "particles"), (hcols, "hits")):
+            ev = cols["event"]
+            if len(ev) and (ev[0] < 0 or ev[-1] >= k or np.any(ev[1:] < ev[:-1])):
+                raise ValueError(f"{name} must be grouped by event in order, events 0..{k - 1}")
+        p_base, h_base = self._n_particles, self._n_hits
+        pcols["event"] = pcols["event"] + n0
+        hcols["event"] = hcols["event"] + n0
+        part = hcols["particle"]
+        hcols["particle"] = np.where(part >= 0, part + p_base, -1)
+        buf = self._buffer
+        buf["labels"].append(batch.labels)
+        buf["particles/offsets"].append(batch.event_offsets("particles")[1:] + p_base)
+        buf["hits/offsets"].append(batch.event_offsets("hits")[1:] + h_base)
+        for col, arr in pcols.items():
+            buf[f"particles/{col}"].append(arr)
+        for col, arr in hcols.items():
+            buf[f"hits/{col}"].append(arr)
+        self._n_particles += len(pcols["event"])
+        self._n_hits += len(hcols["event"])
+        self._buffered_rows += len(hcols["event"]) + len(pcols["event"]) + k
+        if self._buffered_rows >= _FLUSH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the buffered truth (fewer, larger HDF5 writes than one per chunk)."""
+        buf = self._buffer
+        if not buf["labels"]:
+            return
+        ds = self._datasets
+        e0 = self._n_flushed_events
+        labels = np.concatenate(buf["labels"])
+        e1 = e0 + len(labels)
+        if len(labels):
+            ds["labels"][e0:e1] = labels
+            for g in ("particles", "hits"):
+                ds[f"{g}/offsets"][e0 + 1 : e1 + 1] = np.concatenate(buf[f"{g}/offsets"])
+        for g, spec, total in (
+            ("particles", PARTICLE_COLUMNS, self._n_particles),
+            ("hits", HIT_COLUMNS, self._n_hits),
+        ):
+            for col in spec:
+                arr = np.concatenate(buf[f"{g}/{col}"])
+                if len(arr):
+                    d = ds[f"{g}/{col}"]
+                    d.resize((total,))
+                    d[total - len(arr) : total] = arr
+        self._n_flushed_events = e1
+        for v in buf.values():
+            v.clear()
+        self._buffered_rows = 0
+
+    def close(self) -> None:
+        """Finish the file: check that every event was written, mark it complete, close it.
+
+        Raises
+        ------
+        ValueError
+            When fewer events were appended than announced (the file is closed, unmarked).
+        OSError
+            When the file cannot be written (e.g. a full disk); it is then discarded as by
+            :meth:`abort`.
+        """
+        if self._closed:
+            return
+        if self._n_done != self.n_events:
+            self._closed = True
+            self._file.close()
+            raise ValueError(f"{self.path}: {self._n_done} of {self.n_events} events were written")
+        try:
+            self._flush()
+            self._file.attrs["schema"] = SCHEMA
+            self._file.flush()
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        self._file.close()
+
+    def abort(self) -> None:
+        """Close the file without marking it complete, discarding what is not on disk yet.
+
+        Never fails, even on a full disk: HDF5's pending writes are sent to the null device
+        (closing a file whose flush fails would leave HDF5 to crash the interpreter at
+        exit). The file is left incomplete and unreadable; delete it.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            fd = self._file.id.get_vfd_handle()
+            null = os.open(os.devnull, os.O_RDWR)
+            try:
+                os.dup2(null, fd)
+            finally:
+                os.close(null)
+        except Exception as exc:  # pragma: no cover - not the default (sec2) driver
+            log.debug("could not redirect the writes of %s: %s", self.path, exc)
+        try:
+            self._file.close()
+        except Exception as exc:  # pragma: no cover - defensive
+            log.warning("closing %s failed: %s", self.path, exc)
+
+    def __enter__(self) -> EventFileWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_events(
+    path: str | os.PathLike,
+    batch: EventBatch,
+    spec: ImageSpec,
+    *,
+    seed: int = 0,
+    config: dict[str, Any] | None = None,
+    compression: str = "gzip",
+) -> None:
+    """Rasterize a batch of events and write it as one event file (not atomically).
+
+    Parameters
+    ----------
+    path : path-like
+    batch : EventBatch
+    spec : ImageSpec
+    seed : int
+        Recorded in the file.
+    config : dict, optional
+        Recorded in the file (``{}`` when not given).
+    compression : {"gzip", "lzf", "none"}
+    """
+    step = 256
+    with EventFileWriter(
+        path, batch.n_events, spec, seed=seed, config=config, compression=compression
+    ) as w:
+        for a in range(0, batch.n_events, step):
+            sub = slice_batch(batch, a, min(batch.n_events, a + step))
+            h = sub.hits
+            w.append(sub, rasterize_sparse(h.x, h.y, h.event, sub.n_events, spec))
+
+
+def _attr_str(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return _attr_str(value[()])
+    return str(value)
+
+
+class EventFile:
+    """An open event file (schema ``spectrocnn.events/1``); use :func:`open_events`.
+
+    Images and truth are read lazily; only the labels (and, on first use, the per-event
+    offsets) are held in memory.
+
+    Attributes
+    ----------
+    path : str
+    n_events : int
+    image_shape : (int, int)
+        ``(H, W)`` [pixels].
+    window_mm : (float, float, float, float)
+        ``x_min, x_max, y_min, y_max`` [mm].
+    seed : int
+    images : h5py.Dataset
+        uint8 (n_events, H, W), lazy.
+    """
+
+    def __init__(self, path: str, file: h5py.File) -> None:
+        self.path = path
+        self._file = file
+        self.images: h5py.Dataset = file["images"]
+        self.n_events = int(self.images.shape[0])
+        self.image_shape: tuple[int, int] = (int(self.images.shape[1]), int(self.images.shape[2]))
+        self.window_mm: tuple[float, float, float, float] = tuple(
+            float(v) for v in self.images.attrs["window_mm"]
+        )  # type: ignore[assignment]
+        self.seed = int(file.attrs["seed"])
+
+    # -- metadata -------------------------------------------------------------------------
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        """The resolved configuration the file was made with (``{}`` if not recorded)."""
+        text = _attr_str(self._file.attrs.get("config", "{}"))
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise EventFileError(f"{self.path}: the config attribute is not JSON ({exc})") from None
+        return data if isinstance(data, dict) else {}
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The root attributes (schema, version, seed, created, n_events, config)."""
+        return {k: self._file.attrs[k] for k in self._file.attrs}
+
+    @property
+    def image_spec(self) -> ImageSpec:
+        """The :class:`ImageSpec` of the images (square images only)."""
+        h, w = self.image_shape
+        if h != w:
+            raise EventFileError(f"{self.path}: images are {h}x{w}, not square")
+        radius = int(self.images.attrs.get("hit_radius_px", 0))
+        return ImageSpec(size=h, window_mm=self.window_mm, hit_radius_px=radius)
+
+    @cached_property
+    def labels(self) -> np.ndarray:
+        """uint8 (n_events,): 1 = the event contains a high-momentum particle."""
+        return self._read(self._file["labels"], slice(None), "labels").astype(np.uint8, copy=False)
+
+    def __len__(self) -> int:
+        return self.n_events
+
+    def __repr__(self) -> str:
+        h, w = self.image_shape
+        return f"<EventFile {self.path!r}: {self.n_events} events, {h}x{w} images>"
+
+    # -- data -----------------------------------------------------------------------------
+    def _range(self, start: int | None, stop: int | None) -> tuple[int, int]:
+        start = 0 if start is None else int(start)
+        stop = self.n_events if stop is None else int(stop)
+        if not 0 <= start <= stop <= self.n_events:
+            raise IndexError(f"event range {start}:{stop} outside 0:{self.n_events}")
+        return start, stop
+
+    def _read(self, ds: h5py.Dataset, sel: slice, what: str) -> np.ndarray:
+        try:
+            return ds[sel]
+        except (OSError, RuntimeError, KeyError) as exc:
+            raise EventFileError(
+                f"{self.path}: cannot read {what} ({' '.join(str(exc).split())}); "
+                "the file may be corrupt"
+            ) from None
+
+    def read_images(self, start: int | None = None, stop: int | None = None) -> np.ndarray:
+        """Images of events ``start:stop``.
+
+        Returns
+        -------
+        ndarray uint8 (stop - start, H, W)
+        """
+        start, stop = self._range(start, stop)
+        return self._read(self.images, slice(start, stop), f"images {start}:{stop}")
+
+    def _offsets(self, group: str) -> np.ndarray:
+        g = self._file[group]
+        if "offsets" in g:
+            return self._read(g["offsets"], slice(None), f"{group}/offsets").astype(np.int64)
+        ev = self._read(g["event"], slice(None), f"{group}/event")
+        return np.searchsorted(ev, np.arange(self.n_events + 1)).astype(np.int64)
+
+    @cached_property
+    def particle_offsets(self) -> np.ndarray:
+        """int64 (n_events + 1,): rows of event i in /particles are ``[i]:[i + 1]``."""
+        return self._offsets("particles")
+
+    @cached_property
+    def hit_offsets(self) -> np.ndarray:
+        """int64 (n_events + 1,): rows of event i in /hits are ``[i]:[i + 1]``."""
+        return self._offsets("hits")
+
+    def truth(self, start: int | None = None, stop: int | None = None) -> EventBatch:
+        """The simulated truth of events ``start:stop``, renumbered from 0.
+
+        Returns
+        -------
+        EventBatch
+            ``particles.event`` and ``hits.event`` run from 0; ``hits.particle`` indexes
+            the returned particle rows (-1 = noise).
+        """
+        start, stop = self._range(start, stop)
+        po, ho = self.particle_offsets, self.hit_offsets
+        p0, p1, h0, h1 = int(po[start]), int(po[stop]), int(ho[start]), int(ho[stop])
+        pc = {
+            k: self._read(self._file["particles"][k], slice(p0, p1), f"particles/{k}")
+            for k in PARTICLE_COLUMNS
+        }
+        hc = {k: self._read(self._file["hits"][k], slice(h0, h1), f"hits/{k}") for k in HIT_COLUMNS}
+        pc["event"] = pc["event"].astype(np.int64) - start
+        hc["event"] = hc["event"].astype(np.int64) - start
+        part = hc["particle"].astype(np.int64)
+        hc["particle"] = np.where(part >= 0, part - p0, -1)
+        labels = self.labels[start:stop]
+        return EventBatch(labels, ParticleTable(**pc), HitTable(**hc))
+
+    # -- lifetime -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        if self._file.id.valid:
+            self._file.close()
+
+    def __enter__(self) -> EventFile:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()
+
+
+def _validate(path: str, f: h5py.File) -> None:
+    """Raise EventFileError unless ``f`` follows the schema."""
+    schema = f.attrs.get("schema")
+    if schema is None:
+        raise EventFileError(
+            f"{path}: not a spectrocnn event file (no 'schema' attribute; "
+            "an incomplete or foreign file)"
+        )
+    schema = _attr_str(schema)
+    if schema != SCHEMA:
+        raise EventFileError(f"{path}: schema is {schema!r}, expected {SCHEMA!r}")
+    for name in ("images", "labels", "particles", "hits"):
+        if name not in f:
+            raise EventFileError(f"{path}: missing /{name}")
+    images, labels = f["images"], f["labels"]
+    if not isinstance(images, h5py.Dataset) or images.ndim != 3 or images.dtype != np.uint8:
+        raise EventFileError(f"{path}: /images must be a uint8 (N, H, W) dataset")
+    if not isinstance(labels, h5py.Dataset) or labels.ndim != 1 or labels.dtype.kind not in "iub":
+        raise EventFileError(f"{path}: /labels must be an integer (N,) dataset")
+    n = images.shape[0]
+    if labels.shape[0] != n:
+        raise EventFileError(f"{path}: /labels has {labels.shape[0]} rows, /images {n}")
+    if "n_events" in f.attrs and int(f.attrs["n_events"]) != n:
+        raise EventFileError(f"{path}: n_events is {int(f.attrs['n_events'])}, /images has {n}")
+    if "seed" not in f.attrs:
+        raise EventFileError(f"{path}: missing root attribute 'seed'")
+    window = images.attrs.get("window_mm")
+    if window is None or np.shape(window) != (4,):
+        raise EventFileError(f"{path}: /images needs a window_mm attribute of 4 numbers")
+    for group, spec in (("particles", PARTICLE_COLUMNS), ("hits", HIT_COLUMNS)):
+        g = f[group]
+        if not isinstance(g, h5py.Group):
+            raise EventFileError(f"{path}: /{group} must be a group")
+        length = None
+        for col, (dtype, _) in spec.items():
+            if col not in g:
+                raise EventFileError(f"{path}: missing /{group}/{col}")
+            ds = g[col]
+            if not isinstance(ds, h5py.Dataset) or ds.ndim != 1 or ds.dtype.kind != dtype.kind:
+                raise EventFileError(f"{path}: /{group}/{col} must be a 1-D {dtype} dataset")
+            if length is None:
+                length = ds.shape[0]
+            elif ds.shape[0] != length:
+                raise EventFileError(
+                    f"{path}: /{group}/{col} has {ds.shape[0]} rows, expected {length}"
+                )
+        if "offsets" in g:
+            off = g["offsets"]
+            if off.shape != (n + 1,):
+                raise EventFileError(f"{path}: /{group}/offsets must have {n + 1} entries")
+            ends = off[[0, n]] if n else off[[0]]
+            if ends[0] != 0 or (n and ends[-1] != length):
+                raise EventFileError(
+                    f"{path}: /{group}/offsets do not span the {length} rows of /{group}"
+                )
+
+
+def open_events(path: str | os.PathLike) -> EventFile:
+    """Open an event file for reading and check its schema.
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    EventFile
+        A context manager; close it (or use ``with``) when done.
+
+    Raises
+    ------
+    EventFileNotFoundError
+        When the file does not exist (a :class:`~spectrocnn.errors.ConfigError` too).
+    EventFileError
+        When it is not HDF5, is truncated or corrupt, has another schema or misses a
+        dataset; the message names the path and the problem.
+
+    Examples
+    --------
+    >>> with open_events("events.h5") as ev:  # doctest: +SKIP
+    ...     x = ev.read_images(0, 32)          # uint8 (32, H, W)
+    ...     y = ev.labels[:32]
+    ...     truth = ev.truth(0, 32)            # EventBatch, events numbered from 0
+    """
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise EventFileNotFoundError(f"event file {p!r} does not exist")
+    if os.path.isdir(p):
+        raise EventFileError(f"event file {p!r} is a directory")
+    try:
+        is_hdf5 = h5py.is_hdf5(p)
+    except OSError as exc:
+        raise EventFileError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    if not is_hdf5:
+        size = os.path.getsize(p)
+        what = "an empty file" if size == 0 else "not an HDF5 file"
+        raise EventFileError(f"{p}: {what}, expected a spectrocnn event file")
+    try:
+        f = h5py.File(p, "r")
+    except (OSError, RuntimeError) as exc:
+        msg = " ".join(str(exc).split())
+        raise EventFileError(
+            f"{p}: cannot open the HDF5 file, it is truncated or corrupt ({msg})"
+        ) from None
+    try:
+        _validate(p, f)
+        return EventFile(p, f)
+    except EventFileError:
+        f.close()
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        f.close()
+        msg = " ".join(str(exc).split())
+        raise EventFileError(f"{p}: corrupt event file ({msg})") from None

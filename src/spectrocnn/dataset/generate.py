@@ -1,0 +1,537 @@
+"""The gen-events pipeline: simulate, rasterize, compress and write events in chunks.
+
+Events are made in chunks of :data:`CHUNK_EVENTS` events. Chunk ``i`` draws all its random
+numbers from its own stream, ``numpy.random.SeedSequence(seed, spawn_key=(i,))``, so the
+file content (images, labels, truth) depends on the seed and the number of events only,
+never on the number of worker processes:
+
+>>> from spectrocnn.dataset.generate import simulate_chunk  # doctest: +SKIP
+>>> batch = simulate_chunk(config.simulation, seed, i, n)   # events of chunk i, as stored
+
+Each chunk is simulated, rasterized and compressed (the images straight to zlib streams by
+:mod:`spectrocnn.dataset.deflate`), then written with HDF5's direct chunk write. With
+``workers = W > 1``, ``W - 1`` helper processes (``forkserver`` start method; they import
+only NumPy, SciPy, h5py and this package, never TensorFlow) make chunks, and the calling
+process, which writes the file in chunk order, makes one itself whenever the next chunk is
+not ready yet: W processes keep W cores busy. At most ``2 * (W - 1)`` chunks are in flight,
+so memory does not grow with the number of events.
+
+The output is written to a temporary file beside the target (same directory, name
+starting with a dot) and renamed over the target only when complete; on any error or
+interrupt the temporary file is removed, and an existing target is never touched unless
+``overwrite`` is true (and then only replaced on success).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from spectrocnn.dataset.deflate import encode_zlib
+from spectrocnn.dataset.eventfile import EventFileWriter, _check_compression, _check_seed
+from spectrocnn.dataset.raster import ImageSpec, SparseImages, rasterize_sparse
+from spectrocnn.errors import ConfigError, EventFileError
+from spectrocnn.simulate.events import EventBatch, Simulation, simulate_events
+
+if TYPE_CHECKING:
+    from spectrocnn.config import Config
+
+__all__ = [
+    "CHUNK_EVENTS",
+    "GenerateResult",
+    "chunk_rng",
+    "default_workers",
+    "generate_file",
+    "new_seed",
+    "simulate_chunk",
+]
+
+log = logging.getLogger(__name__)
+
+#: Events per chunk: the unit of work, of random streams and of writing. Fixed, so that
+#: the content of a file does not depend on the number of workers.
+CHUNK_EVENTS = 256
+
+#: Chunks in flight per worker process (bounds the memory of the pipeline).
+_IN_FLIGHT_PER_WORKER = 2
+
+#: Seconds that workers get to finish their chunk after an error or interrupt.
+_STOP_TIMEOUT_S = 30.0
+
+
+def new_seed() -> int:
+    """A fresh seed from the operating system's entropy, in ``[0, 2**63)``."""
+    return secrets.randbits(63)
+
+
+def default_workers() -> int:
+    """Default number of processes making events: the CPU cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def chunk_rng(seed: int, index: int) -> np.random.Generator:
+    """The random stream of chunk ``index``: ``SeedSequence(seed, spawn_key=(index,))``."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
+
+
+def simulate_chunk(simulation: Simulation, seed: int, index: int, n_events: int) -> EventBatch:
+    """Simulate chunk ``index`` of a file made with ``seed``, exactly as gen-events does.
+
+    Parameters
+    ----------
+    simulation : Simulation
+    seed : int
+        The file's seed.
+    index : int
+        Chunk index; the chunk holds file events ``index * CHUNK_EVENTS`` onwards.
+    n_events : int
+        Events in this chunk: ``CHUNK_EVENTS``, or fewer for the file's last chunk.
+
+    Returns
+    -------
+    EventBatch
+        Events numbered from 0.
+    """
+    return simulate_events(simulation, n_events, chunk_rng(seed, index))
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    """What :func:`generate_file` did.
+
+    Attributes
+    ----------
+    path : str
+        The file written.
+    n_events : int
+    n_high : int
+        Events labelled 1.
+    seed : int
+    workers : int
+        Processes that made events (the calling process included).
+    elapsed_s : float
+        Wall time [s].
+    file_bytes : int
+        Size of the file [bytes].
+    """
+
+    path: str
+    n_events: int
+    n_high: int
+    seed: int
+    workers: int
+    elapsed_s: float
+    file_bytes: int
+
+    @property
+    def events_per_s(self) -> float:
+        """Events per second of wall time."""
+        return self.n_events / self.elapsed_s if self.elapsed_s > 0 else float("inf")
+
+
+# -- the work of one chunk (in a worker process or in the caller) ---------------------------
+
+
+@dataclass(frozen=True)
+class _Job:
+    simulation: Simulation
+    spec: ImageSpec
+    seed: int
+    n_events: int
+    compression: str
+
+
+@dataclass(frozen=True)
+class _ChunkResult:
+    index: int
+    batch: EventBatch
+    images: SparseImages | None
+    encoded: list[bytes] | None
+
+
+def _chunk_size(job: _Job, index: int) -> int:
+    return min(CHUNK_EVENTS, job.n_events - index * CHUNK_EVENTS)
+
+
+def _process_chunk(job: _Job, index: int) -> _ChunkResult:
+    batch = simulate_chunk(job.simulation, job.seed, index, _chunk_size(job, index))
+    h = batch.hits
+    sparse = rasterize_sparse(h.x, h.y, h.event, batch.n_events, job.spec)
+    if job.compression == "gzip":
+        return _ChunkResult(index, batch, None, encode_zlib(sparse))
+    return _ChunkResult(index, batch, sparse, None)
+
+
+_WORKER_JOB: _Job | None = None
+
+
+def _init_worker(job: _Job, parent_pid: int) -> None:
+    global _WORKER_JOB
+    # The parent handles interrupts and stops the workers between chunks: a worker killed
+    # while sending a result would hang the pool.
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, signal.SIG_IGN)
+    _WORKER_JOB = job
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _parent_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - exists, another user
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead
+    except OSError:  # no /proc: trust kill()
+        return True
+
+
+def _watch_parent(pid: int) -> None:
+    """Exit when the process that started the pool is gone (e.g. killed with SIGKILL):
+    pool workers would otherwise wait for work forever."""
+    while _parent_alive(pid):
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _worker(index: int) -> _ChunkResult:
+    if _WORKER_JOB is None:  # pragma: no cover - initializer not run
+        raise RuntimeError("worker not initialised")
+    return _process_chunk(_WORKER_JOB, index)
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        # Import the pipeline once in the fork server; workers fork from it ready to run.
+        ctx.set_forkserver_preload([__name__])
+        return ctx
+    return multiprocessing.get_context("spawn")  # pragma: no cover - Windows
+
+
+def _results_serial(job: _Job, n_chunks: int) -> Iterator[_ChunkResult]:
+    for i in range(n_chunks):
+        yield _process_chunk(job, i)
+
+
+@contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start worker processes without re-running the caller's ``__main__`` in them.
+
+    ``spawn`` and ``forkserver`` children normally re-import the main script (which
+    fails for code read from stdin and re-runs unguarded scripts). The workers need
+    nothing from it: everything they run lives in this module.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:  # pragma: no cover
+        yield
+        return
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
+
+
+def _result(fut: Future[_ChunkResult]) -> _ChunkResult:
+    try:
+        return fut.result()
+    except BrokenProcessPool as exc:
+        raise RuntimeError(
+            f"a worker process died unexpectedly (killed, or out of memory?): {exc}"
+        ) from None
+
+
+def _results_pool(job: _Job, n_chunks: int, helpers: int) -> Iterator[_ChunkResult]:
+    """Chunk results in order, made by ``helpers`` processes and by the caller.
+
+    The caller (which also writes the file) computes a chunk itself whenever the next
+    chunk to write is not ready yet, so ``helpers + 1`` processes keep as many cores busy.
+    """
+    ex = ProcessPoolExecutor(
+        max_workers=helpers,
+        mp_context=_mp_context(),
+        initializer=_init_worker,
+        initargs=(job, os.getpid()),
+    )
+    futures: dict[int, Future[_ChunkResult]] = {}
+    local: dict[int, _ChunkResult] = {}
+    procs: list[multiprocessing.process.BaseProcess] = []
+    limit = _IN_FLIGHT_PER_WORKER * helpers
+    nxt = 0  # next chunk not yet given to anyone
+    ok = False
+    try:
+        # The first submissions start the processes; an interrupt in the middle of that
+        # would leave half-started children printing tracebacks, so it waits until after.
+        with _main_module_hidden(), _signals_deferred():
+            while nxt < n_chunks and len(futures) < limit:
+                futures[nxt] = ex.submit(_worker, nxt)
+                nxt += 1
+            procs = list((getattr(ex, "_processes", None) or {}).values())
+        for i in range(n_chunks):
+            while i not in local:
+                fut = futures[i]
+                if fut.done() or nxt >= n_chunks or len(local) >= _IN_FLIGHT_PER_WORKER:
+                    local[i] = _result(futures.pop(i))
+                else:
+                    local[nxt] = _process_chunk(job, nxt)
+                    nxt += 1
+            while nxt < n_chunks and len(futures) < limit:
+                futures[nxt] = ex.submit(_worker, nxt)
+                nxt += 1
+            yield local.pop(i)
+        ok = True
+    finally:
+        if ok:
+            ex.shutdown(wait=True)
+        else:
+            _stop(ex, procs)
+
+
+def _stop(ex: ProcessPoolExecutor, procs: list[multiprocessing.process.BaseProcess]) -> None:
+    """Stop the pool after an error or interrupt: drop the queued chunks, let the workers
+    finish the chunk in hand (killing one mid-message would hang the pool's reader thread)
+    and terminate only those that do not stop in time."""
+    with _signals_deferred():
+        ex.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + _STOP_TIMEOUT_S
+        for proc in procs:
+            proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        stuck = [p for p in procs if p.is_alive()]
+        for proc in stuck:
+            log.warning("terminating worker process %s", proc.pid)
+            proc.terminate()
+            proc.join(timeout=1)
+        if not stuck:
+            ex.shutdown(wait=True)
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back during the block, then deliver them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    sigs = [signal.SIGINT, signal.SIGTERM]
+    old = {s: signal.signal(s, hold) for s in sigs}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if received:
+            signal.raise_signal(received[0])
+
+
+# -- atomic output --------------------------------------------------------------------------
+
+
+def _check_output(out_path: str | os.PathLike, overwrite: bool) -> str:
+    out = os.path.abspath(os.fspath(out_path))
+    shown = os.fspath(out_path)
+    if os.path.isdir(out):
+        raise ConfigError(f"output {shown!r} is a directory, expected a file name")
+    directory = os.path.dirname(out)
+    if not os.path.isdir(directory):
+        raise ConfigError(f"output directory {os.path.dirname(shown) or '.'!r} does not exist")
+    if os.path.lexists(out) and not overwrite:
+        raise ConfigError(f"output file {shown!r} exists (overwrite it with --overwrite)")
+    return out
+
+
+@contextmanager
+def _atomic_output(out: str, overwrite: bool) -> Iterator[str]:
+    """Yield a temporary path beside ``out``; move it to ``out`` if the block succeeds."""
+    directory, name = os.path.split(out)
+    tmp = ""
+    for _ in range(100):
+        tmp = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise EventFileError(
+                f"cannot create a file in {directory!r}: {exc.strerror or exc}"
+            ) from None
+        os.close(fd)
+        break
+    try:
+        yield tmp
+        if overwrite:
+            os.replace(tmp, out)
+        else:
+            try:
+                os.link(tmp, out)  # atomic, and fails if the target appeared meanwhile
+            except FileExistsError:
+                raise ConfigError(
+                    f"output file {out!r} exists (overwrite it with --overwrite)"
+                ) from None
+            except OSError:  # no hard links on this file system
+                if os.path.lexists(out):
+                    raise ConfigError(
+                        f"output file {out!r} exists (overwrite it with --overwrite)"
+                    ) from None
+                os.replace(tmp, out)
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # pragma: no cover - e.g. directory made read-only meanwhile
+            log.warning("could not remove the temporary file %s: %s", tmp, exc)
+
+
+def _write_error(out_path: str | os.PathLike, exc: OSError) -> EventFileError:
+    reason = os.strerror(exc.errno) if exc.errno else " ".join(str(exc).split())
+    return EventFileError(f"cannot write {os.fspath(out_path)!r}: {reason}")
+
+
+# -- the pipeline ---------------------------------------------------------------------------
+
+
+def generate_file(
+    config: Config,
+    n_events: int,
+    out_path: str | os.PathLike,
+    *,
+    seed: int | None = None,
+    workers: int | None = None,
+    compression: str = "gzip",
+    overwrite: bool = False,
+    progress: Callable[[int], Any] | None = None,
+) -> GenerateResult:
+    """Simulate ``n_events`` events and write them as one event file, atomically.
+
+    Parameters
+    ----------
+    config : Config
+        Anything with ``.simulation`` (:class:`~spectrocnn.simulate.Simulation`),
+        ``.image`` (:class:`~spectrocnn.dataset.ImageSpec`) and ``.to_dict()`` (the
+        resolved configuration recorded in the file), e.g. from
+        :func:`spectrocnn.config.load_config`.
+    n_events : int
+        >= 0.
+    out_path : path-like
+        The event file; its directory must exist.
+    seed : int, optional
+        In ``[0, 2**64)``; None draws a fresh one (:func:`new_seed`). Always recorded.
+    workers : int, optional
+        Processes that make events, >= 1; None: :func:`default_workers`. 1 works in the
+        calling process alone; W > 1 adds W - 1 helper processes. The file content does not
+        depend on it.
+    compression : {"gzip", "lzf", "none"}
+        Image compression (gzip: level 1, readable everywhere).
+    overwrite : bool
+        Replace an existing file (only once the new one is complete).
+    progress : callable, optional
+        Called with the number of events just written, after every chunk.
+
+    Returns
+    -------
+    GenerateResult
+
+    Raises
+    ------
+    ConfigError
+        Invalid arguments, missing output directory, existing output without
+        ``overwrite``.
+    EventFileError, OSError
+        When the file cannot be written. No output is left behind.
+    """
+    if isinstance(n_events, bool) or not isinstance(n_events, int | np.integer) or n_events < 0:
+        raise ConfigError(f"number of events must be an integer >= 0, got {n_events!r}")
+    n_events = int(n_events)
+    seed = new_seed() if seed is None else _check_seed(seed)
+    if workers is None:
+        workers = default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int | np.integer) or workers < 1:
+        raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+    _check_compression(compression)
+    out = _check_output(out_path, overwrite)
+    simulation: Simulation = config.simulation
+    spec: ImageSpec = config.image
+    resolved = config.to_dict()
+
+    n_chunks = -(-n_events // CHUNK_EVENTS)
+    workers = int(min(workers, max(n_chunks, 1)))
+    job = _Job(simulation, spec, seed, n_events, compression)
+    log.info(
+        "generating %d events (seed %d, %d worker(s), %s) into %s",
+        n_events,
+        seed,
+        workers,
+        compression,
+        out,
+    )
+    t0 = time.perf_counter()
+    n_high = 0
+    with (
+        _atomic_output(out, overwrite) as tmp,
+        EventFileWriter(
+            tmp, n_events, spec, seed=seed, config=resolved, compression=compression
+        ) as writer,
+    ):
+        if workers > 1:
+            results = _results_pool(job, n_chunks, workers - 1)
+        else:
+            results = _results_serial(job, n_chunks)
+        try:
+            for res in results:
+                try:
+                    if res.encoded is not None:
+                        writer.append(res.batch, encoded=res.encoded)
+                    else:
+                        writer.append(res.batch, res.images)
+                except OSError as exc:
+                    raise _write_error(out_path, exc) from None
+                n_high += int(res.batch.labels.sum())
+                if progress is not None:
+                    progress(res.batch.n_events)
+        finally:
+            results.close()  # stops the workers at once if the loop was left early
+        try:
+            writer.close()
+        except OSError as exc:
+            raise _write_error(out_path, exc) from None
+    elapsed = time.perf_counter() - t0
+    size = os.path.getsize(out)
+    log.info("wrote %d events in %.2f s, %d bytes", n_events, elapsed, size)
+    return GenerateResult(
+        path=os.fspath(out_path),
+        n_events=n_events,
+        n_high=n_high,
+        seed=seed,
+        workers=workers,
+        elapsed_s=elapsed,
+        file_bytes=size,
+    )
