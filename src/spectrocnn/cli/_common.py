@@ -21,6 +21,7 @@ __all__ = [
     "EXIT_RUNTIME",
     "EXIT_USAGE",
     "UsageError",
+    "bounded_int",
     "make_parser",
     "positive_int",
     "run",
@@ -49,21 +50,38 @@ def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
-def positive_int(name: str) -> Callable[[str], int]:
-    """An argparse type for a positive integer whose error names the flag and the value."""
+def bounded_int(
+    name: str, lo: int, hi: int | None = None, what: str | None = None
+) -> Callable[[str], int]:
+    """An argparse type for an integer in ``[lo, hi)`` whose error names the flag and value.
+
+    Parameters
+    ----------
+    name : str
+        The flag, for the message (``"--seed"``).
+    lo, hi : int
+        Smallest allowed value and the exclusive upper bound (None: no bound).
+    what : str, optional
+        How the message describes the allowed values; default ``"an integer in [lo, hi)"``.
+    """
+    if what is None:
+        what = f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi})"
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{name} must be a positive integer, got {text!r}"
-            ) from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {value}")
+            raise argparse.ArgumentTypeError(f"{name} must be {what}, got {text!r}") from None
+        if value < lo or (hi is not None and value >= hi):
+            raise argparse.ArgumentTypeError(f"{name} must be {what}, got {value}")
         return value
 
     return parse
+
+
+def positive_int(name: str) -> Callable[[str], int]:
+    """An argparse type for a positive integer whose error names the flag and the value."""
+    return bounded_int(name, 1, None, "a positive integer")
 
 
 def run(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:

@@ -9,23 +9,11 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from spectrocnn.cli._common import EXIT_OK, make_parser, positive_int, run
+from spectrocnn.cli._common import EXIT_OK, bounded_int, make_parser, positive_int, run
 
 __all__ = ["build_parser", "main"]
 
 PROG = "gen-events"
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--seed must be an integer in [0, 2**64), got {text!r}"
-        ) from None
-    if not 0 <= value < 2**64:
-        raise argparse.ArgumentTypeError(f"--seed must be an integer in [0, 2**64), got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--seed",
-        type=_seed,
+        type=bounded_int("--seed", 0, 2**64, "an integer in [0, 2**64)"),
         help="random seed in [0, 2**64) (default: fresh entropy, recorded in the file)",
     )
     p.add_argument(

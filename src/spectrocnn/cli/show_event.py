@@ -8,26 +8,21 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
-from spectrocnn.cli._common import UsageError, make_parser, positive_int, run
+from spectrocnn.cli._common import UsageError, bounded_int, make_parser, positive_int, run
 
 PROG = "show-event"
-
-
-def _index(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--index must be an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"--index must be an integer >= 0, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's argument parser."""
     p = make_parser(PROG, "Draw events of an event file as a PNG picture.")
     p.add_argument("file", metavar="FILE.h5", help="event file written by gen-events")
-    p.add_argument("--index", type=_index, default=0, help="(first) event to draw (default 0)")
+    p.add_argument(
+        "--index",
+        type=bounded_int("--index", 0),
+        default=0,
+        help="(first) event to draw (default 0)",
+    )
     p.add_argument(
         "--grid",
         type=positive_int("--grid"),
