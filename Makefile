@@ -21,6 +21,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	mkdir -p $(DEMO)
 	$(BIN)/gen-events --n $(N) --seed $(SEED) --out $(DEMO)/events.h5 --overwrite
+	rm -rf $(DEMO)/run
 	$(BIN)/train-cnn $(DEMO)/events.h5 --out $(DEMO)/run --seed $(SEED)
 
 test: $(VENV)/.installed

@@ -1,0 +1,187 @@
+"""Benchmark of train-cnn's input pipeline and training loop (issue 4).
+
+Prints, in one run:
+
+(a) the input pipeline alone: images per second delivered from the HDF5 file at the model
+    input size (read + downsample + tf.data to float32 batches, one epoch);
+(b) the model's training step alone on in-memory float32 tensors, images per second;
+(c) train-cnn's epoch time divided by the epoch time of the same model trained by
+    ``model.fit`` on in-memory float32 tensors (same data, same split, same epochs, with
+    validation each epoch in both; train-cnn's epochs include its checkpointing). The
+    first epoch of each run (graph tracing) is left out; on a shared machine compare the
+    medians and the fastest epochs, and use ``--repeat`` for more pairs.
+
+Targets: (a) >= 10 x (b); (c) <= 1.10.
+
+Usage::
+
+    python benchmarks/train_pipeline.py               # 4000 lecture events, 3 epochs
+    python benchmarks/train_pipeline.py --n 20000 --epochs 3 --file events.h5
+
+Without ``--file`` it generates its event file with the lecture preset (gen-events'
+library function) in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=4000, help="events to generate (default 4000)")
+    p.add_argument("--file", help="use this event file instead of generating one")
+    p.add_argument("--epochs", type=int, default=3, help="epochs for (c) (default 3)")
+    p.add_argument("--input-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--step-images", type=int, default=1024, help="images timed for (b)")
+    p.add_argument("--repeat", type=int, default=1, help="pairs of runs for (c) (default 1)")
+    p.add_argument("--threads", type=int, help="TensorFlow intra-op threads")
+    p.add_argument("--seed", type=int, default=1)
+    return p.parse_args()
+
+
+def _epoch_times(keras):
+    class Times(keras.callbacks.Callback):
+        """Seconds between consecutive epoch ends (as train-cnn's epoch_time_s)."""
+
+        def on_train_begin(self, logs=None):
+            self.times, self.last = [], time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.perf_counter()
+            self.times.append(now - self.last)
+            self.last = now
+
+    return Times()
+
+
+def main() -> None:
+    args = _args()
+    from spectrocnn.model._tf import available_cores, configure_threads, tensorflow
+    from spectrocnn.model.architectures import build_model
+    from spectrocnn.model.data import load_images, make_dataset, open_event_file, split_indices
+    from spectrocnn.model.train import TrainConfig, train
+
+    tf = tensorflow()
+    intra, inter = configure_threads(args.threads)
+    import keras
+
+    print(
+        f"machine: {os.cpu_count()} logical CPUs, {available_cores()} available; TensorFlow "
+        f"{tf.__version__} (intra-op {intra}, inter-op {inter}), Keras {keras.__version__}"
+    )
+    tmp = tempfile.TemporaryDirectory(prefix="spectrocnn-bench-")
+    path = Path(args.file) if args.file else Path(tmp.name) / "events.h5"
+    if not args.file:
+        from spectrocnn.config import preset_config
+        from spectrocnn.dataset import generate_file
+
+        t = time.perf_counter()
+        generate_file(preset_config("lecture"), args.n, path, seed=args.seed)
+        print(f"generated {args.n} lecture events in {time.perf_counter() - t:.1f} s: {path}")
+    size, bs = args.input_size, args.batch_size
+
+    # (a) the input pipeline alone
+    with open_event_file(path) as ev:
+        n, shape = ev.n_events, ev.image_shape
+        t = time.perf_counter()
+        data = load_images(ev, size, "max")
+        t_load = time.perf_counter() - t
+    images, labels = tf.constant(data.images), tf.constant(data.labels)
+    order = np.random.default_rng(0).permutation(n)
+    t = time.perf_counter()
+    for _x, _y in make_dataset(images, labels, order, batch_size=bs, scale=data.scale):
+        pass
+    t_iter = time.perf_counter() - t
+    rate_a = n / (t_load + t_iter)
+    print(
+        f"(a) input pipeline, {n} events {shape[0]}x{shape[1]} -> {size}x{size}: read + "
+        f"downsample {n / t_load:,.0f} img/s, tf.data batches {n / t_iter:,.0f} img/s, "
+        f"together {rate_a:,.0f} img/s"
+    )
+
+    # (b) the training step alone on in-memory tensors (best of two passes)
+    m = min(args.step_images, n)
+    x_mem = tf.minimum(tf.cast(images[:m], tf.float32), 1.0)[..., tf.newaxis]
+    y_mem = tf.cast(labels[:m], tf.float32)
+    keras.utils.set_random_seed(args.seed)
+    model = build_model("seed", size)
+    model.fit(x_mem[: 4 * bs], y_mem[: 4 * bs], batch_size=bs, epochs=1, verbose=0)  # tracing
+    rate_b = 0.0
+    for _ in range(2):
+        t = time.perf_counter()
+        model.fit(x_mem, y_mem, batch_size=bs, epochs=1, verbose=0, shuffle=False)
+        rate_b = max(rate_b, m / (time.perf_counter() - t))
+    print(f"(b) training step, seed architecture, batch {bs}, in memory: {rate_b:,.1f} img/s")
+    print(f"    (a) / (b) = {rate_a / rate_b:,.1f}  (target >= 10)")
+    del x_mem, y_mem, model
+
+    # (c) train-cnn's epochs against in-memory epochs, same data, split and epochs
+    tr, va = split_indices(n, 0.2, args.seed)
+    x_all = tf.minimum(tf.cast(images, tf.float32), 1.0)[..., tf.newaxis]
+    y_all = tf.cast(labels, tf.float32)
+    xt, yt = tf.gather(x_all, tr), tf.gather(y_all, tr)
+    xv, yv = tf.gather(x_all, va), tf.gather(y_all, va)
+    del x_all, images, labels
+    mem_times: list[float] = []
+    cnn_times: list[float] = []
+    for r in range(args.repeat):
+        keras.utils.set_random_seed(args.seed)
+        model = build_model("seed", size)
+        times = _epoch_times(keras)
+        model.fit(
+            xt,
+            yt,
+            batch_size=bs,
+            epochs=args.epochs,
+            validation_data=(xv, yv),
+            validation_batch_size=256,
+            shuffle=True,
+            verbose=0,
+            callbacks=[times],
+        )
+        mem_times += times.times[1:] if args.epochs > 1 else times.times
+        del model
+
+        run_dir = Path(tmp.name) / f"run{r}"
+        config = TrainConfig(
+            str(path),
+            epochs=args.epochs,
+            batch_size=bs,
+            input_size=size,
+            seed=args.seed,
+            threads=args.threads,
+        )
+        train(config, run_dir)
+        with (run_dir / "history.csv").open() as fh:
+            t_run = [float(row["epoch_time_s"]) for row in csv.DictReader(fh)]
+        cnn_times += t_run[1:] if args.epochs > 1 else t_run
+    med = statistics.median(cnn_times) / statistics.median(mem_times)
+    best = min(cnn_times) / min(mem_times)
+    print(
+        f"(c) epoch time, {len(tr)} training + {len(va)} validation events, {args.epochs} "
+        f"epochs x {args.repeat} (first epoch of each run left out): train-cnn "
+        f"{', '.join(f'{t:.1f}' for t in cnn_times)} s; in memory "
+        f"{', '.join(f'{t:.1f}' for t in mem_times)} s"
+    )
+    print(
+        f"    train-cnn / in memory = {med:.3f} (medians), {best:.3f} (fastest epochs)  "
+        "(target <= 1.10)"
+    )
+    if not math.isfinite(med):  # pragma: no cover
+        raise SystemExit(1)
+    tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()

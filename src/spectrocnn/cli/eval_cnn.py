@@ -1,0 +1,65 @@
+"""``eval-cnn``: metrics, ROC curve and score histograms of a saved model on an event file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from spectrocnn.cli._common import EXIT_OK, make_parser, positive_int, run
+
+__all__ = ["build_parser", "main"]
+
+PROG = "eval-cnn"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of eval-cnn (imports no TensorFlow)."""
+    p = make_parser(
+        PROG,
+        "Evaluate a saved model on an event file: write metrics.json (accuracy, loss, ROC "
+        "AUC, confusion matrix), roc.png and scores.png. The input size and downsampling "
+        "come from the run's config.json beside the model, else from the model's input "
+        "shape with max pooling.",
+    )
+    p.add_argument("model", metavar="MODEL", help="saved model (.keras or .h5)")
+    p.add_argument("file", metavar="FILE.h5", help="event file")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output directory (default: eval_<FILE stem> beside the model)",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int("--threads"),
+        metavar="N",
+        help="TensorFlow intra-op threads (default: the cores available to this process)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _body(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    from spectrocnn.model.evaluate import evaluate
+
+    result = evaluate(
+        args.model, args.file, args.out, threads=args.threads,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )  # fmt: skip
+    m = result.metrics
+    auc = m.get("roc_auc")
+    print(
+        f"{PROG}: accuracy {m['accuracy']:.5f}, ROC AUC {'n/a' if auc is None else f'{auc:.4f}'}"
+        f", loss {m['loss']:.4f} on {m['n_events']} events; results in {result.out_dir}"
+    )
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``eval-cnn``; returns the exit code."""
+    return run(PROG, _body, argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

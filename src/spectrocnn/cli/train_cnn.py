@@ -1,0 +1,190 @@
+"""``train-cnn``: train the lecture's CNN (or another ``--arch``) on an event file.
+
+Writes a run directory (``--out``, default ``runs/<timestamp>``) with the best and last
+models, history.csv, metrics.json, config.json and the lecture's plots; see
+:mod:`spectrocnn.model.train`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from spectrocnn.cli._common import EXIT_OK, UsageError, make_parser, positive_int, run
+
+__all__ = ["build_parser", "main"]
+
+PROG = "train-cnn"
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--val-fraction must be a number between 0 and 1, got {text!r}"
+        ) from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"--val-fraction must be between 0 and 1 (exclusive), got {text}"
+        )
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--seed must be an integer in [0, 2**63), got {text!r}"
+        ) from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"--seed must be an integer in [0, 2**63), got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of train-cnn (imports no TensorFlow)."""
+    from spectrocnn.model.architectures import ARCHITECTURES
+    from spectrocnn.model.data import DOWNSAMPLE_METHODS
+
+    p = make_parser(
+        PROG,
+        "Train a CNN on the images of an event file; keep the model with the best "
+        "val_accuracy and write history, metrics and plots to a run directory.",
+    )
+    p.add_argument("file", metavar="FILE.h5", help="training event file")
+    val = p.add_mutually_exclusive_group()
+    val.add_argument("--val", metavar="FILE.h5", help="validation event file")
+    val.add_argument(
+        "--val-fraction",
+        type=_fraction,
+        metavar="F",
+        help="fraction of FILE held out for validation (default 0.2)",
+    )
+    p.add_argument(
+        "--arch",
+        metavar="NAME",
+        help=f"architecture: {', '.join(sorted(ARCHITECTURES))} (default seed, the lecture's)",
+    )
+    p.add_argument("--epochs", type=positive_int("--epochs"), metavar="E", help="default 10")
+    p.add_argument(
+        "--batch-size", type=positive_int("--batch-size"), metavar="B", help="default 32"
+    )
+    p.add_argument(
+        "--input-size",
+        type=positive_int("--input-size"),
+        metavar="PX",
+        help="model input size in pixels (default 128)",
+    )
+    p.add_argument(
+        "--downsample",
+        choices=DOWNSAMPLE_METHODS,
+        help="max (default: max-pooling keeps every hit), mean (area average) or nearest "
+        "(the lecture's image loader)",
+    )
+    p.add_argument("--out", metavar="DIR", help="run directory (default runs/<timestamp>)")
+    p.add_argument(
+        "--seed",
+        type=_seed,
+        metavar="S",
+        help="seed of the split, shuffling and initial weights (default: drawn, recorded)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run in --out from its last completed epoch",
+    )
+    p.add_argument("--legacy-h5", action="store_true", help="also write best_model.h5")
+    p.add_argument(
+        "--mixed-precision",
+        choices=("bf16",),
+        help="bf16: mixed_bfloat16 (faster only on CPUs with AVX512_BF16/AMX); default float32",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int("--threads"),
+        metavar="N",
+        help="TensorFlow intra-op threads (default: the cores available to this process)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars and no per-epoch lines")
+    return p
+
+
+#: CLI option -> TrainConfig field (None: not given).
+_OPTIONS = {
+    "val": "val", "val_fraction": "val_fraction", "arch": "arch", "epochs": "epochs",
+    "batch_size": "batch_size", "input_size": "input_size", "downsample": "downsample",
+    "seed": "seed", "mixed_precision": "mixed_precision", "threads": "threads",
+}  # fmt: skip
+
+
+@contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit(143), so that a run cleans up or stays resumable."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _body(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    from spectrocnn.model.train import TrainConfig, load_run_config, train
+
+    given = {field: getattr(args, opt) for opt, field in _OPTIONS.items()}
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.legacy_h5:
+        given["legacy_h5"] = True
+    if args.resume:
+        if args.out is None:
+            raise UsageError("--resume needs --out DIR, the run directory to continue")
+        saved = load_run_config(args.out)
+        if saved.val is not None and "val_fraction" in given:
+            given.pop("val_fraction")  # ignored with a validation file
+        config = dataclasses.replace(saved, input=args.file, **given)
+    else:
+        config = TrainConfig(input=args.file, **given)
+
+    def report(line: str) -> None:
+        if not args.quiet:
+            print(line, flush=True)
+
+    with _sigterm_as_exit():
+        result = train(
+            config, args.out, resume=args.resume,
+            progress=not args.quiet and sys.stderr.isatty(), report=report,
+        )  # fmt: skip
+    m = result.metrics
+    auc = m.get("roc_auc")
+    rate = result.images_per_second
+    if result.already_complete:
+        print(f"{PROG}: run {result.out_dir} is already complete ({result.epochs} epochs)")
+    print(
+        f"{PROG}: best val_accuracy {result.best_val_accuracy:.5f} at epoch {result.best_epoch}"
+        f" of {result.epochs}, ROC AUC {'n/a' if auc is None else f'{auc:.4f}'}; "
+        f"{result.train_time_s:.0f} s training ({rate:.0f} images/s); run in {result.out_dir}"
+    )
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``train-cnn``; returns the exit code."""
+    return run(PROG, _body, argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

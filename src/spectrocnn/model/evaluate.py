@@ -1,0 +1,173 @@
+"""Evaluating a saved model on an event file: the library behind ``eval-cnn``.
+
+The preprocessing must be the one the model was trained with: the input size and the
+downsampling method are read from the ``config.json`` of the run directory that holds the
+model, if there is one; otherwise the input size is the model's input shape and the
+downsampling is max-pooling (the default of ``train-cnn``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spectrocnn.errors import ConfigError
+from spectrocnn.model._io import write_json
+from spectrocnn.model.data import check_downsample, load_images, open_event_file
+from spectrocnn.model.metrics import binary_metrics
+from spectrocnn.model.train import _load_model, predict
+
+__all__ = ["EvalResult", "default_eval_dir", "evaluate", "run_preprocessing"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalResult:
+    """What :func:`evaluate` did.
+
+    Attributes
+    ----------
+    out_dir : Path
+        Where metrics.json, roc.png and scores.png were written.
+    metrics : dict
+        The content of metrics.json.
+    """
+
+    out_dir: Path
+    metrics: dict[str, Any]
+
+
+def default_eval_dir(model_path: str | os.PathLike, event_path: str | os.PathLike) -> Path:
+    """``<model directory>/eval_<event file stem>``."""
+    return Path(model_path).resolve().parent / f"eval_{Path(event_path).stem}"
+
+
+def run_preprocessing(model_path: str | os.PathLike) -> tuple[int | None, str | None]:
+    """``(input_size, downsample)`` from the run's config.json beside the model, or Nones."""
+    path = Path(model_path).resolve().parent / "config.json"
+    if not path.is_file():
+        return None, None
+    try:
+        data = json.loads(path.read_text())
+        size, method = data.get("input_size"), data.get("downsample")
+    except (OSError, ValueError, AttributeError) as exc:
+        log.warning("ignoring %s: %s", path, exc)
+        return None, None
+    return (int(size) if isinstance(size, int) else None), (
+        str(method) if isinstance(method, str) else None
+    )
+
+
+def evaluate(
+    model_path: str | os.PathLike,
+    event_path: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    threads: int | None = None,
+    progress: bool = False,
+) -> EvalResult:
+    """Score every event of a file with a saved model; write metrics.json, roc.png, scores.png.
+
+    Parameters
+    ----------
+    model_path : path-like
+        A model saved by Keras (``.keras``, or legacy ``.h5``).
+    event_path : path-like
+        An event file.
+    out_dir : path-like, optional
+        Output directory (created if needed; these three files in it are replaced);
+        default :func:`default_eval_dir`.
+    threads : int, optional
+        TensorFlow intra-op threads (default: the available cores).
+    progress : bool
+        Progress bar on stderr while reading.
+
+    Returns
+    -------
+    EvalResult
+
+    Raises
+    ------
+    ConfigError
+        Missing model or event file; images that cannot be pooled to the model's input.
+    EventFileError
+        An unreadable event file.
+    ModelFileError
+        A model file that Keras cannot load.
+    """
+    t0 = time.perf_counter()
+    model_path = Path(model_path)
+    if not model_path.exists():
+        raise ConfigError(f"model file {str(model_path)!r} does not exist")
+    out = Path(out_dir) if out_dir is not None else default_eval_dir(model_path, event_path)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output {out} exists and is not a directory")
+    size, method = run_preprocessing(model_path)
+    with open_event_file(event_path) as ev:
+        if ev.n_events == 0:
+            raise ConfigError(f"event file {ev.path} holds no events")
+        if size is not None and method is not None:
+            check_downsample(ev.image_shape, size, method)
+
+        from spectrocnn.model._tf import configure_threads, tensorflow
+
+        tf = tensorflow()
+        configure_threads(threads)
+        model = _load_model(model_path)
+        shape = tuple(model.input_shape)
+        if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 1:
+            raise ConfigError(f"{model_path}: expected a (size, size, 1) image input, got {shape}")
+        if size is not None and size != shape[1]:
+            log.warning("run config says input size %d, the model takes %d", size, shape[1])
+        size, method = int(shape[1]), method or "max"
+        check_downsample(ev.image_shape, size, method)
+        from tqdm import tqdm
+
+        with tqdm(
+            total=ev.n_events,
+            desc=f"reading {Path(ev.path).name}",
+            unit="ev",
+            file=sys.stderr,
+            disable=not progress,
+            leave=False,
+        ) as bar:
+            data = load_images(ev, size, method, progress=bar.update)
+    order = np.arange(data.n)
+    t_pred = time.perf_counter()
+    scores = predict(model, tf.constant(data.images), tf.constant(data.labels), order, data.scale)
+    t_pred = time.perf_counter() - t_pred
+
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        from spectrocnn.model.plots import plot_roc, plot_scores
+
+        metrics = {
+            **binary_metrics(data.labels, scores),
+            "sample": "file",
+            "model": str(model_path.resolve()),
+            "event_file": data.info,
+            "input_size": size,
+            "downsample": method,
+            "predict_time_s": t_pred,
+            "images_per_second": data.n / t_pred if t_pred > 0 else None,
+            "wall_time_s": time.perf_counter() - t0,
+        }
+        plot_roc([(Path(data.path).name, data.labels, scores)], out / "roc.png")
+        plot_scores(out / "scores.png", (Path(data.path).stem, data.labels, scores))
+        write_json(out / "metrics.json", metrics)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    return EvalResult(out, metrics)

@@ -1,0 +1,149 @@
+"""The lecture's result plots (slides 16-17): training curves, score histograms, ROC.
+
+Figures are drawn with matplotlib's object interface and the Agg canvas (no pyplot, no
+display needed) and written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from spectrocnn.model._io import write_with
+from spectrocnn.model.metrics import roc_auc, roc_curve
+
+__all__ = ["plot_curves", "plot_roc", "plot_scores"]
+
+_HI, _LO = "#2ca02c", "#5fa8e8"  # the slides' green (Hi) and light blue (Lo)
+
+
+def _figure(width: float = 6.4, height: float = 4.8):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="tight")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: str | os.PathLike) -> None:
+    write_with(path, lambda tmp: fig.savefig(tmp, format="png"))
+
+
+def plot_curves(
+    history: Mapping[str, Sequence[float]], metric: str, path: str | os.PathLike
+) -> None:
+    """Training and validation ``metric`` per epoch (slide 16; loss on a log scale).
+
+    Parameters
+    ----------
+    history : mapping
+        ``metric`` and ``val_<metric>`` lists, one value per epoch (epoch 0 first).
+    metric : {"accuracy", "loss"}
+    path : path-like
+        PNG file to write.
+    """
+    fig = _figure()
+    ax = fig.add_subplot()
+    name = metric.capitalize()
+    for key, label in ((metric, f"Train {name}"), (f"val_{metric}", f"Val {name}")):
+        values = np.asarray(history.get(key, []), dtype=float)
+        if values.size:
+            ax.plot(
+                np.arange(values.size), values, label=label, marker="." if values.size < 3 else None
+            )
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel(name)
+    if metric == "loss":
+        ax.set_yscale("log")
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_roc(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str | os.PathLike) -> None:
+    """ROC curves with their AUC in the legend (slide 17, right).
+
+    Parameters
+    ----------
+    curves : sequence of (label, y_true, score)
+        One curve per sample, e.g. ``("Validation", y, p)`` and ``("Train", y, p)``.
+    path : path-like
+    """
+    fig = _figure(6.0, 6.0)
+    ax = fig.add_subplot()
+    for label, y, p in curves:
+        fpr, tpr, _ = roc_curve(y, p)
+        auc = roc_auc(y, p)
+        if np.isnan(auc):
+            continue
+        ax.plot(fpr, tpr, label=f"{label} ROC (AUC = {auc:.4f})")
+    ax.plot([0, 1], [0, 1], color="0.8", lw=0.8, ls="--")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("False Positive Rate")
+    ax.set_ylabel("True Positive Rate")
+    ax.set_title("ROC Curve")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right")
+    _save(fig, path)
+
+
+def plot_scores(
+    path: str | os.PathLike,
+    points: tuple[str, np.ndarray, np.ndarray],
+    steps: tuple[str, np.ndarray, np.ndarray] | None = None,
+    bins: int = 20,
+) -> None:
+    """Histograms of the network output by true class (slide 17, left).
+
+    Parameters
+    ----------
+    path : path-like
+    points : (label, y_true, score)
+        Drawn as points with Poisson error bars, e.g. the validation sample.
+    steps : (label, y_true, score), optional
+        Drawn as step histograms, e.g. the training sample; the ``points`` sample is then
+        scaled to its number of events per class so that the shapes compare.
+    bins : int
+        Bins in [0, 1].
+    """
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    fig = _figure()
+    ax = fig.add_subplot()
+    plabel, py, pp = points
+    py, pp = np.asarray(py).ravel(), np.asarray(pp, dtype=float).ravel()
+    scaled = False
+    for cls, name, colour in ((1, "Hi", _HI), (0, "Lo", _LO)):
+        factor = 1.0
+        if steps is not None:
+            slabel, sy, sp = steps
+            sy, sp = np.asarray(sy).ravel(), np.asarray(sp, dtype=float).ravel()
+            counts, _ = np.histogram(sp[sy == cls], edges)
+            ax.stairs(counts, edges, color=colour, lw=2, label=f"{slabel} {name}")
+            n_points = np.sum(py == cls)
+            if n_points:
+                factor = np.sum(sy == cls) / n_points
+                scaled = scaled or factor != 1.0
+        counts, _ = np.histogram(pp[py == cls], edges)
+        shown = counts > 0
+        ax.errorbar(
+            centres[shown],
+            counts[shown] * factor,
+            yerr=np.sqrt(counts[shown]) * factor,
+            fmt="o",
+            ms=4,
+            color=colour if steps is None else ("#1b7a1b" if cls else "#2f5f8a"),
+            label=f"{plabel} {name}",
+        )
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("Score")
+    ax.set_ylabel(f"Events ({plabel.lower()} scaled to {steps[0].lower()})" if scaled else "Events")
+    ax.set_title("NN Output")
+    ax.legend()
+    _save(fig, path)

@@ -1,0 +1,807 @@
+"""Training a CNN on an event file: the library behind ``train-cnn``.
+
+:func:`train` reads and downsamples the images (:mod:`spectrocnn.model.data`), builds the
+architecture (:mod:`spectrocnn.model.architectures`), trains it with Keras and writes a
+*run directory*:
+
+``config.json``
+    Every setting, the input files (path, seed, size) and the preprocessing.
+``best_model.keras`` (and ``best_model.h5`` with ``legacy_h5``)
+    The model of the epoch with the highest ``val_accuracy`` (strictly higher than every
+    earlier epoch, as Keras' ``ModelCheckpoint(save_best_only=True, mode="max")``).
+``last_model.keras``, ``state.json``
+    The model with its optimizer state after the last completed epoch, the number of
+    completed epochs and the best score so far: what ``resume`` continues from.
+``history.csv``
+    One row per epoch: loss, accuracy, val_loss, val_accuracy, epoch_time_s (seconds
+    since the previous epoch ended, checkpointing included).
+``metrics.json``
+    The best model on the validation and the training events: accuracy, loss, ROC AUC,
+    confusion matrix at 0.5; epochs, wall time, training images per second.
+``accuracy.png``, ``loss.png``, ``roc.png``, ``scores.png``
+    The lecture's plots (slides 16-17).
+
+Every file is written atomically (temporary name, then rename). A run that fails before
+its first epoch completes removes what it wrote; a later failure or an interruption keeps
+the run directory, and ``resume=True`` continues it from its last completed epoch to the
+planned number of epochs (same split, same per-epoch shuffling, optimizer state restored;
+not bit-identical to an uninterrupted run).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from spectrocnn.errors import ConfigError, SpectrocnnError
+from spectrocnn.model._io import atomic_path, write_json
+from spectrocnn.model.architectures import get_architecture
+from spectrocnn.model.data import (
+    DOWNSAMPLE_METHODS,
+    ImageSet,
+    check_downsample,
+    epoch_order,
+    load_images,
+    make_dataset,
+    open_event_file,
+    split_indices,
+)
+from spectrocnn.model.metrics import binary_metrics
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
+__all__ = [
+    "MIXED_PRECISION",
+    "RUN_SCHEMA",
+    "ModelFileError",
+    "TrainConfig",
+    "TrainResult",
+    "default_run_dir",
+    "load_run_config",
+    "new_seed",
+    "predict",
+    "train",
+]
+
+log = logging.getLogger(__name__)
+
+#: ``schema`` of config.json.
+RUN_SCHEMA = "spectrocnn.run/1"
+
+#: Mixed-precision options: name -> Keras dtype policy.
+MIXED_PRECISION = {"bf16": "mixed_bfloat16"}
+
+#: Settings that may differ between a run and its resumption (no effect on the result).
+_RESUME_FREE = ("threads",)
+
+_PREDICT_BATCH = 256
+
+
+class ModelFileError(SpectrocnnError, RuntimeError):
+    """A saved model or run state that cannot be read (exit code 1)."""
+
+
+def new_seed() -> int:
+    """A fresh random seed in ``[0, 2**32)`` (recorded, so that the run can be repeated)."""
+    return int(np.random.SeedSequence().entropy % 2**32)
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run, validated when built.
+
+    Parameters
+    ----------
+    input : str
+        Training event file.
+    val : str, optional
+        Validation event file; without it ``val_fraction`` of ``input`` is held out.
+    val_fraction : float
+        Fraction of ``input`` used for validation, in (0, 1); ignored with ``val``.
+    arch : str
+        Architecture name (:data:`~spectrocnn.model.architectures.ARCHITECTURES`).
+    epochs, batch_size : int
+    input_size : int
+        Model input height and width [pixels].
+    downsample : {"max", "mean", "nearest"}
+        See :mod:`spectrocnn.model.data`.
+    seed : int, optional
+        Seed of the split, the shuffling and the weight initialisation; None draws one
+        (:func:`train` records it).
+    legacy_h5 : bool
+        Also write ``best_model.h5``.
+    mixed_precision : {"bf16"}, optional
+        ``bf16``: Keras' ``mixed_bfloat16`` policy (faster on CPUs with AVX512_BF16 or
+        AMX, much slower elsewhere); default float32, as the lecture.
+    threads : int, optional
+        TensorFlow intra-op threads; default: the cores available to the process.
+    """
+
+    input: str
+    val: str | None = None
+    val_fraction: float = 0.2
+    arch: str = "seed"
+    epochs: int = 10
+    batch_size: int = 32
+    input_size: int = 128
+    downsample: str = "max"
+    seed: int | None = None
+    legacy_h5: bool = False
+    mixed_precision: str | None = None
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        set_("input", os.path.abspath(os.fspath(self.input)))
+        if self.val is not None:
+            set_("val", os.path.abspath(os.fspath(self.val)))
+        f = self.val_fraction
+        if isinstance(f, bool) or not isinstance(f, int | float) or not 0.0 < f < 1.0:
+            raise ConfigError(f"val_fraction must be between 0 and 1 (exclusive), got {f!r}")
+        set_("val_fraction", float(f))
+        get_architecture(self.arch)
+        for name in ("epochs", "batch_size", "input_size"):
+            set_(name, _positive_int(name, getattr(self, name)))
+        if self.downsample not in DOWNSAMPLE_METHODS:
+            raise ConfigError(
+                f"downsample must be one of {', '.join(DOWNSAMPLE_METHODS)}, "
+                f"got {self.downsample!r}"
+            )
+        if self.seed is not None:
+            s = self.seed
+            if isinstance(s, bool) or not isinstance(s, int | np.integer) or not 0 <= s < 2**63:
+                raise ConfigError(f"seed must be an integer in [0, 2**63), got {s!r}")
+            set_("seed", int(s))
+        if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISION:
+            raise ConfigError(
+                f"mixed precision must be one of {', '.join(MIXED_PRECISION)}, "
+                f"got {self.mixed_precision!r}"
+            )
+        if self.threads is not None:
+            set_("threads", _positive_int("threads", self.threads))
+        set_("legacy_h5", bool(self.legacy_h5))
+
+    def settings(self) -> dict[str, Any]:
+        """The settings as a JSON-able dict."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did.
+
+    Attributes
+    ----------
+    out_dir : Path
+    config : TrainConfig
+        With the seed drawn, if it was not given.
+    epochs : int
+        Epochs completed in total (the planned number when the run finished).
+    initial_epoch : int
+        Epochs completed before this call (0 unless resumed).
+    best_epoch : int
+        1-based epoch of the best model.
+    best_val_accuracy : float
+    metrics : dict
+        The content of metrics.json.
+    history : dict
+        Column -> list of per-epoch values (history.csv).
+    n_train, n_val : int
+    already_complete : bool
+        ``resume`` found the run already finished and did nothing.
+    """
+
+    out_dir: Path
+    config: TrainConfig
+    epochs: int
+    initial_epoch: int
+    best_epoch: int
+    best_val_accuracy: float
+    metrics: dict[str, Any]
+    history: dict[str, list[float]] = field(default_factory=dict)
+    n_train: int = 0
+    n_val: int = 0
+    already_complete: bool = False
+
+    @property
+    def train_time_s(self) -> float:
+        """Seconds spent in training epochs, over all sessions of the run."""
+        return float(self.metrics.get("train_time_s", math.nan))
+
+    @property
+    def images_per_second(self) -> float:
+        """Training images per second of training time."""
+        return float(self.metrics.get("images_per_second", math.nan))
+
+
+def default_run_dir(base: str | os.PathLike = "runs") -> Path:
+    """``runs/<YYYYmmdd-HHMMSS>`` (with a ``-2``, ``-3`` ... suffix if it exists)."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(base) / stamp
+    k = 2
+    while path.exists():
+        path = Path(base) / f"{stamp}-{k}"
+        k += 1
+    return path
+
+
+# -- run directory and state ----------------------------------------------------------------
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"{path}: cannot read the {what} ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{path}: the {what} is not a JSON object")
+    return data
+
+
+def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """The settings of the run in ``run_dir`` (its config.json).
+
+    Raises
+    ------
+    ConfigError
+        When ``run_dir`` holds no config.json (not a run directory).
+    ModelFileError
+        When config.json cannot be read.
+    """
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a train-cnn run directory (no config.json)")
+    data = _read_json(path, "run configuration")
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    try:
+        return TrainConfig(**{k: v for k, v in data.items() if k in names})
+    except (TypeError, ConfigError) as exc:
+        raise ModelFileError(f"{path}: invalid run configuration ({exc})") from None
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _read_state(run_dir: Path | None) -> dict[str, Any]:
+    path = None if run_dir is None else run_dir / "state.json"
+    if path is None or not path.is_file():
+        return {"completed_epochs": 0, "best_val_accuracy": None, "best_epoch": 0}
+    return _read_json(path, "run state")
+
+
+def _check_out_dir(out: Path, resume: bool, config: TrainConfig) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output {out} exists and is not a directory")
+    if not resume:
+        if out.is_dir() and any(out.iterdir()):
+            raise ConfigError(
+                f"run directory {out} exists and is not empty; choose another output directory "
+                "or continue that run with --resume"
+            )
+        return
+    saved = load_run_config(out)
+    a, b = saved.settings(), config.settings()
+    diff = [k for k in a if k not in _RESUME_FREE and a[k] != b[k]]
+    if diff:
+        details = ", ".join(f"{k} {b[k]!r} (run: {a[k]!r})" for k in diff)
+        raise ConfigError(f"cannot resume {out} with different settings: {details}")
+
+
+def _history(path: Path) -> dict[str, list[float]]:
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    out: dict[str, list[float]] = {}
+    for row in rows:
+        for k, v in row.items():
+            try:
+                out.setdefault(k, []).append(float(v))
+            except (TypeError, ValueError):
+                out.setdefault(k, []).append(math.nan)
+    return out
+
+
+def _truncate_history(path: Path, epochs: int) -> None:
+    """Keep the header and the rows of the first ``epochs`` epochs."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(lines[: 1 + epochs]) if epochs else "")
+
+
+def _remove_outputs(out: Path, created: bool, before: set[str]) -> None:
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for p in out.iterdir():
+        if p.name not in before:
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+
+# -- TensorFlow parts -----------------------------------------------------------------------
+
+
+@contextmanager
+def _quiet_absl() -> Iterator[None]:
+    """Silence Keras' absl warnings (legacy-format notices) for the duration."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _save_model(model: keras.Model, path: Path) -> None:
+    """Save atomically; ``.h5`` in Keras' legacy format, anything else as ``.keras``."""
+    with atomic_path(path) as tmp:
+        if path.suffix != ".h5":
+            model.save(tmp)
+            return
+        # Keras' legacy HDF5 writer pops "optimizer" from the model's compile config, so
+        # that every later .keras save would lose the optimizer: restore it afterwards.
+        compile_config = getattr(getattr(model, "_compile_config", None), "config", None)
+        saved = dict(compile_config) if isinstance(compile_config, dict) else None
+        try:
+            with _quiet_absl():
+                model.save(tmp)
+        finally:
+            if saved is not None:
+                compile_config.clear()
+                compile_config.update(saved)
+
+
+def _load_model(path: Path) -> keras.Model:
+    import keras
+
+    try:
+        with _quiet_absl():
+            return keras.models.load_model(path)
+    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors ...
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        raise ModelFileError(f"{path}: cannot load the model ({msg})") from None
+
+
+def predict(
+    model: keras.Model, images: Any, labels: Any, order: np.ndarray, scale: float
+) -> np.ndarray:
+    """Scores (probability of class 1) of the events ``order``, float64 (len(order),)."""
+    if len(order) == 0:
+        return np.zeros(0)
+    ds = make_dataset(images, labels, order, batch_size=_PREDICT_BATCH, scale=scale)
+    return np.asarray(model.predict(ds, verbose=0), dtype=np.float64).reshape(-1)
+
+
+def _callbacks(
+    out: Path,
+    config: TrainConfig,
+    state: dict[str, Any],
+    steps: int,
+    report: Callable[[str], None],
+    progress: bool,
+    t0: float,
+) -> list[Any]:
+    import keras
+
+    earlier_wall = float(state.get("wall_time_s", 0.0))
+
+    class EpochTimer(keras.callbacks.Callback):
+        """Adds ``epoch_time_s``: seconds since the previous epoch ended."""
+
+        def on_train_begin(self, logs=None):
+            self.last = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.perf_counter()
+            if logs is not None:
+                logs["epoch_time_s"] = now - self.last
+            self.last = now
+
+    class Progress(keras.callbacks.Callback):
+        """A tqdm bar per epoch on stderr."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=steps,
+                desc=f"epoch {epoch + 1}/{config.epochs}",
+                unit="batch",
+                file=sys.stderr,
+                leave=False,
+                dynamic_ncols=True,
+            )
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.bar.update(1)
+            if logs and batch % 20 == 0:
+                self.bar.set_postfix(
+                    loss=f"{logs.get('loss', math.nan):.4f}",
+                    acc=f"{logs.get('accuracy', math.nan):.4f}",
+                    refresh=False,
+                )
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.bar.close()
+
+    class RunCheckpoint(keras.callbacks.Callback):
+        """Best model on ``val_accuracy`` (Keras' messages), last model and run state."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            best = state.get("best_val_accuracy")
+            self.best = -math.inf if best is None else float(best)
+            self.best_epoch = int(state.get("best_epoch", 0))
+            self.train_time = float(state.get("train_time_s", 0.0))
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            self.train_time += float(logs.get("epoch_time_s", 0.0))
+            current = logs.get("val_accuracy")
+            best_path = out / "best_model.keras"
+            if current is not None and np.greater(current, self.best):
+                report(
+                    f"Epoch {epoch + 1}: val_accuracy improved from {self.best:.5f} to "
+                    f"{current:.5f}, saving model to {best_path}"
+                )
+                _save_model(self.model, best_path)
+                if config.legacy_h5:
+                    _save_model(self.model, out / "best_model.h5")
+                self.best, self.best_epoch = float(current), epoch + 1
+            else:
+                report(f"Epoch {epoch + 1}: val_accuracy did not improve from {self.best:.5f}")
+            _save_model(self.model, out / "last_model.keras")
+            write_json(
+                out / "state.json",
+                {
+                    "completed_epochs": epoch + 1,
+                    "epochs": config.epochs,
+                    "best_val_accuracy": self.best,
+                    "best_epoch": self.best_epoch,
+                    "train_time_s": self.train_time,
+                    "wall_time_s": earlier_wall + time.perf_counter() - t0,
+                    "status": "training",
+                },
+            )
+
+    cbs: list[Any] = [EpochTimer()]
+    if progress:
+        cbs.append(Progress())
+    cbs += [keras.callbacks.CSVLogger(str(out / "history.csv"), append=True), RunCheckpoint()]
+    return cbs
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+def _check_file(ev: Any, config: TrainConfig, role: str) -> None:
+    if ev.n_events == 0:
+        raise ConfigError(f"{role} file {ev.path} holds no events")
+    check_downsample(ev.image_shape, config.input_size, config.downsample)
+    if role == "training":
+        classes = np.unique(ev.labels)
+        if classes.size < 2:
+            raise ConfigError(
+                f"training file {ev.path} holds only class {int(classes[0])} "
+                f"({ev.n_events} events); training needs events of both classes"
+            )
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("spectrocnn", "tensorflow", "tensorflow-cpu", "keras", "numpy", "h5py"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def _bar(progress: bool, total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="ev",
+        file=sys.stderr,
+        disable=not progress,
+        leave=False,
+        dynamic_ncols=True,
+    )
+
+
+def train(
+    config: TrainConfig,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = False,
+    report: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train ``config.arch`` on ``config.input`` and write a run directory.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    out_dir : path-like, optional
+        The run directory; default :func:`default_run_dir`. It must not exist or be
+        empty, unless ``resume``.
+    resume : bool
+        Continue the interrupted run in ``out_dir`` (``config`` must equal its settings,
+        :func:`load_run_config`) from its last completed epoch.
+    progress : bool
+        Show progress bars on stderr.
+    report : callable, optional
+        Receives the per-epoch checkpoint lines ("Epoch 3: val_accuracy improved from
+        ..."); default: logged at INFO level.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    ConfigError
+        Bad settings, a missing input file, a file with one class, images that cannot be
+        pooled to ``input_size``, a non-empty ``out_dir`` (without ``resume``), or a
+        ``resume`` with other settings.
+    EventFileError
+        An input file that is not a readable event file.
+    """
+    t0 = time.perf_counter()
+    report = report or log.info
+    if out_dir is None:
+        if resume:
+            raise ConfigError("resuming needs the run directory to continue")
+        out_dir = default_run_dir()
+    out = Path(out_dir)
+    if config.seed is None:
+        if resume:
+            raise ConfigError("a resumed run needs the seed of the run")
+        config = dataclasses.replace(config, seed=new_seed())
+    _check_out_dir(out, resume, config)
+    state = _read_state(out if resume else None)
+    done = int(state.get("completed_epochs", 0))
+    if resume and state.get("status") == "complete" and (out / "metrics.json").is_file():
+        metrics = _read_json(out / "metrics.json", "metrics")
+        return TrainResult(
+            out_dir=out,
+            config=config,
+            epochs=done,
+            initial_epoch=done,
+            best_epoch=int(state.get("best_epoch", 0)),
+            best_val_accuracy=_float(state.get("best_val_accuracy")),
+            metrics=metrics,
+            history=_history(out / "history.csv"),
+            n_train=int(metrics.get("n_train", 0)),
+            n_val=int(metrics.get("n_val", 0)),
+            already_complete=True,
+        )
+
+    # Inputs: checked and loaded before anything is written (and before TensorFlow).
+    with ExitStack() as stack:
+        ev = stack.enter_context(open_event_file(config.input))
+        vev = stack.enter_context(open_event_file(config.val)) if config.val else None
+        _check_file(ev, config, "training")
+        if vev is not None:
+            _check_file(vev, config, "validation")
+            if vev.image_shape != ev.image_shape or vev.window_mm != ev.window_mm:
+                log.warning(
+                    "the validation images (%dx%d px, window %s mm) differ from the training "
+                    "images (%dx%d px, window %s mm)",
+                    *vev.image_shape,
+                    list(vev.window_mm),
+                    *ev.image_shape,
+                    list(ev.window_mm),
+                )
+            train_idx, val_idx = np.arange(ev.n_events), np.arange(vev.n_events)
+        else:
+            train_idx, val_idx = split_indices(ev.n_events, config.val_fraction, config.seed)
+            if np.unique(ev.labels[train_idx]).size < 2:
+                raise ConfigError(
+                    f"the training part of {ev.path} holds one class only; use more events"
+                )
+        sets: list[ImageSet] = []
+        for f in (ev, vev):
+            if f is not None:
+                with _bar(progress, f.n_events, f"reading {Path(f.path).name}") as bar:
+                    sets.append(
+                        load_images(f, config.input_size, config.downsample, progress=bar.update)
+                    )
+    tset = sets[0]
+    vset = sets[1] if vev is not None else tset
+    if np.unique(vset.labels[val_idx]).size < 2:
+        log.warning("the validation events hold one class only: ROC AUC is undefined")
+    load_s = time.perf_counter() - t0
+
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    before = {p.name for p in out.iterdir()}
+    try:
+        return _run(
+            config, out, resume, state, tset, vset, train_idx, val_idx, progress, report, t0, load_s
+        )
+    except BaseException as exc:
+        completed = int(_read_state(out).get("completed_epochs", 0)) if out.is_dir() else 0
+        if not resume and completed == 0:
+            _remove_outputs(out, created, before)
+        elif out.is_dir():
+            log.warning(
+                "run stopped after epoch %d (%s); continue it with --resume --out %s",
+                completed,
+                type(exc).__name__,
+                out,
+            )
+        raise
+
+
+def _run(
+    config: TrainConfig,
+    out: Path,
+    resume: bool,
+    state: dict[str, Any],
+    tset: ImageSet,
+    vset: ImageSet,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    progress: bool,
+    report: Callable[[str], None],
+    t0: float,
+    load_s: float,
+) -> TrainResult:
+    from spectrocnn.model._tf import configure_threads, tensorflow
+
+    tf = tensorflow()
+    intra, inter = configure_threads(config.threads)
+    import keras
+
+    done = int(state.get("completed_epochs", 0))
+    earlier_wall = float(state.get("wall_time_s", 0.0))
+    if not resume or not (out / "config.json").is_file():
+        write_json(out / "config.json", {
+            "schema": RUN_SCHEMA,
+            **config.settings(),
+            "input_file": tset.info,
+            "val_file": vset.info if vset is not tset else None,
+            "n_train": len(train_idx),
+            "n_val": len(val_idx),
+            "preprocessing": {
+                "downsample": config.downsample,
+                "factor": list(tset.factor),
+                "pixel": "min(count * scale, 1): occupancy (max, nearest) or lit fraction (mean)",
+                "scale": tset.scale,
+            },
+            "tensorflow_threads": {"intra_op": intra, "inter_op": inter},
+            "versions": _versions(),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        })  # fmt: skip
+
+    policy = keras.mixed_precision.global_policy()
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy(MIXED_PRECISION[config.mixed_precision])
+    try:
+        keras.utils.set_random_seed((config.seed + done) % 2**32)
+        if done > 0:
+            model = _load_model(out / "last_model.keras")
+        else:
+            from spectrocnn.model.architectures import build_model
+
+            model = build_model(config.arch, config.input_size)
+        _truncate_history(out / "history.csv", done)
+
+        images = {id(s.images): tf.constant(s.images) for s in (tset, vset)}
+        labels = {id(s.labels): tf.constant(s.labels) for s in (tset, vset)}
+        tx, ty = images[id(tset.images)], labels[id(tset.labels)]
+        vx, vy = images[id(vset.images)], labels[id(vset.labels)]
+        for s in (tset, vset):  # the tensors are copies: free the NumPy images
+            s.images = np.empty((0, config.input_size, config.input_size), np.uint8)
+        del images
+        n_train, bs = len(train_idx), config.batch_size
+        steps = math.ceil(n_train / bs)
+        if done < config.epochs:
+            what = f"Resuming {out} at epoch {done + 1}" if done else "Training"
+            report(
+                f"{what}: {config.arch} on {n_train} events, validating on {len(val_idx)} "
+                f"({tset.info['image_shape'][0]}x{tset.info['image_shape'][1]} -> "
+                f"{config.input_size}x{config.input_size} by {config.downsample} downsampling), "
+                f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}, batch {bs}, "
+                f"seed {config.seed}"
+            )
+            orders = np.stack(
+                [epoch_order(train_idx, config.seed, e) for e in range(done, config.epochs)]
+            )
+            train_ds = make_dataset(tx, ty, orders, batch_size=bs, scale=tset.scale)
+            val_ds = make_dataset(vx, vy, val_idx, batch_size=_PREDICT_BATCH, scale=vset.scale)
+            callbacks = _callbacks(out, config, state, steps, report, progress, t0)
+            model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=config.epochs,
+                initial_epoch=done,
+                steps_per_epoch=steps,
+                callbacks=callbacks,
+                shuffle=False,
+                verbose=0,
+            )
+        state = _read_state(out)
+        best_path = out / "best_model.keras"
+        best = _load_model(best_path)
+        p_val = predict(best, vx, vy, val_idx, vset.scale)
+        p_train = predict(best, tx, ty, train_idx, tset.scale)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+    y_val = vset.labels[val_idx]
+    y_train = tset.labels[train_idx]
+    history = _history(out / "history.csv")
+    from spectrocnn.model.plots import plot_curves, plot_roc, plot_scores
+
+    plot_curves(history, "accuracy", out / "accuracy.png")
+    plot_curves(history, "loss", out / "loss.png")
+    plot_roc([("Validation", y_val, p_val), ("Train", y_train, p_train)], out / "roc.png")
+    plot_scores(out / "scores.png", ("Validation", y_val, p_val), ("Train", y_train, p_train))
+
+    train_time = float(state.get("train_time_s", 0.0))
+    epochs_done = int(state.get("completed_epochs", 0))
+    val_metrics = binary_metrics(y_val, p_val)
+    metrics = {
+        **val_metrics,
+        "sample": "validation",
+        "model": best_path.name,
+        "best_epoch": int(state.get("best_epoch", 0)),
+        "epochs": epochs_done,
+        "train": binary_metrics(y_train, p_train),
+        "n_train": len(train_idx),
+        "n_val": len(val_idx),
+        "parameters": int(best.count_params()),
+        "load_time_s": load_s,
+        "train_time_s": train_time,
+        "wall_time_s": earlier_wall + time.perf_counter() - t0,
+        "images_per_second": len(train_idx) * epochs_done / train_time if train_time else None,
+    }
+    write_json(out / "metrics.json", metrics)
+    write_json(out / "state.json", {**state, "status": "complete"})
+    return TrainResult(
+        out_dir=out,
+        config=config,
+        epochs=epochs_done,
+        initial_epoch=done,
+        best_epoch=metrics["best_epoch"],
+        best_val_accuracy=_float(state.get("best_val_accuracy")),
+        metrics=metrics,
+        history=history,
+        n_train=len(train_idx),
+        n_val=len(val_idx),
+    )

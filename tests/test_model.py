@@ -1,0 +1,408 @@
+"""Tests of spectrocnn.model: downsampling, split, metrics, architecture, training, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spectrocnn.errors import ConfigError, EventFileError
+from spectrocnn.model.data import (
+    check_downsample,
+    downsample,
+    epoch_order,
+    input_scale,
+    load_images,
+    open_event_file,
+    split_indices,
+)
+from spectrocnn.model.metrics import binary_metrics, roc_auc, roc_curve
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+)
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def sparse_images(rng: np.random.Generator, n: int, h: int, w: int, hits: int) -> np.ndarray:
+    """Images with ``hits`` random lit pixels each, values 1..255."""
+    imgs = np.zeros((n, h, w), np.uint8)
+    for i in range(n):
+        r, c = rng.integers(0, h, hits), rng.integers(0, w, hits)
+        imgs[i, r, c] = rng.integers(1, 256, hits)
+    return imgs
+
+
+def write_event_file(
+    path: Path, n: int = 160, size: int = 64, seed: int = 0, labels: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """An event file (schema spectrocnn.events/1) with synthetic images and no truth rows.
+
+    Class 1 events have a straight row of hits, class 0 events scattered hits only.
+    """
+    from spectrocnn.dataset import EventFileWriter, ImageSpec
+    from spectrocnn.simulate.events import (
+        HIT_COLUMNS,
+        PARTICLE_COLUMNS,
+        EventBatch,
+        HitTable,
+        ParticleTable,
+    )
+
+    rng = np.random.default_rng(seed)
+    lab = rng.permutation(np.arange(n) % 2).astype(np.uint8) if labels is None else labels
+    lab = np.asarray(lab, np.uint8)
+    imgs = sparse_images(rng, n, size, size, 10)
+    for i in np.flatnonzero(lab):
+        imgs[i, rng.integers(0, size), :: max(1, size // 16)] = 1
+    parts = ParticleTable(**{k: np.zeros(0, dt) for k, (dt, _) in PARTICLE_COLUMNS.items()})
+    hits = HitTable(**{k: np.zeros(0, dt) for k, (dt, _) in HIT_COLUMNS.items()})
+    with EventFileWriter(path, n, ImageSpec(size=size), seed=seed) as w:
+        w.append(EventBatch(lab, parts, hits), imgs)
+    return imgs, lab
+
+
+# -- no TensorFlow at import ----------------------------------------------------------------
+
+
+def test_model_package_and_help_do_not_import_tensorflow():
+    code = (
+        "import sys, contextlib, io\n"
+        "import spectrocnn.model, spectrocnn.model.train, spectrocnn.model.evaluate\n"
+        "from spectrocnn.cli import train_cnn, eval_cnn\n"
+        "for main in (train_cnn.main, eval_cnn.main):\n"
+        "    for flag in ('--help', '--version'):\n"
+        "        with contextlib.redirect_stdout(io.StringIO()):\n"
+        "            try:\n"
+        "                main([flag])\n"
+        "            except SystemExit:\n"
+        "                pass\n"
+        "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# -- downsampling ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("h", "size"), [(512, 128), (64, 16), (64, 32), (60, 20), (64, 64)])
+def test_max_pool_keeps_every_hit(h, size):
+    rng = np.random.default_rng(h + size)
+    imgs = sparse_images(rng, 12, h, h, 40)
+    out = downsample(imgs, size, "max")
+    f = h // size
+    assert out.shape == (12, size, size)
+    assert out.dtype == np.uint8
+    # Closed form from the hit coordinates: output (r // f, c // f) = the largest hit there.
+    expect = np.zeros_like(out)
+    k, r, c = np.nonzero(imgs)
+    np.maximum.at(expect, (k, r // f, c // f), imgs[k, r, c])
+    np.testing.assert_array_equal(out, expect)
+    assert np.all(out[k, r // f, c // f] >= imgs[k, r, c])  # every hit shows
+
+
+def test_nearest_is_pil_nearest():
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    imgs = sparse_images(rng, 4, 64, 64, 200)
+    for size in (16, 24, 32, 30, 7):
+        out = downsample(imgs, size, "nearest")
+        if 64 % size == 0:  # integer factor f: pixels f * i + f // 2
+            f = 64 // size
+            idx = f * np.arange(size) + f // 2
+            np.testing.assert_array_equal(out, imgs[:, idx][:, :, idx])
+        for img, o in zip(imgs, out, strict=True):
+            pil = np.asarray(Image.fromarray(img).resize((size, size), Image.NEAREST))
+            np.testing.assert_array_equal(o, pil)
+    # factor 4: pixels 2, 6, 10, ... are sampled; a hit elsewhere is lost
+    one = np.zeros((1, 8, 8), np.uint8)
+    one[0, 2, 6] = 5
+    one[0, 1, 1] = 7
+    out = downsample(one, 2, "nearest")
+    np.testing.assert_array_equal(out[0], [[0, 5], [0, 0]])
+
+
+def test_mean_counts_lit_pixels():
+    rng = np.random.default_rng(4)
+    imgs = sparse_images(rng, 5, 64, 64, 60)
+    out = downsample(imgs, 16, "mean")
+    lit = (imgs > 0).reshape(5, 16, 4, 16, 4).sum(axis=(2, 4))
+    np.testing.assert_array_equal(out, lit)
+    assert input_scale("mean", (4, 4)) == pytest.approx(1 / 16)
+    assert input_scale("max", (4, 4)) == 1.0
+    assert input_scale("nearest", 4) == 1.0
+    single = np.zeros((1, 8, 8), np.uint8)
+    single[0, 5, 5] = 3
+    assert downsample(single, 2, "mean")[0, 1, 1] == 1  # one lit pixel: 1/16 after scaling
+
+
+def test_check_downsample_errors():
+    assert check_downsample((512, 512), 128, "max") == (4, 4)
+    assert check_downsample((512, 512), 100, "nearest") == (5, 5)
+    with pytest.raises(ConfigError, match="100"):
+        check_downsample((512, 512), 100, "max")
+    with pytest.raises(ConfigError, match="100"):
+        check_downsample((512, 512), 100, "mean")
+    with pytest.raises(ConfigError, match="larger"):
+        check_downsample((64, 64), 128, "nearest")
+    with pytest.raises(ConfigError, match="bicubic"):
+        check_downsample((64, 64), 16, "bicubic")
+
+
+def test_load_images_matches_downsample_and_reports_corruption(tmp_path):
+    path = tmp_path / "ev.h5"
+    imgs, labels = write_event_file(path, n=150, size=64)
+    for method in ("max", "mean", "nearest"):
+        with open_event_file(path) as ev:
+            done = []
+            data = load_images(ev, 16, method, progress=done.append)
+        np.testing.assert_array_equal(data.images, downsample(imgs, 16, method))
+        np.testing.assert_array_equal(data.labels, labels)
+        assert sum(done) == 150
+        assert data.info["n_events"] == 150
+    # the HDF5 path (any layout) gives the same
+    from spectrocnn.model import data as data_mod
+
+    with open_event_file(path) as ev:
+        fast = load_images(ev, 16)
+    orig = data_mod._direct_filter
+    try:
+        data_mod._direct_filter = lambda ds: None
+        with open_event_file(path) as ev:
+            slow = load_images(ev, 16, block=32)
+    finally:
+        data_mod._direct_filter = orig
+    np.testing.assert_array_equal(fast.images, slow.images)
+    # a corrupted image chunk is an EventFileError, not a crash
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        f["images"].id.write_direct_chunk((7, 0, 0), b"\x78\x01garbage")
+    with open_event_file(path) as ev, pytest.raises(EventFileError, match="corrupt"):
+        load_images(ev, 16)
+
+
+# -- split and shuffling --------------------------------------------------------------------
+
+
+def test_split_is_deterministic_for_a_seed():
+    tr, va = split_indices(1000, 0.2, 7)
+    tr2, va2 = split_indices(1000, 0.2, 7)
+    np.testing.assert_array_equal(tr, tr2)
+    np.testing.assert_array_equal(va, va2)
+    assert len(va) == 200
+    assert len(tr) == 800
+    np.testing.assert_array_equal(np.sort(np.r_[tr, va]), np.arange(1000))
+    _, va3 = split_indices(1000, 0.2, 8)
+    assert not np.array_equal(va, va3)
+    o1, o2 = epoch_order(tr, 7, 0), epoch_order(tr, 7, 1)
+    np.testing.assert_array_equal(o1, epoch_order(tr, 7, 0))
+    assert not np.array_equal(o1, o2)
+    np.testing.assert_array_equal(np.sort(o1), tr)
+    for bad in (0.0, 1.0, -0.5, 1.5):
+        with pytest.raises(ConfigError):
+            split_indices(100, bad, 0)
+    with pytest.raises(ConfigError, match="validation"):
+        split_indices(10, 0.01, 0)
+
+
+# -- metrics --------------------------------------------------------------------------------
+
+
+def test_roc_auc_is_the_mann_whitney_statistic():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 300)
+    s = np.round(rng.random(300) + 0.3 * y, 1)  # many ties
+    pos, neg = s[y == 1], s[y == 0]
+    diff = pos[:, None] - neg[None, :]
+    expect = (np.sum(diff > 0) + 0.5 * np.sum(diff == 0)) / diff.size
+    assert roc_auc(y, s) == pytest.approx(expect, abs=1e-12)
+    fpr, tpr, thr = roc_curve(y, s)
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1)
+    assert np.all(np.diff(fpr) >= 0)
+    assert np.all(np.diff(thr) < 0)
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 1.0
+    assert math.isnan(roc_auc([1, 1], [0.2, 0.3]))
+
+
+def test_binary_metrics_by_hand():
+    y = np.array([0, 0, 1, 1, 1])
+    p = np.array([0.2, 0.6, 0.5, 0.9, 0.7])  # 0.5 counts as class 0 (score > 0.5)
+    m = binary_metrics(y, p)
+    assert m["confusion_matrix"] == [[1, 1], [1, 2]]
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    loss = -np.mean(np.log([0.8, 0.4, 0.5, 0.9, 0.7]))
+    assert m["loss"] == pytest.approx(loss)
+    assert m["roc_auc"] == pytest.approx(5 / 6)
+    assert binary_metrics([1, 1], [0.3, 0.9])["roc_auc"] is None
+
+
+# -- architecture ---------------------------------------------------------------------------
+
+
+def test_seed_architecture_is_the_lectures():
+    from spectrocnn.model.architectures import build_model
+
+    model = build_model("seed", 128)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == [
+        "Conv2D", "MaxPooling2D", "BatchNormalization", "Conv2D", "MaxPooling2D",
+        "BatchNormalization", "Flatten", "Dense", "Dense", "Dense",
+    ]  # fmt: skip
+    c1, c2 = model.layers[0], model.layers[3]
+    assert (c1.filters, c1.kernel_size, c1.strides, c1.padding) == (32, (5, 5), (1, 1), "same")
+    assert (c2.filters, c2.kernel_size, c2.strides, c2.padding) == (64, (3, 3), (1, 1), "same")
+    assert [d.units for d in model.layers[7:]] == [64, 32, 1]
+    assert model.layers[-1].activation.__name__ == "sigmoid"
+    assert model.input_shape == (None, 128, 128, 1)
+    # closed form: conv 5*5*32+32, BN 4*32, conv 3*3*32*64+64, BN 4*64, (32*32*64)*64+64, ...
+    n = (25 * 32 + 32) + 128 + (9 * 32 * 64 + 64) + 256 + (32 * 32 * 64 * 64 + 64)
+    n += 64 * 32 + 32 + 33
+    assert model.count_params() == n == 4_216_193
+    assert type(model.optimizer).__name__ == "Adam"
+    with pytest.raises(ConfigError, match="unknown architecture 'resnet'"):
+        build_model("resnet", 128)
+
+
+# -- training -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One small training run shared by the tests below: 2 epochs on 64x64 -> 16x16."""
+    from spectrocnn.model.train import TrainConfig, train
+
+    d = tmp_path_factory.mktemp("train")
+    path = d / "ev.h5"
+    write_event_file(path, n=160, size=64, seed=1)
+    lines: list[str] = []
+    config = TrainConfig(str(path), epochs=2, batch_size=8, input_size=16, seed=5, legacy_h5=True)
+    result = train(config, d / "run", report=lines.append)
+    return result, lines, path
+
+
+def test_train_outputs_exist_and_load(trained):
+    import keras
+
+    result, lines, _ = trained
+    out = result.out_dir
+    for name in (
+        "best_model.keras", "best_model.h5", "last_model.keras", "history.csv",
+        "metrics.json", "config.json", "state.json",
+        "accuracy.png", "loss.png", "roc.png", "scores.png",
+    ):  # fmt: skip
+        assert (out / name).is_file(), name
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporaries
+    for name in ("best_model.keras", "best_model.h5", "last_model.keras"):
+        model = keras.models.load_model(out / name)
+        assert model.input_shape == (None, 16, 16, 1)
+        assert type(model.optimizer).__name__ == "Adam"  # with its state, for --resume
+    config = json.loads((out / "config.json").read_text())
+    assert config["seed"] == 5
+    assert config["input_file"]["seed"] == 1
+    assert config["input"] == str(trained[2])
+    assert config["n_train"] + config["n_val"] == 160
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("accuracy", "loss", "roc_auc", "confusion_matrix", "epochs", "wall_time_s",
+                "images_per_second"):  # fmt: skip
+        assert key in metrics
+    assert metrics["epochs"] == 2
+    assert np.sum(metrics["confusion_matrix"]) == config["n_val"]
+    assert lines[0].startswith("Training: seed on 128 events")
+    assert lines[1].startswith("Epoch 1: val_accuracy improved from -inf to ")
+    assert lines[1].endswith("saving model to " + str(out / "best_model.keras"))
+
+
+def test_best_checkpoint_is_the_best_epoch(trained):
+    import keras
+
+    from spectrocnn.model.data import open_event_file
+    from spectrocnn.model.train import predict
+
+    result, _, path = trained
+    with (result.out_dir / "history.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    val_acc = [float(r["val_accuracy"]) for r in rows]
+    best = max(val_acc)
+    assert result.best_val_accuracy == pytest.approx(best)
+    assert result.best_epoch == val_acc.index(best) + 1  # first epoch reaching the maximum
+    # the saved best model, re-evaluated on the validation split, scores that accuracy
+    model = keras.models.load_model(result.out_dir / "best_model.keras")
+    with open_event_file(path) as ev:
+        data = load_images(ev, 16)
+    _, val = split_indices(160, 0.2, 5)
+    p = predict(model, data.images, data.labels, val, data.scale)
+    assert np.mean((p > 0.5) == data.labels[val]) == pytest.approx(best, abs=1e-6)
+    assert result.metrics["accuracy"] == pytest.approx(best, abs=1e-6)
+
+
+def test_resume_ends_with_the_planned_epochs(tmp_path):
+    from spectrocnn.model.train import TrainConfig, train
+
+    path = tmp_path / "ev.h5"
+    write_event_file(path, n=96, size=32, seed=2)
+    config = TrainConfig(str(path), epochs=3, batch_size=16, input_size=8, seed=3)
+    out = tmp_path / "run"
+
+    def interrupt_in_epoch_2(line: str) -> None:
+        if line.startswith("Epoch 2:"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, out, report=interrupt_in_epoch_2)
+    state = json.loads((out / "state.json").read_text())
+    assert state["completed_epochs"] == 1
+    import keras
+
+    last = keras.models.load_model(out / "last_model.keras")
+    assert type(last.optimizer).__name__ == "Adam"
+    assert int(last.optimizer.iterations) == math.ceil(77 / 16)  # 96 events, 19 held out
+    assert not (out / "metrics.json").exists()
+    with pytest.raises(ConfigError, match="not empty"):
+        train(config, out)  # no overwrite without resume
+    lines: list[str] = []
+    result = train(config, out, resume=True, report=lines.append)
+    assert lines[0].startswith(f"Resuming {out} at epoch 2")
+    assert [ln.split(":")[0] for ln in lines[1:]] == ["Epoch 2", "Epoch 3"]
+    assert result.epochs == 3
+    assert result.initial_epoch == 1
+    with (out / "history.csv").open() as fh:
+        assert [int(r["epoch"]) for r in csv.DictReader(fh)] == [0, 1, 2]
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 3
+    again = train(config, out, resume=True)
+    assert again.already_complete
+    import dataclasses
+
+    with pytest.raises(ConfigError, match="different settings"):
+        train(dataclasses.replace(config, epochs=5), out, resume=True)
+
+
+def test_failed_run_leaves_no_directory(tmp_path):
+    from spectrocnn.model.train import TrainConfig, train
+
+    path = tmp_path / "ev.h5"
+    write_event_file(path, n=64, size=32, seed=4)
+    out = tmp_path / "run"
+
+    def fail(line: str) -> None:
+        if line.startswith("Epoch 1:"):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        train(TrainConfig(str(path), epochs=2, input_size=8, seed=1), out, report=fail)
+    assert not out.exists()
+    out.mkdir()  # an existing empty directory is left empty
+    with pytest.raises(RuntimeError, match="disk full"):
+        train(TrainConfig(str(path), epochs=2, input_size=8, seed=1), out, report=fail)
+    assert out.is_dir()
+    assert not list(out.iterdir())
