@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from spectrocnn.errors import ConfigError, EventFileError
+from spectrocnn.metrics import binary_metrics, roc_auc, roc_curve
 from spectrocnn.model.data import (
     check_downsample,
     downsample,
@@ -22,7 +23,6 @@ from spectrocnn.model.data import (
     open_event_file,
     split_indices,
 )
-from spectrocnn.model.metrics import binary_metrics, roc_auc, roc_curve
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"

@@ -1,55 +1,120 @@
-"""Binary-classification figures shared by the CNN and the classical baseline."""
+"""Classifier metrics in plain NumPy: ROC curve, ROC AUC, accuracy, loss, confusion matrix.
+
+No scikit-learn and no TensorFlow: shared by the CNN (:mod:`spectrocnn.model`) and the
+classical baseline (:mod:`spectrocnn.reco`).
+"""
 
 from __future__ import annotations
 
+import logging
+import math
+from typing import Any
+
 import numpy as np
-from scipy.stats import rankdata
 
-__all__ = ["best_cut_accuracy", "roc_auc", "roc_curve"]
+__all__ = ["best_cut_accuracy", "binary_metrics", "roc_auc", "roc_curve"]
+
+log = logging.getLogger(__name__)
+
+#: Probabilities are clipped to [EPS, 1 - EPS] in the loss, as Keras does.
+EPS = 1e-7
 
 
-def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Receiver operating characteristic.
+def _check(y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true).ravel()
+    s = np.asarray(score, dtype=np.float64).ravel()
+    if y.shape != s.shape:
+        raise ValueError(f"labels and scores differ in length: {y.size} != {s.size}")
+    if y.size and not np.isin(y, (0, 1)).all():
+        raise ValueError("labels must be 0 or 1")
+    return y.astype(np.int64), s
+
+
+def roc_curve(y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The receiver operating characteristic of a score.
 
     Parameters
     ----------
-    labels : ndarray (n,)
-        True classes, 0 or 1.
-    scores : ndarray (n,)
-        Higher means more likely class 1.
+    y_true : ndarray, shape (n,)
+        True labels, 0 or 1.
+    score : ndarray, shape (n,)
+        Classifier output; larger means "more like class 1".
 
     Returns
     -------
-    fpr, tpr, thresholds : ndarray
-        False and true positive rates for ``score >= threshold``, thresholds decreasing;
-        the curve starts at (0, 0) with threshold +inf.
+    fpr, tpr : ndarray of float64, shape (k + 1,)
+        False- and true-positive rates for "score >= threshold", starting at (0, 0) and
+        ending at (1, 1). Tied scores form one point. NaN when a class is absent.
+    thresholds : ndarray of float64, shape (k + 1,)
+        The distinct scores in decreasing order, preceded by +inf.
     """
-    y = np.asarray(labels).astype(bool)
-    s = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(-s, kind="stable")
+    y, s = _check(y_true, score)
+    order = np.argsort(-s, kind="mergesort")
     s, y = s[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last index of each distinct score
-    tp = np.cumsum(y)[last]
-    fp = (last + 1) - tp
-    p, n = max(int(y.sum()), 1), max(int((~y).sum()), 1)
-    return (
-        np.r_[0.0, fp / n],
-        np.r_[0.0, tp / p],
-        np.r_[np.inf, s[last]],
-    )
+    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1] if s.size else np.array([], int)
+    tps = np.cumsum(y)[last]
+    fps = (last + 1) - tps
+    n_pos, n_neg = int(y.sum()), int(y.size - y.sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpr = np.r_[0.0, tps] / n_pos if n_pos else np.full(last.size + 1, np.nan)
+        fpr = np.r_[0.0, fps] / n_neg if n_neg else np.full(last.size + 1, np.nan)
+    return fpr, tpr, np.r_[np.inf, s[last]]
 
 
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U statistic, ties counted half).
+def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve (ties count one half); NaN when a class is absent.
 
-    Returns NaN when only one class is present.
+    Equal to the probability that a random class-1 event scores above a random class-0
+    event (the Mann-Whitney statistic).
     """
-    y = np.asarray(labels).astype(bool)
-    n1, n0 = int(y.sum()), int((~y).sum())
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    ranks = rankdata(np.asarray(scores, dtype=np.float64))
-    return float((ranks[y].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
+    fpr, tpr, _ = roc_curve(y_true, score)
+    if fpr.size < 2 or np.isnan(fpr).any() or np.isnan(tpr).any():
+        return math.nan
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+
+
+def binary_metrics(y_true: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
+    """Accuracy, binary cross-entropy, ROC AUC and confusion matrix of probabilities.
+
+    Parameters
+    ----------
+    y_true : ndarray, shape (n,)
+        True labels, 0 or 1.
+    score : ndarray, shape (n,)
+        Predicted probability of class 1, in [0, 1].
+    threshold : float
+        An event is predicted as class 1 when ``score > threshold`` (Keras' rule).
+
+    Returns
+    -------
+    dict
+        ``n_events``, ``n_class1``, ``accuracy``, ``loss`` (mean binary cross-entropy,
+        probabilities clipped to [1e-7, 1 - 1e-7]), ``roc_auc`` (None when a class is
+        absent), ``threshold`` and ``confusion_matrix`` ``[[tn, fp], [fn, tp]]`` (rows: true
+        class 0, 1; columns: predicted class 0, 1).
+    """
+    y, s = _check(y_true, score)
+    if y.size == 0:
+        raise ValueError("no events to evaluate")
+    pred = (s > threshold).astype(np.int64)
+    p = np.clip(s, EPS, 1.0 - EPS)
+    loss = float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+    auc = roc_auc(y, s)
+    if math.isnan(auc):
+        log.warning("ROC AUC is undefined: the sample holds one class only")
+    tn = int(np.sum((y == 0) & (pred == 0)))
+    fp = int(np.sum((y == 0) & (pred == 1)))
+    fn = int(np.sum((y == 1) & (pred == 0)))
+    tp = int(np.sum((y == 1) & (pred == 1)))
+    return {
+        "n_events": int(y.size),
+        "n_class1": int(y.sum()),
+        "accuracy": float(np.mean(pred == y)),
+        "loss": loss,
+        "roc_auc": None if math.isnan(auc) else auc,
+        "threshold": float(threshold),
+        "confusion_matrix": [[tn, fp], [fn, tp]],
+    }
 
 
 def best_cut_accuracy(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:

@@ -11,6 +11,7 @@ that need it do, on first call.
 
 from __future__ import annotations
 
+from spectrocnn.metrics import binary_metrics, roc_auc, roc_curve
 from spectrocnn.model.architectures import (
     ARCHITECTURES,
     build_model,
@@ -19,7 +20,6 @@ from spectrocnn.model.architectures import (
 )
 from spectrocnn.model.data import DOWNSAMPLE_METHODS, downsample, load_images, split_indices
 from spectrocnn.model.evaluate import EvalResult, evaluate
-from spectrocnn.model.metrics import binary_metrics, roc_auc, roc_curve
 from spectrocnn.model.train import (
     ModelFileError,
     TrainConfig,

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from spectrocnn.errors import ConfigError, SpectrocnnError
+from spectrocnn.metrics import binary_metrics
 from spectrocnn.model._io import atomic_path, write_json
 from spectrocnn.model.architectures import get_architecture
 from spectrocnn.model.data import (
@@ -61,7 +62,6 @@ from spectrocnn.model.data import (
     open_event_file,
     split_indices,
 )
-from spectrocnn.model.metrics import binary_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
