@@ -145,23 +145,26 @@ _EPS_MM = 1e-9  # a crossing must lie further than this along the track
 
 
 def _circle_candidates(
-    a0x, a0y, cx, cy, hsign, inv_h, px1, py1, px2, py2
+    x0, y0, dx, dy, radius, px1, py1, px2, py2
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Transverse path to two candidate points on the track circle; the nearer one ahead.
+    """Transverse path to the nearer of two points on the track circle, within half a turn.
 
-    a0 = start - centre. Returns (sigma, px, py) of the first of the two points reached
-    moving in the sense of rotation ``hsign``; NaN points give sigma = inf.
+    A point P on the circle lies within half a turn ahead of the start x0 (moving along the
+    unit transverse direction d) exactly when ``d . (P - x0) > 0``; the transverse path to
+    it is then ``2 R asin(|P - x0| / 2R)``, precise for nearly straight tracks too.
+    Returns (sigma, px, py); NaN points and points further than half a turn give inf.
     """
-    two_pi = 2.0 * np.pi
-    best_s = np.full(np.broadcast_shapes(px1.shape, a0x.shape), np.inf)
+    best_s = np.full(np.broadcast_shapes(px1.shape, x0.shape), np.inf)
     best_x = np.zeros_like(best_s)
     best_y = np.zeros_like(best_s)
+    with np.errstate(divide="ignore"):  # straight tracks (R = 0 here) are masked later
+        half_inv_r = 0.5 / radius
     for px, py in ((px1, py1), (px2, py2)):
-        ax, ay = px - cx, py - cy
-        ang = np.arctan2(a0x * ay - a0y * ax, a0x * ax + a0y * ay) * hsign
-        ang = np.mod(ang, two_pi)
-        s = ang * inv_h
-        s = np.where(np.isfinite(px) & (s > _EPS_MM), s, np.inf)
+        ex, ey = px - x0, py - y0
+        with np.errstate(invalid="ignore"):
+            ahead = ex * dx + ey * dy > 0
+            s = (2.0 * radius) * np.arcsin(np.minimum(np.hypot(ex, ey) * half_inv_r, 1.0))
+        s = np.where(ahead & (s > _EPS_MM), s, np.inf)
         better = s < best_s
         best_s = np.where(better, s, best_s)
         best_x = np.where(better, px, best_x)
@@ -271,9 +274,8 @@ def _candidates(detector, pos, t, pmag, q, bz, turned, hit, layers=None):
     col = lambda a: a[:, None]  # noqa: E731
     x0, y0 = col(pos[:, 0]), col(pos[:, 1])
     dx, dy = col(g["dx"]), col(g["dy"])
-    cx, cy, R, hs = col(g["cx"]), col(g["cy"]), col(g["inv_h"]), col(g["hs"])
+    cx, cy, R = col(g["cx"]), col(g["cy"]), col(g["inv_h"])
     curved = col(g["curved"])
-    a0x, a0y = x0 - cx, y0 - cy
 
     sigma = np.full((n, n_layers), np.inf)
     px = np.zeros((n, n_layers))
@@ -303,7 +305,7 @@ def _candidates(detector, pos, t, pmag, q, bz, turned, hit, layers=None):
         )
     for idx, circ, line in kinds:
         if any_curved:
-            sc, xc, yc = _circle_candidates(a0x, a0y, cx, cy, hs, R, *circ())
+            sc, xc, yc = _circle_candidates(x0, y0, dx, dy, R, *circ())
         if any_straight:
             sl, xl, yl = _line_candidates(x0, y0, dx, dy, *line())
         if any_curved and any_straight:
@@ -318,7 +320,7 @@ def _candidates(detector, pos, t, pmag, q, bz, turned, hit, layers=None):
 
     # Limits: half a turn, the outer boundary (r_max, z_max), layers already hit.
     rmax = np.array([[detector.r_max_mm]])
-    sc, *_ = _circle_candidates(a0x, a0y, cx, cy, hs, R, *_cylinder_points(cx, cy, R, rmax))
+    sc, *_ = _circle_candidates(x0, y0, dx, dy, R, *_cylinder_points(cx, cy, R, rmax))
     sl, *_ = _line_candidates(x0, y0, dx, dy, *_line_circle_points(x0, y0, dx, dy, rmax))
     s_exit = np.where(curved, sc, sl)[:, 0]
     cot = g["cot"]
@@ -429,11 +431,16 @@ def propagate_helix(detector, position, momentum, charge, mass, rng) -> Crossing
 
 def _momentum_at(g, rows, pts, t, pm, sigma) -> np.ndarray:
     """Momentum vectors [GeV/c] at crossing points (rows of the state arrays)."""
-    pt = pm[rows] * np.hypot(t[rows, 0], t[rows, 1])
-    curved = g["curved"][rows]
-    h = g["h"][rows]
-    # tangent at P on the circle: h * z x (P - c)  (unit); straight: unchanged
-    tx = np.where(curved, -h * (pts[:, 1] - g["cy"][rows]), g["dx"][rows])
-    ty = np.where(curved, h * (pts[:, 0] - g["cx"][rows]), g["dy"][rows])
-    norm = np.hypot(tx, ty)
-    return np.stack([pt * tx / norm, pt * ty / norm, pm[rows] * t[rows, 2]], axis=1)
+    pmr = pm[rows]
+    pt = pmr * np.hypot(t[rows, 0], t[rows, 1])
+    out = np.empty((len(rows), 3))
+    # tangent at P on the circle: h * z x (P - c), a unit vector since |P - c| = 1 / |h|
+    hpt = g["h"][rows] * pt
+    out[:, 0] = -hpt * (pts[:, 1] - g["cy"][rows])
+    out[:, 1] = hpt * (pts[:, 0] - g["cx"][rows])
+    straight = ~g["curved"][rows]
+    if straight.any():  # straight tracks keep their direction
+        out[straight, 0] = pt[straight] * g["dx"][rows][straight]
+        out[straight, 1] = pt[straight] * g["dy"][rows][straight]
+    out[:, 2] = pmr * t[rows, 2]
+    return out
