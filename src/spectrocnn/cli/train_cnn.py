@@ -14,7 +14,14 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from spectrocnn.cli._common import EXIT_OK, UsageError, make_parser, positive_int, run
+from spectrocnn.cli._common import (
+    EXIT_OK,
+    UsageError,
+    bounded_int,
+    make_parser,
+    positive_int,
+    run,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -32,18 +39,6 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"--val-fraction must be between 0 and 1 (exclusive), got {text}"
         )
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--seed must be an integer in [0, 2**63), got {text!r}"
-        ) from None
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"--seed must be an integer in [0, 2**63), got {value}")
     return value
 
 
@@ -90,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/<timestamp>)")
     p.add_argument(
         "--seed",
-        type=_seed,
+        type=bounded_int("--seed", 0, 2**63, "an integer in [0, 2**63)"),
         metavar="S",
         help="seed of the split, shuffling and initial weights (default: drawn, recorded)",
     )
