@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -39,7 +40,9 @@ class UsageError(ConfigError):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2
-        raise UsageError(message)
+        # "argument --n: --n must be ..." -> "--n must be ..." (our types name the flag)
+        m = re.match(r"argument (\S+): (\1 .*)", message)
+        raise UsageError(m.group(2) if m else message)
 
 
 def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
