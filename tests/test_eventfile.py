@@ -9,6 +9,7 @@ import zlib
 import h5py
 import numpy as np
 import pytest
+from _helpers import assert_batches_equal
 
 from spectrocnn.dataset import (
     SCHEMA,
@@ -70,16 +71,6 @@ def hand_batch(n_events: int = 5, seed: int = 0) -> EventBatch:
                 cols[k].append(v)
     hits = HitTable(**{k: np.asarray(v) for k, v in cols.items()})
     return EventBatch(labels, particles, hits)
-
-
-def assert_batches_equal(a: EventBatch, b: EventBatch) -> None:
-    assert np.array_equal(a.labels, b.labels)
-    for name, spec in (("particles", PARTICLE_COLUMNS), ("hits", HIT_COLUMNS)):
-        ta, tb = getattr(a, name), getattr(b, name)
-        for col, (dtype, _) in spec.items():
-            x, y = getattr(ta, col), getattr(tb, col)
-            assert x.dtype == dtype and y.dtype == dtype, (name, col)
-            assert np.array_equal(x, y, equal_nan=dtype.kind == "f"), (name, col)
 
 
 # -- the zlib encoder --------------------------------------------------------------------

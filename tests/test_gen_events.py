@@ -12,13 +12,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from _helpers import assert_batches_equal
 
 from spectrocnn.cli.gen_events import main
 from spectrocnn.config import config_from_dict
 from spectrocnn.dataset import CHUNK_EVENTS, generate_file, open_events, rasterize
 from spectrocnn.dataset.generate import simulate_chunk
 from spectrocnn.errors import ConfigError
-from spectrocnn.simulate import HIT_COLUMNS, PARTICLE_COLUMNS, EventBatch, concatenate_batches
+from spectrocnn.simulate import concatenate_batches
 
 SMALL = {"image": {"size": 32}}
 N = CHUNK_EVENTS + 44  # two chunks, the last one short
@@ -36,16 +37,6 @@ def made(tmp_path_factory, config):
     r1 = generate_file(config, N, d / "w1.h5", seed=42, workers=1)
     r2 = generate_file(config, N, d / "w2.h5", seed=42, workers=2)
     return r1, r2
-
-
-def assert_batches_equal(a: EventBatch, b: EventBatch) -> None:
-    assert np.array_equal(a.labels, b.labels)
-    for name, spec in (("particles", PARTICLE_COLUMNS), ("hits", HIT_COLUMNS)):
-        ta, tb = getattr(a, name), getattr(b, name)
-        for col, (dtype, _) in spec.items():
-            x, y = getattr(ta, col), getattr(tb, col)
-            assert x.dtype == dtype and y.dtype == dtype, (name, col)
-            assert np.array_equal(x, y, equal_nan=dtype.kind == "f"), (name, col)
 
 
 def _datasets(path: Path) -> dict[str, np.ndarray]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from _helpers import write_event_file
 
 from spectrocnn.cli.eval_cnn import main as eval_main
 from spectrocnn.cli.train_cnn import main as train_main
@@ -15,33 +15,6 @@ from spectrocnn.cli.train_cnn import main as train_main
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
 )
-
-
-def write_event_file(
-    path: Path, n: int = 120, size: int = 64, seed: int = 0, labels: np.ndarray | None = None
-) -> None:
-    """An event file with synthetic images (a straight row of hits in class 1) and no truth."""
-    from spectrocnn.dataset import EventFileWriter, ImageSpec
-    from spectrocnn.simulate.events import (
-        HIT_COLUMNS,
-        PARTICLE_COLUMNS,
-        EventBatch,
-        HitTable,
-        ParticleTable,
-    )
-
-    rng = np.random.default_rng(seed)
-    lab = rng.permutation(np.arange(n) % 2) if labels is None else labels
-    lab = np.asarray(lab, np.uint8)
-    imgs = np.zeros((n, size, size), np.uint8)
-    for i in range(n):
-        imgs[i, rng.integers(0, size, 10), rng.integers(0, size, 10)] = 1
-        if lab[i]:
-            imgs[i, rng.integers(0, size), :: max(1, size // 16)] = 1
-    parts = ParticleTable(**{k: np.zeros(0, dt) for k, (dt, _) in PARTICLE_COLUMNS.items()})
-    hits = HitTable(**{k: np.zeros(0, dt) for k, (dt, _) in HIT_COLUMNS.items()})
-    with EventFileWriter(path, n, ImageSpec(size=size), seed=seed) as w:
-        w.append(EventBatch(lab, parts, hits), imgs)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,57 @@
+"""Helpers shared by several test modules (imported as ``_helpers``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from spectrocnn.simulate import HIT_COLUMNS, PARTICLE_COLUMNS, EventBatch
+
+
+def assert_batches_equal(a: EventBatch, b: EventBatch) -> None:
+    assert np.array_equal(a.labels, b.labels)
+    for name, spec in (("particles", PARTICLE_COLUMNS), ("hits", HIT_COLUMNS)):
+        ta, tb = getattr(a, name), getattr(b, name)
+        for col, (dtype, _) in spec.items():
+            x, y = getattr(ta, col), getattr(tb, col)
+            assert x.dtype == dtype and y.dtype == dtype, (name, col)
+            assert np.array_equal(x, y, equal_nan=dtype.kind == "f"), (name, col)
+
+
+def sparse_images(rng: np.random.Generator, n: int, h: int, w: int, hits: int) -> np.ndarray:
+    """Images with ``hits`` random lit pixels each, values 1..255."""
+    imgs = np.zeros((n, h, w), np.uint8)
+    for i in range(n):
+        r, c = rng.integers(0, h, hits), rng.integers(0, w, hits)
+        imgs[i, r, c] = rng.integers(1, 256, hits)
+    return imgs
+
+
+def write_event_file(
+    path: Path, n: int = 160, size: int = 64, seed: int = 0, labels: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """An event file (schema spectrocnn.events/1) with synthetic images and no truth rows.
+
+    Class 1 events have a straight row of hits, class 0 events scattered hits only.
+    """
+    from spectrocnn.dataset import EventFileWriter, ImageSpec
+    from spectrocnn.simulate.events import (
+        HIT_COLUMNS,
+        PARTICLE_COLUMNS,
+        EventBatch,
+        HitTable,
+        ParticleTable,
+    )
+
+    rng = np.random.default_rng(seed)
+    lab = rng.permutation(np.arange(n) % 2).astype(np.uint8) if labels is None else labels
+    lab = np.asarray(lab, np.uint8)
+    imgs = sparse_images(rng, n, size, size, 10)
+    for i in np.flatnonzero(lab):
+        imgs[i, rng.integers(0, size), :: max(1, size // 16)] = 1
+    parts = ParticleTable(**{k: np.zeros(0, dt) for k, (dt, _) in PARTICLE_COLUMNS.items()})
+    hits = HitTable(**{k: np.zeros(0, dt) for k, (dt, _) in HIT_COLUMNS.items()})
+    with EventFileWriter(path, n, ImageSpec(size=size), seed=seed) as w:
+        w.append(EventBatch(lab, parts, hits), imgs)
+    return imgs, lab
