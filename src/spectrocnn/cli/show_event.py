@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 
+from spectrocnn._atomic import atomic_path
 from spectrocnn.cli._common import UsageError, bounded_int, make_parser, positive_int, run
 
 PROG = "show-event"
@@ -65,14 +65,8 @@ def _body(argv: Sequence[str] | None) -> int:
                 f"but {args.file} holds {ev.n_events} (0 to {ev.n_events - 1})"
             )
         fig = event_figure(ev, list(range(first, first + n)), truth=args.truth)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(out)}.", suffix=".tmp", dir=out_dir)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png")
-        os.replace(tmp, out)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_path(out) as tmp:  # an existing picture is replaced only on success
+        fig.savefig(tmp, format="png")
     print(f"{PROG}: wrote {out} ({n} event{'s' if n > 1 else ''})", file=sys.stderr)
     return 0
 

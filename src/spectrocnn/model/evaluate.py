@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from spectrocnn._atomic import write_json
 from spectrocnn.errors import ConfigError
 from spectrocnn.metrics import binary_metrics
-from spectrocnn.model._io import write_json
 from spectrocnn.model.data import check_downsample, load_images, open_event_file
 from spectrocnn.model.train import _load_model, predict
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from spectrocnn._atomic import write_with
 from spectrocnn.metrics import roc_auc, roc_curve
-from spectrocnn.model._io import write_with
 
 __all__ = ["plot_curves", "plot_roc", "plot_scores"]
 

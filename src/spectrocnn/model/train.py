@@ -48,9 +48,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from spectrocnn._atomic import atomic_path, write_json
 from spectrocnn.errors import ConfigError, SpectrocnnError
 from spectrocnn.metrics import binary_metrics
-from spectrocnn.model._io import atomic_path, write_json
 from spectrocnn.model.architectures import get_architecture
 from spectrocnn.model.data import (
     DOWNSAMPLE_METHODS,

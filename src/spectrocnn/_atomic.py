@@ -1,4 +1,8 @@
-"""Atomic file writes: a reader never sees a half-written output file."""
+"""Atomic file writes: a reader never sees a half-written output file.
+
+Shared by the commands that write files (train-cnn, eval-cnn, show-event); the event
+file writer has its own variant that also refuses a target appearing meanwhile.
+"""
 
 from __future__ import annotations
 
