@@ -110,6 +110,21 @@ def test_train_cnn_runs_and_prints_the_lectures_lines(run, capsys):
     assert "already complete" in capsys.readouterr().out
 
 
+def test_train_cnn_polar_architecture_and_eval(files, tmp_path, capsys):
+    out = tmp_path / "polar"
+    args = [str(files / "train.h5"), "--val", str(files / "val.h5"), "--out", str(out),
+            "--arch", "polar", "--epochs", "1", "--batch-size", "8", "--input-size", "32",
+            "--seed", "2", "--quiet"]  # fmt: skip
+    assert train_main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["parameters"] == 22_161 and metrics["epochs"] == 1
+    capsys.readouterr()
+    # eval-cnn loads the model with its custom PolarPool layer
+    assert eval_main([str(out / "best_model.keras"), str(files / "val.h5"),
+                      "--out", str(tmp_path / "ev")]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n_events"] == 40
+
+
 def test_eval_cnn_writes_metrics_and_plots(run, files, tmp_path, capsys):
     out, _ = run
     ev_out = tmp_path / "eval"

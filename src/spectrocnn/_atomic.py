@@ -23,22 +23,35 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """A temporary path beside ``path``, renamed over it when the block succeeds.
 
     The temporary name starts with a dot and ends with ``suffix`` (default: the suffix
-    of ``path``, which Keras and matplotlib use to pick the format).
+    of ``path``, which Keras and matplotlib use to pick the format). An ``OSError`` on
+    the way (a full disk, a read-only directory) is raised as one naming ``path`` (its
+    ``strerror`` is "cannot write 'path': reason"); the temporary file is removed.
     """
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{target.stem}.",
-        suffix=target.suffix if suffix is None else suffix,
-        dir=target.parent,
-    )
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.stem}.",
+            suffix=target.suffix if suffix is None else suffix,
+            dir=target.parent,
+        )
+    except OSError as exc:
+        raise _write_error(target, exc) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp made it private
         os.replace(tmp_path, target)
+    except OSError as exc:  # name the target, not the temporary file
+        raise _write_error(target, exc) from None
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _write_error(target: Path, exc: OSError) -> OSError:
+    """``exc`` as "cannot write 'target': reason" (a full disk, a read-only directory...)."""
+    reason = exc.strerror or " ".join(str(exc).split())
+    return OSError(exc.errno, f"cannot write {str(target)!r}: {reason}")
 
 
 def _umask() -> int:

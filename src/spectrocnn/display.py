@@ -71,7 +71,6 @@ def draw_event(
     matplotlib.collections.LineCollection or None
         The trajectories, for a colour bar.
     """
-    import matplotlib.colors as mcolors
     from matplotlib.collections import LineCollection
 
     x0, x1, y0, y1 = window_mm
@@ -102,9 +101,7 @@ def draw_event(
             np.vstack([[vx, vy], piece]) for vx, vy, piece in zip(p.vx, p.vy, pieces, strict=True)
         ]
         if norm is None:
-            norm = mcolors.LogNorm(
-                vmin=max(pmag.min(), 1e-3) * 0.9, vmax=max(pmag.max(), 1e-3) * 1.1
-            )
+            norm = _momentum_norm(pmag)
         high = p.is_high == 1
         if np.any(high):
             ax.add_collection(
@@ -129,6 +126,16 @@ def draw_event(
     if title:
         ax.set_title(title, fontsize=9)
     return lines
+
+
+def _momentum_norm(pmag: np.ndarray):
+    """A logarithmic colour scale over the finite momenta [GeV/c] (a damaged file's NaN or
+    inf values are left out; such tracks are drawn in the colour map's 'bad' colour)."""
+    import matplotlib.colors as mcolors
+
+    p = pmag[np.isfinite(pmag)]
+    lo, hi = (float(p.min()), float(p.max())) if p.size else (1.0, 1.0)
+    return mcolors.LogNorm(vmin=max(lo, 1e-3) * 0.9, vmax=max(hi, 1e-3) * 1.1)
 
 
 def _max_pool(image: np.ndarray, max_pixels: int) -> np.ndarray:
@@ -158,7 +165,6 @@ def event_figure(events, indices: Sequence[int], *, truth: bool = False):
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib.colors as mcolors
     from matplotlib.figure import Figure
 
     n = len(indices)
@@ -176,12 +182,12 @@ def event_figure(events, indices: Sequence[int], *, truth: bool = False):
             [np.sqrt(t.particles.px**2 + t.particles.py**2 + t.particles.pz**2) for t in truths]
         )
         if p.size:
-            norm = mcolors.LogNorm(vmin=max(p.min(), 1e-3) * 0.9, vmax=max(p.max(), 1e-3) * 1.1)
+            norm = _momentum_norm(p)
     lines = None
     for k, (i, batch) in enumerate(zip(indices, truths, strict=True)):
         ax = fig.add_subplot(nrows, ncols, k + 1)
         image = events.read_images(i, i + 1)[0]
-        label = int(events.labels[i])
+        label = int(events.read_labels(i, i + 1)[0])
         drawn = draw_event(
             ax,
             image,

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from spectrocnn import __version__
 from spectrocnn.errors import ConfigError, EventFileError
@@ -26,6 +29,7 @@ __all__ = [
     "make_parser",
     "positive_int",
     "run",
+    "terminate_as_exit",
 ]
 
 EXIT_OK = 0
@@ -119,5 +123,32 @@ def run(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequence[s
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror and not isinstance(exc, EventFileError):
+        # "[Errno 30] Read-only file system: 'x'" -> "Read-only file system: 'x'"
+        text = exc.strerror
+        if exc.filename is not None:
+            text += f": {os.fsdecode(exc.filename)!r}"
+    else:
+        text = str(exc) or type(exc).__name__
     return " ".join(text.split())
+
+
+@contextmanager
+def terminate_as_exit() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into SystemExit(128 + signal) inside the block, so that a
+    command removes its temporary output and stops its workers as on Ctrl-C."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    sigs = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+    try:
+        old = {s: signal.signal(s, handler) for s in sigs}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

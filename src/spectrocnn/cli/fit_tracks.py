@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import math
 import sys
 import time
 from collections.abc import Sequence
 
 import numpy as np
 
+from spectrocnn._atomic import clean_json
 from spectrocnn.cli._common import make_parser, run
 from spectrocnn.errors import ConfigError
 
 PROG = "fit-tracks"
+log = logging.getLogger(PROG)
 _CHUNK = 2000  # events read and fitted at a time
 
 
@@ -69,15 +73,18 @@ def _body(argv: Sequence[str] | None) -> int:
 
     t0 = time.perf_counter()
     with open_events(args.file) as ev:
+        if ev.n_events == 0:
+            raise ConfigError(f"event file {args.file} holds no events")
         bz, res = _field_and_resolution(ev.config)
         radii = _barrel_radii(ev.config) if args.no_truth else None
         n = ev.n_events
         labels = np.asarray(ev.labels)
         scores = np.zeros(n)
-        n_tracks = 0
+        n_tracks = n_bad = 0
         for start in range(0, n, _CHUNK):
             stop = min(n, start + _CHUNK)
             batch = ev.truth(start, stop)
+            n_bad += int(np.count_nonzero(~(np.isfinite(batch.hits.x) & np.isfinite(batch.hits.y))))
             if args.no_truth:
                 h = batch.hits
                 found = find_tracks(
@@ -89,6 +96,8 @@ def _body(argv: Sequence[str] | None) -> int:
                 event, pt = fits.event, fits.pt_GeV
             np.maximum.at(scores, start + event, pt)
             n_tracks += len(pt)
+    if n_bad:
+        log.warning("%d hits with a NaN or infinite x or y in %s were left out", n_bad, args.file)
     acc, cut = best_cut_accuracy(labels, scores)
     result = {
         "file": args.file,
@@ -104,12 +113,13 @@ def _body(argv: Sequence[str] | None) -> int:
         "roc_auc": roc_auc(labels, scores),
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    if args.json:
-        print(json.dumps(result))
+    if args.json:  # valid JSON: an undefined AUC (one class only) is null
+        print(json.dumps(clean_json(result), allow_nan=False))
     else:
+        auc = result["roc_auc"]
         print(
             f"{PROG}: {n} events, {n_tracks} tracks fitted: accuracy {acc:.4f} at "
-            f"p_T >= {cut:.3g} GeV/c, ROC AUC {result['roc_auc']:.4f}"
+            f"p_T >= {cut:.3g} GeV/c, ROC AUC {'n/a' if math.isnan(auc) else f'{auc:.4f}'}"
         )
     return 0
 

@@ -6,14 +6,22 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
-from spectrocnn.cli._common import EXIT_OK, bounded_int, make_parser, positive_int, run
+from spectrocnn.cli._common import (
+    EXIT_OK,
+    UsageError,
+    bounded_int,
+    make_parser,
+    positive_int,
+    run,
+    terminate_as_exit,
+)
 
 __all__ = ["build_parser", "main"]
 
 PROG = "gen-events"
+_MAX_IMAGE_SIZE = 16384  # spectrocnn.dataset.raster.MAX_IMAGE_SIZE (not imported by --help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
         "HDF5 event file (images, labels, truth; schema spectrocnn.events/1).",
     )
     p.add_argument("--n", type=positive_int("--n"), required=True, help="number of events")
-    p.add_argument("--out", required=True, metavar="FILE.h5", help="event file to write")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE.h5",
+        help="event file to write; with --shards, the directory to create (DIR/events.h5 and "
+        "the shard files)",
+    )
     p.add_argument("--config", metavar="FILE.toml", help="configuration file (TOML)")
     p.add_argument(
         "--preset", metavar="NAME", help="detector preset: lecture (default) or telescope"
@@ -35,13 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="random seed in [0, 2**64) (default: fresh entropy, recorded in the file)",
     )
     p.add_argument(
-        "--image-size", type=positive_int("--image-size"), metavar="PX", help="image size"
+        "--image-size",
+        type=bounded_int(
+            "--image-size", 1, _MAX_IMAGE_SIZE + 1, f"an integer in [1, {_MAX_IMAGE_SIZE}]"
+        ),
+        metavar="PX",
+        help="image size",
     )
     p.add_argument(
         "--workers",
         type=positive_int("--workers"),
         metavar="W",
-        help="processes making events (default: all cores); the file does not depend on it",
+        help="processes making events (default: all cores); the file does not depend on it. "
+        "With --shards: the processes of the local Dask cluster",
     )
     p.add_argument(
         "--compression",
@@ -49,30 +69,28 @@ def build_parser() -> argparse.ArgumentParser:
         default="gzip",
         help="image compression (default: gzip, readable by every HDF5 reader)",
     )
+    p.add_argument(
+        "--shards",
+        type=positive_int("--shards"),
+        metavar="K",
+        help="write K shard files on a Dask cluster and one HDF5 virtual-dataset file "
+        "DIR/events.h5 over them (same events as without --shards; needs spectrocnn[dask])",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="with --shards: address of a running Dask scheduler (tcp://host:8786); "
+        "default: a local cluster of --workers processes",
+    )
+    p.add_argument(
+        "--retries",
+        type=bounded_int("--retries", 0, None),
+        metavar="R",
+        help="with --shards: times a failed shard is run again (default 2)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     return p
-
-
-@contextmanager
-def _terminate_as_exit() -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP into SystemExit(128 + signal), so that the temporary output
-    is removed and the workers are stopped."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    sigs = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
-    try:
-        old = {s: signal.signal(s, handler) for s in sigs}
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def _size(nbytes: int) -> str:
@@ -94,13 +112,23 @@ def _start_fork_server() -> None:
         return
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["spectrocnn.dataset.generate"])  # as generate._mp_context
-    multiprocessing.forkserver.ensure_running()
+    # The server ignores Ctrl-C only once it has imported the pipeline; started with SIGINT
+    # ignored (which survives exec), a Ctrl-C meanwhile does not make it print a traceback.
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _body(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    if args.n > 256 and (args.workers is None or args.workers > 1):  # 256 = CHUNK_EVENTS
-        _start_fork_server()
+    if args.shards is None:
+        for flag in ("scheduler", "retries"):
+            if getattr(args, flag) is not None:
+                raise UsageError(f"--{flag} needs --shards")
+        if args.n > 256 and (args.workers is None or args.workers > 1):  # 256 = CHUNK_EVENTS
+            _start_fork_server()
     from spectrocnn.config import load_config
     from spectrocnn.dataset.generate import generate_file
 
@@ -114,24 +142,44 @@ def _body(argv: Sequence[str] | None) -> int:
 
         bar = tqdm(total=args.n, unit="ev", desc=PROG, file=sys.stderr, dynamic_ncols=True)
     try:
-        with _terminate_as_exit():
-            result = generate_file(
-                config,
-                args.n,
-                args.out,
-                seed=args.seed,
-                workers=args.workers,
-                compression=args.compression,
-                overwrite=args.overwrite,
-                progress=bar.update if bar is not None else None,
-            )
+        with terminate_as_exit():
+            if args.shards is not None:
+                from spectrocnn.dataset.shards import generate_sharded
+
+                result = generate_sharded(
+                    config,
+                    args.n,
+                    args.out,
+                    shards=args.shards,
+                    seed=args.seed,
+                    scheduler=args.scheduler,
+                    workers=args.workers,
+                    retries=2 if args.retries is None else args.retries,
+                    compression=args.compression,
+                    overwrite=args.overwrite,
+                    progress=bar.update if bar is not None else None,
+                )
+            else:
+                result = generate_file(
+                    config,
+                    args.n,
+                    args.out,
+                    seed=args.seed,
+                    workers=args.workers,
+                    compression=args.compression,
+                    overwrite=args.overwrite,
+                    progress=bar.update if bar is not None else None,
+                )
     finally:
         if bar is not None:
             bar.close()
     if not args.quiet:
         n = result.n_events
+        where = os.fspath(args.out)
+        if args.shards is not None:
+            where = f"{result.path} ({result.shards} shards)"
         print(
-            f"{PROG}: wrote {n} events to {os.fspath(args.out)} in {result.elapsed_s:.1f} s "
+            f"{PROG}: wrote {n} events to {where} in {result.elapsed_s:.1f} s "
             f"({result.events_per_s:.0f} events/s), {_size(result.file_bytes)}, "
             f"labels {result.n_high}/{n} high ({100 * result.n_high / n:.1f}%), "
             f"seed {result.seed}"

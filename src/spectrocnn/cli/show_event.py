@@ -59,6 +59,8 @@ def _body(argv: Sequence[str] | None) -> int:
     if not os.path.isdir(out_dir):
         raise UsageError(f"--out directory {out_dir!r} does not exist")
     with open_events(args.file) as ev:
+        if ev.n_events == 0:
+            raise UsageError(f"event file {args.file} holds no events")
         if first + n > ev.n_events:
             raise UsageError(
                 f"--index {first} with --grid {n} needs events up to {first + n - 1}, "

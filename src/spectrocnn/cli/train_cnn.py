@@ -106,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="TensorFlow intra-op threads (default: the cores available to this process)",
     )
+    p.add_argument(
+        "--strategy",
+        choices=("default", "mirrored", "multiworker"),
+        help="tf.distribute strategy: default (one device), mirrored (every local GPU, or the "
+        "CPU), multiworker (the machines in TF_CONFIG); --batch-size is per replica, a step "
+        "takes batch-size x replicas events",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars and no per-epoch lines")
     return p
 
@@ -115,6 +122,7 @@ _OPTIONS = {
     "val": "val", "val_fraction": "val_fraction", "arch": "arch", "epochs": "epochs",
     "batch_size": "batch_size", "input_size": "input_size", "downsample": "downsample",
     "seed": "seed", "mixed_precision": "mixed_precision", "threads": "threads",
+    "strategy": "strategy",
 }  # fmt: skip
 
 

@@ -2,7 +2,8 @@
 
 Rasterization (:func:`rasterize`, pixel convention in :mod:`spectrocnn.dataset.raster`),
 the event file of schema ``spectrocnn.events/1`` (:func:`open_events`,
-:class:`EventFileWriter`) and the gen-events pipeline (:func:`generate_file`).
+:class:`EventFileWriter`) and the gen-events pipeline (:func:`generate_file`; sharded on a
+Dask cluster: :func:`generate_sharded`).
 Never imports TensorFlow.
 
 Example
@@ -25,8 +26,10 @@ from spectrocnn.dataset.eventfile import (
     open_events,
     write_events,
 )
+from spectrocnn.dataset.export import ExportResult, export_png, export_trackml
 from spectrocnn.dataset.generate import CHUNK_EVENTS, GenerateResult, generate_file
 from spectrocnn.dataset.raster import ImageSpec, SparseImages, rasterize, rasterize_sparse
+from spectrocnn.dataset.shards import ShardedResult, generate_sharded
 
 __all__ = [
     "CHUNK_EVENTS",
@@ -35,10 +38,15 @@ __all__ = [
     "EventFile",
     "EventFileNotFoundError",
     "EventFileWriter",
+    "ExportResult",
     "GenerateResult",
     "ImageSpec",
+    "ShardedResult",
     "SparseImages",
+    "export_png",
+    "export_trackml",
     "generate_file",
+    "generate_sharded",
     "open_events",
     "rasterize",
     "rasterize_sparse",

@@ -22,10 +22,15 @@ file whose writing was cut short does not pass :func:`open_events`.
 
 The images of a gzip file are zlib streams made by :mod:`spectrocnn.dataset.deflate`
 straight from the lit pixels; HDF5's standard gzip filter reads them (no plugin needed).
+
+A sharded event file (``gen-events --shards``, :mod:`spectrocnn.dataset.shards`) has this
+layout with HDF5 virtual datasets over its shard files; it reads like any other, and
+:func:`open_events` refuses it when a shard file is missing.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -69,6 +74,24 @@ COMPRESSIONS = ("gzip", "lzf", "none")
 
 _TRUTH_CHUNK_ROWS = 16384
 _FLUSH_ROWS = 1 << 18  # truth rows buffered before writing (about 16 MiB)
+_ROW_BYTES = 64  # at most, per buffered truth row (for the free-space check)
+
+#: Free disk space [bytes] the writer leaves untouched. HDF5 cannot recover from a failed
+#: metadata write (closing such a file crashes the process), so the writer raises ENOSPC
+#: itself, before writing, when what it is about to write would leave less than this.
+SPACE_MARGIN = 4 << 20
+
+
+def _check_space(path: str, nbytes: int) -> None:
+    """Raise ``OSError(ENOSPC)`` unless ``nbytes`` and :data:`SPACE_MARGIN` fit on the disk."""
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except (AttributeError, OSError):  # no statvfs here: HDF5 will find out
+        return
+    if st.f_bavail * st.f_frsize < nbytes + SPACE_MARGIN:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+
 _MAX_SEED = 2**64
 
 
@@ -137,6 +160,11 @@ class EventFileWriter:
     compression : {"gzip", "lzf", "none"}
         Filter of the images (gzip at level 1; integer truth columns get the same filter
         with shuffle, float columns are stored plain).
+    first_event, first_particle : int
+        For one shard of a larger set of events (:mod:`spectrocnn.dataset.shards`): the
+        index of this file's first event and first particle row in the whole set, added
+        to the stored ``event`` columns and to ``hits/particle``; the ``offsets`` stay
+        rows of this file. Default 0 (a file by itself).
 
     Examples
     --------
@@ -154,6 +182,8 @@ class EventFileWriter:
         seed: int,
         config: dict[str, Any] | None = None,
         compression: str = "gzip",
+        first_event: int = 0,
+        first_particle: int = 0,
     ) -> None:
         if isinstance(n_events, bool) or not isinstance(n_events, int | np.integer):
             raise ConfigError(f"n_events must be an integer >= 0, got {n_events!r}")
@@ -164,11 +194,13 @@ class EventFileWriter:
         self.spec = spec
         self.compression = _check_compression(compression)
         self._seed = _check_seed(seed)
+        self._first_event, self._first_particle = int(first_event), int(first_particle)
         config_json = json.dumps({} if config is None else config, sort_keys=True)
         self._n_done = 0
         self._n_particles = 0
         self._n_hits = 0
         self._closed = False
+        _check_space(self.path, 0)
         f = h5py.File(self.path, "w")
         self._file = f
         try:
@@ -280,6 +312,9 @@ class EventFileWriter:
         if (images is None) == (encoded is None):
             raise ValueError("give exactly one of images and encoded")
         h, w = self.spec.shape
+        rows = self._buffered_rows + k + len(batch.particles.event) + len(batch.hits.event)
+        size = sum(len(c) for c in encoded) if encoded is not None else k * h * w
+        _check_space(self.path, size + _ROW_BYTES * rows)  # a full disk: fail before HDF5
         if encoded is not None:
             if len(encoded) != k:
                 raise ValueError(f"{len(encoded)} encoded images for {k} events")
@@ -323,10 +358,10 @@ class EventFileWriter:
             if len(ev) and (ev[0] < 0 or ev[-1] >= k or np.any(ev[1:] < ev[:-1])):
                 raise ValueError(f"{name} must be grouped by event in order, events 0..{k - 1}")
         p_base, h_base = self._n_particles, self._n_hits
-        pcols["event"] = pcols["event"] + n0
-        hcols["event"] = hcols["event"] + n0
+        pcols["event"] = pcols["event"] + (n0 + self._first_event)
+        hcols["event"] = hcols["event"] + (n0 + self._first_event)
         part = hcols["particle"]
-        hcols["particle"] = np.where(part >= 0, part + p_base, -1)
+        hcols["particle"] = np.where(part >= 0, part + (p_base + self._first_particle), -1)
         buf = self._buffer
         buf["labels"].append(batch.labels)
         buf["particles/offsets"].append(batch.event_offsets("particles")[1:] + p_base)
@@ -377,7 +412,8 @@ class EventFileWriter:
         ValueError
             When fewer events were appended than announced (the file is closed, unmarked).
         OSError
-            When the file cannot be written (e.g. a full disk); it is then discarded as by
+            When the file cannot be written (e.g. a full disk: ``ENOSPC`` is raised before
+            the disk is fuller than :data:`SPACE_MARGIN`); it is then discarded as by
             :meth:`abort`.
         """
         if self._closed:
@@ -387,6 +423,7 @@ class EventFileWriter:
             self._file.close()
             raise ValueError(f"{self.path}: {self._n_done} of {self.n_events} events were written")
         try:
+            _check_space(self.path, _ROW_BYTES * self._buffered_rows)
             self._flush()
             self._file.attrs["schema"] = SCHEMA
             self._file.flush()
@@ -418,7 +455,7 @@ class EventFileWriter:
         try:
             self._file.close()
         except Exception as exc:  # pragma: no cover - defensive
-            log.warning("closing %s failed: %s", self.path, exc)
+            log.debug("closing %s failed: %s", self.path, exc)  # it is discarded anyway
 
     def __enter__(self) -> EventFileWriter:
         return self
@@ -564,6 +601,30 @@ class EventFile:
         start, stop = self._range(start, stop)
         return self._read(self.images, slice(start, stop), f"images {start}:{stop}")
 
+    def read_labels(self, start: int | None = None, stop: int | None = None) -> np.ndarray:
+        """Labels of events ``start:stop``, read alone (:attr:`labels` reads them all).
+
+        Returns
+        -------
+        ndarray uint8 (stop - start,)
+        """
+        start, stop = self._range(start, stop)
+        if "labels" in self.__dict__:  # already read
+            return self.labels[start:stop]
+        return self._read(self._file["labels"], slice(start, stop), "labels").astype(np.uint8)
+
+    def _rows(self, group: str, start: int, stop: int) -> tuple[int, int]:
+        """Rows ``[a, b)`` of events ``start:stop`` in /group, without reading every offset
+        of a large file unless they were read already."""
+        name = "particle_offsets" if group == "particles" else "hit_offsets"
+        g = self._file[group]
+        if name not in self.__dict__ and "offsets" in g:
+            off = g["offsets"]
+            a, b = (self._read(off, slice(i, i + 1), f"{group}/offsets")[0] for i in (start, stop))
+            return int(a), int(b)
+        off = getattr(self, name)
+        return int(off[start]), int(off[stop])
+
     def _offsets(self, group: str) -> np.ndarray:
         g = self._file[group]
         if "offsets" in g:
@@ -591,8 +652,7 @@ class EventFile:
             the returned particle rows (-1 = noise).
         """
         start, stop = self._range(start, stop)
-        po, ho = self.particle_offsets, self.hit_offsets
-        p0, p1, h0, h1 = int(po[start]), int(po[stop]), int(ho[start]), int(ho[stop])
+        (p0, p1), (h0, h1) = self._rows("particles", start, stop), self._rows("hits", start, stop)
         pc = {
             k: self._read(self._file["particles"][k], slice(p0, p1), f"particles/{k}")
             for k in PARTICLE_COLUMNS
@@ -602,7 +662,7 @@ class EventFile:
         hc["event"] = hc["event"].astype(np.int64) - start
         part = hc["particle"].astype(np.int64)
         hc["particle"] = np.where(part >= 0, part - p0, -1)
-        labels = self.labels[start:stop]
+        labels = self.read_labels(start, stop)
         return EventBatch(labels, ParticleTable(**pc), HitTable(**hc))
 
     # -- lifetime -------------------------------------------------------------------------
@@ -675,6 +735,33 @@ def _validate(path: str, f: h5py.File) -> None:
                 )
 
 
+def _check_virtual_sources(path: str, f: h5py.File) -> None:
+    """Refuse a virtual event file (sharded gen-events) whose shard files are missing.
+
+    HDF5 reads a missing source of a virtual dataset as fill values (zeros) without an
+    error; a relative source name is looked up beside the virtual file.
+    """
+    base = os.path.dirname(os.path.abspath(path))
+    names = ["images", "labels"]
+    for group in ("particles", "hits"):
+        names += [f"{group}/{k}" for k in f[group]]
+    seen: set[str] = set()
+    for name in names:
+        ds = f[name]
+        if not isinstance(ds, h5py.Dataset) or not ds.is_virtual:
+            continue
+        for src in ds.virtual_sources():
+            fn = src.file_name
+            if fn == "." or fn in seen:
+                continue
+            seen.add(fn)
+            if not os.path.isfile(os.path.join(base, fn)):
+                raise EventFileError(
+                    f"{path}: {fn!r}, a source file of the virtual dataset /{name}, is "
+                    "missing (a sharded event file needs its shard files beside it)"
+                )
+
+
 def open_events(path: str | os.PathLike) -> EventFile:
     """Open an event file for reading and check its schema.
 
@@ -724,6 +811,7 @@ def open_events(path: str | os.PathLike) -> EventFile:
         ) from None
     try:
         _validate(p, f)
+        _check_virtual_sources(p, f)
         return EventFile(p, f)
     except EventFileError:
         f.close()

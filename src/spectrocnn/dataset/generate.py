@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import re
 import secrets
 import signal
 import sys
@@ -226,8 +227,25 @@ def _mp_context() -> multiprocessing.context.BaseContext:
         ctx = multiprocessing.get_context("forkserver")
         # Import the pipeline once in the fork server; workers fork from it ready to run.
         ctx.set_forkserver_preload([__name__])
+        _ensure_fork_server()
         return ctx
     return multiprocessing.get_context("spawn")  # pragma: no cover - Windows
+
+
+def _ensure_fork_server() -> None:
+    """Start the fork server (if not running) with SIGINT ignored, which survives its exec:
+    it ignores Ctrl-C itself only once it has imported the pipeline, and a Ctrl-C meanwhile
+    would make it print a traceback."""
+    import multiprocessing.forkserver
+
+    if threading.current_thread() is not threading.main_thread():
+        multiprocessing.forkserver.ensure_running()
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _results_serial(job: _Job, n_chunks: int) -> Iterator[_ChunkResult]:
@@ -411,9 +429,21 @@ def _atomic_output(out: str, overwrite: bool) -> Iterator[str]:
             log.warning("could not remove the temporary file %s: %s", tmp, exc)
 
 
-def _write_error(out_path: str | os.PathLike, exc: OSError) -> EventFileError:
-    reason = os.strerror(exc.errno) if exc.errno else " ".join(str(exc).split())
+def _write_error(out_path: str | os.PathLike, exc: OSError | RuntimeError) -> EventFileError:
+    errno = getattr(exc, "errno", None)
+    if not errno:  # HDF5 reports a failed write (e.g. a full disk) as "... errno = 28, ..."
+        m = re.search(r"errno = (\d+)", str(exc))
+        errno = int(m.group(1)) if m else None
+    reason = os.strerror(errno) if errno else " ".join(str(exc).split())
     return EventFileError(f"cannot write {os.fspath(out_path)!r}: {reason}")
+
+
+def _open_writer(out_path: str | os.PathLike, tmp: str, *args: Any, **kw: Any) -> EventFileWriter:
+    """An :class:`EventFileWriter` on ``tmp``; a failure (a full disk) names ``out_path``."""
+    try:
+        return EventFileWriter(tmp, *args, **kw)
+    except (OSError, RuntimeError) as exc:
+        raise _write_error(out_path, exc) from None
 
 
 # -- the pipeline ---------------------------------------------------------------------------
@@ -497,8 +527,8 @@ def generate_file(
     n_high = 0
     with (
         _atomic_output(out, overwrite) as tmp,
-        EventFileWriter(
-            tmp, n_events, spec, seed=seed, config=resolved, compression=compression
+        _open_writer(
+            out_path, tmp, n_events, spec, seed=seed, config=resolved, compression=compression
         ) as writer,
     ):
         if workers > 1:
@@ -512,7 +542,7 @@ def generate_file(
                         writer.append(res.batch, encoded=res.encoded)
                     else:
                         writer.append(res.batch, res.images)
-                except OSError as exc:
+                except (OSError, RuntimeError) as exc:  # h5py: RuntimeError for some
                     raise _write_error(out_path, exc) from None
                 n_high += int(res.batch.labels.sum())
                 if progress is not None:
@@ -521,7 +551,7 @@ def generate_file(
             results.close()  # stops the workers at once if the loop was left early
         try:
             writer.close()
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # a full disk fails HDF5's flush
             raise _write_error(out_path, exc) from None
     elapsed = time.perf_counter() - t0
     size = os.path.getsize(out)

@@ -35,6 +35,8 @@ import numpy as np
 from spectrocnn.errors import ConfigError
 
 __all__ = [
+    "MAX_HIT_RADIUS_PX",
+    "MAX_IMAGE_SIZE",
     "ImageSpec",
     "SparseImages",
     "disk_offsets",
@@ -44,6 +46,14 @@ __all__ = [
 ]
 
 
+#: Largest image size [pixels]: one image is one HDF5 chunk (at most 4 GiB), and readers
+#: decode whole images (16384 x 16384 is 256 MiB).
+MAX_IMAGE_SIZE = 16384
+
+#: Largest ``hit_radius_px`` (a disk of about 13 000 pixels per hit).
+MAX_HIT_RADIUS_PX = 64
+
+
 @dataclass(frozen=True)
 class ImageSpec:
     """How events become images.
@@ -51,12 +61,12 @@ class ImageSpec:
     Parameters
     ----------
     size : int
-        Image height and width [pixels], >= 1.
+        Image height and width [pixels], in ``[1, MAX_IMAGE_SIZE]``.
     window_mm : (float, float, float, float)
         ``x_min, x_max, y_min, y_max`` of the x-y window shown [mm]; min < max.
     hit_radius_px : int
         0: a hit lights one pixel; r > 0: every pixel whose centre is within r pixels of the
-        hit's pixel centre (a disk, see :func:`disk_offsets`).
+        hit's pixel centre (a disk, see :func:`disk_offsets`); at most ``MAX_HIT_RADIUS_PX``.
     """
 
     size: int = 512
@@ -67,6 +77,8 @@ class ImageSpec:
         s = self.size
         if isinstance(s, bool) or not isinstance(s, int) or s < 1:
             raise ConfigError(f"size must be a positive integer, got {s!r}")
+        if s > MAX_IMAGE_SIZE:
+            raise ConfigError(f"size must be at most {MAX_IMAGE_SIZE} pixels, got {s}")
         try:
             w = tuple(float(x) for x in self.window_mm)
         except (TypeError, ValueError):
@@ -79,8 +91,10 @@ class ImageSpec:
             )
         object.__setattr__(self, "window_mm", w)
         r = self.hit_radius_px
-        if isinstance(r, bool) or not isinstance(r, int) or r < 0:
-            raise ConfigError(f"hit_radius_px must be an integer >= 0, got {r!r}")
+        if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r <= MAX_HIT_RADIUS_PX:
+            raise ConfigError(
+                f"hit_radius_px must be an integer in [0, {MAX_HIT_RADIUS_PX}], got {r!r}"
+            )
 
     @property
     def shape(self) -> tuple[int, int]:

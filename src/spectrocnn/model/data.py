@@ -52,8 +52,10 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from queue import Empty, Queue
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -413,6 +415,78 @@ def _load_direct(
                 f.cancel()
 
 
+def _virtual_parts(ev: EventFile) -> list[tuple[str, str, int, int]] | None:
+    """``(file, dataset, start, stop)`` of the sources of a virtual ``/images`` that maps
+    whole source datasets, one after the other (as sharded gen-events writes it); None for
+    any other layout."""
+    import h5py
+
+    ds = ev.images
+    try:
+        if not ds.is_virtual:
+            return None
+        base = os.path.dirname(os.path.abspath(ev.path))
+        parts = []
+        for src in ds.virtual_sources():
+            if (
+                src.src_space.get_select_type() != h5py.h5s.SEL_ALL
+                or src.vspace.get_select_type() != h5py.h5s.SEL_HYPERSLABS
+            ):
+                return None
+            start, stride, count, block = src.vspace.get_regular_hyperslab()
+            if (
+                tuple(stride) != (1, 1, 1)
+                or tuple(count) != (1, 1, 1)
+                or tuple(start[1:]) != (0, 0)
+                or tuple(block[1:]) != tuple(ds.shape[1:])
+            ):
+                return None
+            a = int(start[0])
+            parts.append((os.path.join(base, src.file_name), src.dset_name, a, a + int(block[0])))
+    except (AttributeError, OSError, RuntimeError, ValueError, TypeError):
+        return None
+    parts.sort(key=lambda p: p[2])
+    ends = [0] + [p[3] for p in parts]
+    if not parts or [p[2] for p in parts] != ends[:-1] or ends[-1] != ev.n_events:
+        return None
+    return parts
+
+
+def _load_virtual_direct(
+    ev: EventFile,
+    size: int,
+    method: str,
+    out: np.ndarray,
+    workers: int,
+    progress: Callable[[int], None] | None,
+) -> bool:
+    """:func:`_load_direct` on each source file of a virtual ``/images`` (a sharded event
+    file); False, having read nothing, when the layout does not allow it."""
+    import h5py
+
+    parts = _virtual_parts(ev)
+    if not parts:
+        return False
+    with ExitStack() as stack:
+        views = []
+        for path, name, a, b in parts:
+            try:
+                f = stack.enter_context(h5py.File(path, "r"))
+                sds = f[name]
+            except (OSError, KeyError, ValueError):
+                return False
+            filt = _direct_filter(sds)
+            if filt is None or tuple(sds.shape) != (b - a, *ev.image_shape):
+                return False
+            view = SimpleNamespace(
+                images=sds, n_events=b - a, image_shape=ev.image_shape, path=path
+            )
+            views.append((view, filt, a, b))
+        for view, filt, a, b in views:
+            _load_direct(view, filt, size, method, out[a:b], workers, progress)  # type: ignore
+    return True
+
+
 def load_images(
     ev: EventFile,
     size: int,
@@ -425,9 +499,10 @@ def load_images(
     """Read and downsample every image of an open event file.
 
     Files written as the schema says (one image per chunk, gzip or no compression) are
-    decoded by ``workers`` threads straight from their compressed chunks; any other layout
-    (other filters, virtual datasets) is read through HDF5 in blocks of ``block`` events,
-    one block ahead in a background thread.
+    decoded by ``workers`` threads straight from their compressed chunks, and so are the
+    shard files behind a sharded (virtual) event file; any other layout (other filters,
+    other virtual datasets) is read through HDF5 in blocks of ``block`` events, one block
+    ahead in a background thread.
 
     Parameters
     ----------
@@ -455,6 +530,10 @@ def load_images(
     filt = _direct_filter(ev.images)
     if filt is not None and ev.n_events:
         _load_direct(ev, filt, size, method, out, workers or available_cores(), progress)
+    elif ev.n_events and _load_virtual_direct(
+        ev, size, method, out, workers or available_cores(), progress
+    ):
+        pass
     else:
         for a, full in _blocks(ev, block):
             out[a : a + len(full)] = downsample(full, size, method)

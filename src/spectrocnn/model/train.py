@@ -21,6 +21,19 @@ architecture (:mod:`spectrocnn.model.architectures`), trains it with Keras and w
 ``accuracy.png``, ``loss.png``, ``roc.png``, ``scores.png``
     The lecture's plots (slides 16-17).
 
+Several devices (``strategy``, :data:`STRATEGIES`): ``default`` trains on one device;
+``mirrored`` replicates the model on every local GPU (or the CPU when there is none) with
+``tf.distribute.MirroredStrategy``; ``multiworker`` with
+``tf.distribute.MultiWorkerMirroredStrategy`` across the machines that ``TF_CONFIG`` lists
+(every worker runs the same command; without ``TF_CONFIG`` a single local worker). The model
+is built and compiled inside ``strategy.scope()``. ``batch_size`` is *per replica*: a step
+takes a global batch of ``batch_size * num_replicas_in_sync`` events, split between the
+replicas: the same work per replica, fewer steps per epoch (the learning rate is not
+scaled).
+With ``multiworker`` the chief (``TF_CONFIG`` task ``chief``, or ``worker`` 0) writes the
+run directory; the other workers write theirs to a temporary directory that is removed.
+config.json and metrics.json record the strategy, the replicas and the global batch.
+
 Every file is written atomically (temporary name, then rename). A run that fails before
 its first epoch completes removes what it wrote; a later failure or an interruption keeps
 the run directory, and ``resume=True`` continues it from its last completed epoch to the
@@ -38,9 +51,10 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,6 +83,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "MIXED_PRECISION",
     "RUN_SCHEMA",
+    "STRATEGIES",
     "ModelFileError",
     "TrainConfig",
     "TrainResult",
@@ -86,6 +101,9 @@ RUN_SCHEMA = "spectrocnn.run/1"
 
 #: Mixed-precision options: name -> Keras dtype policy.
 MIXED_PRECISION = {"bf16": "mixed_bfloat16"}
+
+#: Distribution strategies (:mod:`tf.distribute`), the default first: no strategy, one device.
+STRATEGIES = ("default", "mirrored", "multiworker")
 
 #: Settings that may differ between a run and its resumption (no effect on the result).
 _RESUME_FREE = ("threads",)
@@ -137,6 +155,9 @@ class TrainConfig:
         AMX, much slower elsewhere); default float32, as the lecture.
     threads : int, optional
         TensorFlow intra-op threads; default: the cores available to the process.
+    strategy : {"default", "mirrored", "multiworker"}
+        ``tf.distribute`` strategy (see the module docstring); ``batch_size`` is per
+        replica.
     """
 
     input: str
@@ -151,6 +172,7 @@ class TrainConfig:
     legacy_h5: bool = False
     mixed_precision: str | None = None
     threads: int | None = None
+    strategy: str = "default"
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -181,6 +203,10 @@ class TrainConfig:
             )
         if self.threads is not None:
             set_("threads", _positive_int("threads", self.threads))
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(
+                f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
+            )
         set_("legacy_h5", bool(self.legacy_h5))
 
     def settings(self) -> dict[str, Any]:
@@ -383,6 +409,8 @@ def _save_model(model: keras.Model, path: Path) -> None:
 def _load_model(path: Path) -> keras.Model:
     import keras
 
+    import spectrocnn.model.layers  # noqa: F401  (registers the custom layers)
+
     try:
         with _quiet_absl():
             return keras.models.load_model(path)
@@ -516,6 +544,88 @@ def _check_file(ev: Any, config: TrainConfig, role: str) -> None:
             )
 
 
+def _tf_config() -> dict[str, Any]:
+    """The ``TF_CONFIG`` of a multi-worker run (``{}`` when not set)."""
+    text = os.environ.get("TF_CONFIG", "").strip()
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"TF_CONFIG is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError("TF_CONFIG must be a JSON object with 'cluster' and 'task'")
+    return data
+
+
+def _multiworker_role() -> tuple[bool, int]:
+    """(is this the chief, number of tasks) of a ``multiworker`` run, from ``TF_CONFIG``."""
+    tfc = _tf_config()
+    cluster = tfc.get("cluster") or {}
+    task = tfc.get("task") or {}
+    n_tasks = sum(len(v) for v in cluster.values() if isinstance(v, list)) or 1
+    kind = task.get("type", "worker")
+    try:
+        index = int(task.get("index", 0))
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"TF_CONFIG task index must be an integer, got {task['index']!r}"
+        ) from None
+    if "chief" in cluster:
+        return kind == "chief", n_tasks
+    return kind in ("worker", "chief") and index == 0, n_tasks
+
+
+def _make_strategy(tf: Any, name: str) -> Any:
+    """The ``tf.distribute`` strategy ``name`` (None for ``default``)."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return None
+
+
+def _multiworker_keras_fixes(model: Any, strategy: Any) -> None:
+    """Work around Keras 3's ``fit`` under ``MultiWorkerMirroredStrategy``
+    (keras-team/keras#20585): it reduces the first batch across workers only to learn its
+    shapes, and takes the mean of scalar logs along an axis they do not have. The first
+    batch's shapes are read from the local replica; scalar logs are averaged across the
+    replicas. Only multi-worker collective strategies are affected."""
+    try:
+        import keras.src.backend.tensorflow.trainer as kt
+        from keras.src import tree
+    except ImportError:  # pragma: no cover - other Keras layout
+        log.warning("cannot apply the multi-worker fixes to this Keras version")
+        return
+    if not getattr(kt.reduce_per_replica, "_spectrocnn_fixed", False):
+        original = kt.reduce_per_replica
+
+        def reduce_per_replica(values: Any, strat: Any, reduction: str) -> Any:
+            if reduction in ("auto", "mean") and kt._collective_all_reduce_multi_worker(strat):
+                return tree.map_structure(lambda v: strat.reduce("MEAN", v, axis=None), values)
+            return original(values, strat, reduction)
+
+        reduce_per_replica._spectrocnn_fixed = True  # type: ignore[attr-defined]
+        kt.reduce_per_replica = reduce_per_replica
+
+    import tensorflow as tf
+
+    def local(v: Any) -> Any:
+        if isinstance(v, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(v)[0]
+        return v
+
+    def maybe_symbolic_build(iterator: Any = None, data_batch: Any = None) -> None:
+        if iterator is not None:
+            for _, _, it in iterator:
+                data_batch = tf.nest.map_structure(local, next(it))
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = maybe_symbolic_build
+
+
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -549,6 +659,7 @@ def train(
     resume: bool = False,
     progress: bool = False,
     report: Callable[[str], None] | None = None,
+    _worker_copy: bool = False,
 ) -> TrainResult:
     """Train ``config.arch`` on ``config.input`` and write a run directory.
 
@@ -587,6 +698,14 @@ def train(
             raise ConfigError("resuming needs the run directory to continue")
         out_dir = default_run_dir()
     out = Path(out_dir)
+    if config.strategy == "multiworker" and not _worker_copy:
+        chief, n_tasks = _multiworker_role()
+        if n_tasks > 1 and config.seed is None:
+            raise ConfigError(
+                "multiworker training on several workers needs a seed, the same on every worker"
+            )
+        if not chief:
+            return _train_as_worker(config, out, resume)
     if config.seed is None:
         if resume:
             raise ConfigError("a resumed run needs the seed of the run")
@@ -667,6 +786,23 @@ def train(
         raise
 
 
+def _train_as_worker(config: TrainConfig, out: Path, resume: bool) -> TrainResult:
+    """A non-chief worker of a ``multiworker`` run: the same training (every worker takes
+    part in every step and checkpoint), written to a temporary run directory, a copy of
+    the chief's when resuming, removed at the end."""
+    tmp = Path(tempfile.mkdtemp(prefix="spectrocnn-worker-"))
+    try:
+        run = tmp / "run"
+        if resume:
+            if not (out / "config.json").is_file():
+                raise ConfigError(f"{out} is not a train-cnn run directory (no config.json)")
+            shutil.copytree(out, run)
+        result = train(config, run, resume=resume, report=log.debug, _worker_copy=True)
+        return dataclasses.replace(result, out_dir=out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _run(
     config: TrainConfig,
     out: Path,
@@ -687,6 +823,14 @@ def _run(
     intra, inter = configure_threads(config.threads)
     import keras
 
+    strategy = _make_strategy(tf, config.strategy)
+    replicas = int(strategy.num_replicas_in_sync) if strategy is not None else 1
+    distribution = {
+        "strategy": config.strategy,
+        "replicas": replicas,
+        "global_batch_size": config.batch_size * replicas,
+    }
+
     done = int(state.get("completed_epochs", 0))
     earlier_wall = float(state.get("wall_time_s", 0.0))
     if not resume or not (out / "config.json").is_file():
@@ -704,6 +848,7 @@ def _run(
                 "scale": tset.scale,
             },
             "tensorflow_threads": {"intra_op": intra, "inter_op": inter},
+            "distribution": distribution,
             "versions": _versions(),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         })  # fmt: skip
@@ -713,12 +858,17 @@ def _run(
         keras.mixed_precision.set_global_policy(MIXED_PRECISION[config.mixed_precision])
     try:
         keras.utils.set_random_seed((config.seed + done) % 2**32)
-        if done > 0:
-            model = _load_model(out / "last_model.keras")
-        else:
-            from spectrocnn.model.architectures import build_model
+        with strategy.scope() if strategy is not None else nullcontext():
+            if done > 0:
+                model = _load_model(out / "last_model.keras")
+            else:
+                from spectrocnn.model.architectures import build_model
 
-            model = build_model(config.arch, config.input_size)
+                model = build_model(
+                    config.arch, config.input_size, window_mm=tset.info["window_mm"]
+                )
+        if config.strategy == "multiworker":
+            _multiworker_keras_fixes(model, strategy)
         _truncate_history(out / "history.csv", done)
 
         images = {id(s.images): tf.constant(s.images) for s in (tset, vset)}
@@ -728,7 +878,7 @@ def _run(
         for s in (tset, vset):  # the tensors are copies: free the NumPy images
             s.images = np.empty((0, config.input_size, config.input_size), np.uint8)
         del images
-        n_train, bs = len(train_idx), config.batch_size
+        n_train, bs = len(train_idx), config.batch_size * replicas
         steps = math.ceil(n_train / bs)
         if done < config.epochs:
             what = f"Resuming {out} at epoch {done + 1}" if done else "Training"
@@ -736,14 +886,26 @@ def _run(
                 f"{what}: {config.arch} on {n_train} events, validating on {len(val_idx)} "
                 f"({tset.info['image_shape'][0]}x{tset.info['image_shape'][1]} -> "
                 f"{config.input_size}x{config.input_size} by {config.downsample} downsampling), "
-                f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}, batch {bs}, "
-                f"seed {config.seed}"
+                f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}, batch {bs}"
+                + (
+                    f" ({config.batch_size} x {replicas} replica{'s' if replicas != 1 else ''}, "
+                    f"{config.strategy})"
+                    if strategy is not None
+                    else ""
+                )
+                + f", seed {config.seed}"
             )
             orders = np.stack(
                 [epoch_order(train_idx, config.seed, e) for e in range(done, config.epochs)]
             )
             train_ds = make_dataset(tx, ty, orders, batch_size=bs, scale=tset.scale)
             val_ds = make_dataset(vx, vy, val_idx, batch_size=_PREDICT_BATCH, scale=vset.scale)
+            if strategy is not None:  # batches of event indices: shard them, not files
+                opts = tf.data.Options()
+                opts.experimental_distribute.auto_shard_policy = (
+                    tf.data.experimental.AutoShardPolicy.DATA
+                )
+                train_ds, val_ds = train_ds.with_options(opts), val_ds.with_options(opts)
             callbacks = _callbacks(out, config, state, steps, report, progress, t0)
             model.fit(
                 train_ds,
@@ -786,6 +948,7 @@ def _run(
         "n_train": len(train_idx),
         "n_val": len(val_idx),
         "parameters": int(best.count_params()),
+        **distribution,
         "load_time_s": load_s,
         "train_time_s": train_time,
         "wall_time_s": earlier_wall + time.perf_counter() - t0,

@@ -53,12 +53,13 @@ def fit_truth_tracks(
     Returns
     -------
     TrackFits
-        Particles with at least 3 hits.
+        Particles with at least 3 hits (hits with a NaN or infinite ``x`` or ``y``, as in a
+        damaged file, are left out).
     """
     if bz_T == 0:
         raise ConfigError("fit-tracks needs a magnetic field along z, got B_z = 0")
     h = batch.hits
-    track = h.particle >= 0
+    track = (h.particle >= 0) & np.isfinite(h.x) & np.isfinite(h.y)  # NaN/inf: not measured
     part = h.particle[track]
     if np.any(np.diff(part) < 0):  # keep each particle's hits together
         order = np.argsort(part, kind="stable")

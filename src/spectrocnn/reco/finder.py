@@ -99,7 +99,7 @@ def find_tracks(
     Parameters
     ----------
     x, y : ndarray (m,)
-        Measured hit positions [mm].
+        Measured hit positions [mm]; hits with a NaN or infinite coordinate are ignored.
     layer : ndarray int (m,)
         Layer of each hit (index into ``radii_mm``).
     event : ndarray int (m,)
@@ -115,6 +115,15 @@ def find_tracks(
     -------
     FoundTracks
     """
+    finite = np.isfinite(x) & np.isfinite(y)
+    if not finite.all():  # hits with NaN/inf coordinates (a damaged file) are left out
+        kept = np.flatnonzero(finite)
+        found = find_tracks(
+            np.asarray(x)[kept], np.asarray(y)[kept], np.asarray(layer)[kept],
+            np.asarray(event)[kept], n_events, radii_mm, sigma_mm, settings,
+        )  # fmt: skip
+        rows = np.where(found.hits >= 0, kept[np.maximum(found.hits, 0)], -1)
+        return FoundTracks(found.event, rows, found.n_hits, found.fit)
     s = settings or FinderSettings()
     radii = np.asarray(radii_mm, dtype=np.float64)
     n_layers = len(radii)

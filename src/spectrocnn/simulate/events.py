@@ -239,15 +239,15 @@ class Simulation:
             raise ConfigError(f"n_particles must be a positive integer, got {np_!r}")
         object.__setattr__(self, "n_particles", int(np_))
         hf = self.high_fraction
-        if not isinstance(hf, int | float) or not math.isfinite(hf) or not 0 <= hf <= 1:
+        if isinstance(hf, bool) or not isinstance(hf, int | float) or not 0 <= hf <= 1:
             raise ConfigError(f"high_fraction must be in [0, 1], got {hf!r}")
         object.__setattr__(self, "high_fraction", float(hf))
         nh = self.noise_hits_per_layer
-        if not isinstance(nh, int | float) or not math.isfinite(nh) or nh < 0:
+        if isinstance(nh, bool) or not isinstance(nh, int | float) or not 0 <= nh < math.inf:
             raise ConfigError(f"noise hits_per_layer must be a number >= 0, got {nh!r}")
         object.__setattr__(self, "noise_hits_per_layer", float(nh))
         tol = self.stepper_tolerance_mm
-        if not isinstance(tol, int | float) or not math.isfinite(tol) or tol <= 0:
+        if isinstance(tol, bool) or not isinstance(tol, int | float) or not 0 < tol < math.inf:
             raise ConfigError(f"stepper_tolerance_mm must be positive, got {tol!r}")
         object.__setattr__(self, "stepper_tolerance_mm", float(tol))
 

@@ -202,7 +202,8 @@ class Detector:
     ----------
     layers : sequence of CylinderLayer or PlaneLayer
         At least one layer; the index of a layer in this tuple is its ``layer`` number in
-        the hit table.
+        the hit table. No two layers may be the same surface (cylinders of one radius,
+        planes with the same centre and normal).
     field : Field
         The magnetic field (:class:`~spectrocnn.simulate.fields.UniformField`,
         :class:`~spectrocnn.simulate.fields.FieldMap` or
@@ -232,6 +233,20 @@ class Detector:
             raise ConfigError(f"at most 32767 layers are supported, got {len(layers)}")
         if not callable(self.field):
             raise ConfigError(f"field must be callable as B(points), got {self.field!r}")
+        seen: dict[tuple, int] = {}
+        for i, layer in enumerate(layers):  # a second sensor on the same surface: no
+            if isinstance(layer, CylinderLayer):
+                key: tuple = ("cylinder", layer.radius_mm)
+                where = f"cylinders of radius_mm {layer.radius_mm}"
+            else:
+                n = max(layer.normal, tuple(-x for x in layer.normal))  # either sign
+                key = ("plane", layer.center_mm, n)
+                where = f"planes at center_mm {list(layer.center_mm)}"
+            if key in seen:
+                raise ConfigError(
+                    f"detector layers {seen[key]} and {i} are the same surface ({where})"
+                )
+            seen[key] = i
         object.__setattr__(self, "layers", layers)
 
     @cached_property

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -23,8 +23,23 @@ def _range(name: str, value, *, lo: float | None = None, hi: float | None = None
     if not a < b:
         raise ConfigError(f"{name} must be a non-empty range with min < max, got {value!r}")
     if (lo is not None and a < lo) or (hi is not None and b > hi):
-        raise ConfigError(f"{name} must lie within [{lo}, {hi}], got {value!r}")
+        where = f">= {lo}" if hi is None else f"<= {hi}" if lo is None else f"within [{lo}, {hi}]"
+        raise ConfigError(f"{name} must lie {where}, got {value!r}")
     return (a, b)
+
+
+@lru_cache(maxsize=64)
+def _particle_properties(name: str) -> tuple[float, int, int]:
+    """(mass [GeV/c^2], PDG id, charge [e]) of a PDG name; cached (a look-up takes 0.3 s)."""
+    from particle import Particle
+
+    try:
+        p = Particle.from_name(name)
+    except Exception:
+        raise ConfigError(f"particle must be a PDG name such as 'pi+', got {name!r}") from None
+    if p.mass is None:
+        raise ConfigError(f"particle {name!r} has no known mass")
+    return float(p.mass) / 1000.0, int(p.pdgid), round(p.charge or 0)
 
 
 @dataclass(frozen=True)
@@ -78,17 +93,9 @@ class ParticleGun:
 
     @cached_property
     def _properties(self) -> tuple[float, int, int]:
-        from particle import Particle
-
-        try:
-            p = Particle.from_name(self.particle)
-        except Exception:
-            raise ConfigError(
-                f"particle must be a PDG name such as 'pi+', got {self.particle!r}"
-            ) from None
-        if p.mass is None:
-            raise ConfigError(f"particle {self.particle!r} has no known mass")
-        return float(p.mass) / 1000.0, int(p.pdgid), round(p.charge or 0)
+        if not isinstance(self.particle, str):
+            raise ConfigError(f"particle must be a PDG name such as 'pi+', got {self.particle!r}")
+        return _particle_properties(self.particle)
 
     @property
     def mass_GeV(self) -> float:

@@ -142,6 +142,9 @@ def propagate(
 
 # ----------------------------------------------------------------------------- exact helix
 _EPS_MM = 1e-9  # a crossing must lie further than this along the track
+#: Transverse curvature [1/mm] below which a track is propagated as a straight line: a radius
+#: over 1e10 mm bends less than 0.1 um over 2 m, and the circle formulas lose precision there.
+_STRAIGHT_H = 1e-10
 
 
 def _circle_candidates(
@@ -196,7 +199,7 @@ def _track_geometry(pos, t, pmag, q, bz):
         h = -C_GEV_PER_T_MM * q * bz / pt  # signed transverse curvature [1/mm]
         cot = t[:, 2] * pmag / pt  # dz / d(transverse path)
     moving = pt > 1e-12 * pmag
-    curved = moving & (h != 0.0)
+    curved = moving & (np.abs(h) > _STRAIGHT_H)
     inv_h = np.where(curved, 1.0 / np.where(curved, np.abs(h), 1.0), 0.0)
     hs = np.sign(h)
     cx = np.where(curved, pos[:, 0] - hs * inv_h * dy, 0.0)

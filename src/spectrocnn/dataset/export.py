@@ -1,0 +1,631 @@
+"""Export an event file to other tools' formats: the lecture's PNG folders, TrackML CSV.
+
+Two formats, both written event by event (constant memory: images and truth are read in
+blocks of a few dozen to a few hundred events; only a few bytes per event, the labels,
+the train/test assignment and the reader's offsets, are held for the whole file) into a
+directory that appears complete or not at all:
+
+``png`` (:func:`export_png`)
+    The folder layout of the lecture's Keras loader,
+    ``flow_from_directory(DIR/Training, classes=["LoPt", "HiPt"], color_mode="grayscale")``::
+
+        DIR/Training/HiPt/event000000123.png   label 1: the event has a high-momentum track
+        DIR/Training/LoPt/event000000007.png   label 0
+        DIR/Testing/HiPt/...
+        DIR/Testing/LoPt/...
+        DIR/export.json                        manifest: source, style, seed, split, counts
+
+    One 8-bit grayscale PNG per event, named by the event's index in the file (9 digits),
+    at the stored image size (512 x 512 for the lecture preset; other sizes are written as
+    they are, never resampled). Pixel values, from the stored hit count ``c`` of a pixel
+    (:data:`PNG_STYLES`):
+
+    - ``dark-on-white`` (default, like the lecture's pictures): 255 where ``c == 0``,
+      0 where ``c >= 1``;
+    - ``light-on-black``: 0 where ``c == 0``, 255 where ``c >= 1``;
+    - ``counts``: ``c`` itself (0..255; lossless, but a single hit is a value of 1 and
+      looks black).
+
+    Back to the stored image: ``counts`` gives it exactly; the two binary styles give the
+    hit map, ``stored > 0``, as ``png < 128`` (dark-on-white) or ``png >= 128``
+    (light-on-black). The events are split into Training and Testing per class (the same
+    fraction of each label in both folders), by a permutation drawn from ``seed``.
+
+``trackml`` (:func:`export_trackml`)
+    Per event ``eventNNNNNNNNN-hits.csv``, ``-particles.csv`` and ``-truth.csv`` (the
+    TrackML challenge's files, without ``-cells.csv``), plus ``export.json``. Lengths in
+    mm, momenta in GeV/c. Conventions (:data:`TRACKML_COLUMNS` lists the columns):
+
+    - ``hit_id``: 1, 2, ... within the event, in stored order; ``x, y, z`` measured.
+    - ``volume_id`` = :data:`TRACKML_VOLUME_ID` (1) for every hit, ``layer_id`` =
+      ``2 * (layer + 1)`` (TrackML numbers layers 2, 4, 6, ...), ``module_id`` =
+      :data:`TRACKML_MODULE_ID` (1): a layer is one module.
+    - ``particle_id``: 1, 2, ... within the event, in stored order; 0 marks noise hits
+      (as in TrackML). ``particle_type`` is the PDG id, ``q`` the charge [e], ``vx..vz``
+      the vertex, ``px..pz`` the momentum at the vertex, ``nhits`` the particle's hits.
+    - truth: ``tx..tz`` the hit's true position; ``tpx..tpz`` the particle's momentum *at
+      its vertex* (the event file does not store the momentum at each hit; in a uniform
+      field along z ``|p|``, ``p_T`` and ``p_z`` are unchanged along the track and only
+      the direction of ``p_T`` turns, and multiple scattering changes it a little);
+      ``weight`` = ``1 / (nhits * n_p)``, ``n_p`` the event's particles with at least one
+      hit, so the weights of an event sum to 1 as in TrackML. Noise hits: ``particle_id``
+      0, ``tx..tpz`` = 0 and ``weight`` 0 (every value is finite).
+
+The output is built in a hidden temporary directory beside ``out`` (``.NAME.<pid>.<random>.tmp``)
+and renamed to ``out`` only when complete; on any error or interrupt it is removed. An
+existing ``out`` is an error unless ``overwrite`` is true, and then it is replaced only
+after the new directory is complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spectrocnn.dataset.eventfile import SCHEMA, EventFile, _check_seed, open_events
+from spectrocnn.errors import ConfigError, EventFileError
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "PNG_CLASSES",
+    "PNG_SPLITS",
+    "PNG_STYLES",
+    "TRACKML_COLUMNS",
+    "TRACKML_MODULE_ID",
+    "TRACKML_VOLUME_ID",
+    "ExportResult",
+    "export_png",
+    "export_trackml",
+    "png_name",
+    "split_test_mask",
+    "trackml_prefix",
+]
+
+log = logging.getLogger(__name__)
+
+#: The export formats.
+EXPORT_FORMATS = ("png", "trackml")
+
+#: PNG styles: name -> how a stored hit count ``c`` becomes a pixel value.
+PNG_STYLES: dict[str, str] = {
+    "dark-on-white": "255 where c == 0, 0 where c >= 1 (hits black on white)",
+    "light-on-black": "0 where c == 0, 255 where c >= 1 (hits white on black)",
+    "counts": "c, the stored hit count (0..255), unchanged",
+}
+
+#: Class folders of the PNG layout: label -> folder (the lecture's classes=["LoPt", "HiPt"]).
+PNG_CLASSES = ("LoPt", "HiPt")
+
+#: Split folders of the PNG layout: (training, testing).
+PNG_SPLITS = ("Training", "Testing")
+
+#: TrackML ``volume_id`` of every hit.
+TRACKML_VOLUME_ID = 1
+
+#: TrackML ``module_id`` of every hit (a layer is one module).
+TRACKML_MODULE_ID = 1
+
+#: Columns of the TrackML files: part -> column names, in file order.
+TRACKML_COLUMNS: dict[str, tuple[str, ...]] = {
+    "hits": ("hit_id", "x", "y", "z", "volume_id", "layer_id", "module_id"),
+    "particles": ("particle_id", "particle_type", "vx", "vy", "vz", "px", "py", "pz", "q", "nhits"),
+    "truth": ("hit_id", "particle_id", "tx", "ty", "tz", "tpx", "tpy", "tpz", "weight"),
+}
+
+_MANIFEST = "export.json"
+_IMAGE_BLOCK_BYTES = 1 << 24  # images read per block: about 16 MiB
+_TRUTH_BLOCK_EVENTS = 256  # events of truth read per block
+_PNG_COMPRESS_LEVEL = 6
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_png` or :func:`export_trackml` wrote.
+
+    Attributes
+    ----------
+    path : str
+        The output directory.
+    format : {"png", "trackml"}
+    n_events : int
+        Events exported.
+    n_files : int
+        Files written, the manifest ``export.json`` included.
+    elapsed_s : float
+        Wall time [s].
+    counts : dict
+        PNG: ``{"Training": {"LoPt": n, "HiPt": n}, "Testing": {...}}``; TrackML: ``{}``.
+    seed : int or None
+        Seed of the train/test split (PNG); None for TrackML.
+    n_particles, n_hits : int
+        Particles and hits written (TrackML); 0 for PNG.
+    """
+
+    path: str
+    format: str
+    n_events: int
+    n_files: int
+    elapsed_s: float
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    seed: int | None = None
+    n_particles: int = 0
+    n_hits: int = 0
+
+    @property
+    def events_per_s(self) -> float:
+        """Export rate [events/s]."""
+        return self.n_events / self.elapsed_s if self.elapsed_s > 0 else float("inf")
+
+
+def png_name(index: int) -> str:
+    """File name of event ``index`` in the PNG layout, e.g. ``event000000123.png``."""
+    return f"event{int(index):09d}.png"
+
+
+def trackml_prefix(index: int) -> str:
+    """TrackML file prefix of event ``index``, e.g. ``event000000123`` (9 digits)."""
+    return f"event{int(index):09d}"
+
+
+# -- checks -----------------------------------------------------------------------------------
+
+
+def _check_fraction(test_fraction: float) -> float:
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, int | float | np.number):
+        raise ConfigError(f"test_fraction must be a number in [0, 1), got {test_fraction!r}")
+    f = float(test_fraction)
+    if not (math.isfinite(f) and 0.0 <= f < 1.0):
+        raise ConfigError(f"test_fraction must be a number in [0, 1), got {test_fraction!r}")
+    return f
+
+
+def _check_style(style: str) -> str:
+    if style not in PNG_STYLES:
+        raise ConfigError(f"style must be one of {', '.join(PNG_STYLES)}, got {style!r}")
+    return style
+
+
+def _contains(directory: str, path: str) -> bool:
+    """Whether ``path`` is ``directory`` or lies below it (after resolving links)."""
+    d, p = os.path.realpath(directory), os.path.realpath(path)
+    return p == d or p.startswith(d.rstrip(os.sep) + os.sep)
+
+
+def _check_output(source: str | os.PathLike, out: str | os.PathLike, overwrite: bool) -> str:
+    """The normalised output directory; raises ConfigError for an unusable one."""
+    text = os.fspath(out)
+    if not text:
+        raise ConfigError("the output directory name is empty")
+    target = os.path.abspath(text)
+    parent = os.path.dirname(target)
+    if not os.path.isdir(parent):
+        raise ConfigError(f"the directory {parent!r} of the output {text!r} does not exist")
+    if os.path.lexists(target):
+        if not overwrite:
+            raise ConfigError(f"output directory {text!r} exists (overwrite it with --overwrite)")
+        if _contains(target, os.fspath(source)):
+            raise ConfigError(
+                f"output directory {text!r} holds the input file {os.fspath(source)!r}; "
+                "it cannot be overwritten"
+            )
+    return target
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with suppress(FileNotFoundError):
+            os.unlink(path)
+    if os.path.lexists(path):  # pragma: no cover - e.g. permissions changed meanwhile
+        log.warning("could not remove %s", path)
+
+
+@contextmanager
+def _atomic_dir(target: str, overwrite: bool) -> Iterator[Path]:
+    """A hidden temporary directory beside ``target``, renamed to it when the block succeeds.
+
+    On any exception (KeyboardInterrupt included) the temporary directory is removed. An
+    existing ``target`` (allowed with ``overwrite``) is moved aside, the new directory
+    renamed in and only then the old one deleted.
+    """
+    parent, name = os.path.split(target)
+    tmp = tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", suffix=".tmp", dir=parent)
+    done = False
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp made it private
+        if os.path.lexists(target):
+            if not overwrite:
+                raise ConfigError(
+                    f"output directory {target!r} appeared meanwhile (overwrite it with "
+                    "--overwrite)"
+                )
+            aside = f"{os.path.join(parent, '.' + name)}.{os.getpid()}.{secrets.token_hex(4)}.old"
+            os.rename(target, aside)
+            try:
+                os.rename(tmp, target)
+            except BaseException:
+                os.rename(aside, target)  # put the old one back
+                raise
+            done = True
+            _remove(aside)
+        else:
+            os.rename(tmp, target)
+            done = True
+    finally:
+        if not done:
+            _remove(tmp)
+
+
+def _write_error(out: str | os.PathLike, exc: OSError) -> EventFileError:
+    reason = os.strerror(exc.errno) if exc.errno else " ".join(str(exc).split())
+    return EventFileError(f"cannot write {os.fspath(out)!r}: {reason}")
+
+
+def _manifest(ev: EventFile, fmt: str, **extra: Any) -> dict[str, Any]:
+    from spectrocnn import __version__
+
+    return {
+        "format": fmt,
+        "source": os.path.abspath(ev.path),
+        "source_schema": SCHEMA,
+        "source_seed": ev.seed,
+        "n_events": ev.n_events,
+        **extra,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "spectrocnn_version": __version__,
+    }
+
+
+def _write_manifest(directory: Path, data: dict[str, Any]) -> None:
+    (directory / _MANIFEST).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+# -- PNG ----------------------------------------------------------------------------------------
+
+
+def _style_lut(style: str) -> np.ndarray:
+    """uint8 (256,): pixel value of each stored hit count."""
+    counts = np.arange(256)
+    if style == "dark-on-white":
+        lut = np.where(counts == 0, 255, 0)
+    elif style == "light-on-black":
+        lut = np.where(counts == 0, 0, 255)
+    else:
+        lut = counts
+    return lut.astype(np.uint8)
+
+
+def split_test_mask(
+    labels: np.ndarray, test_fraction: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Which events go to Testing: per class, ``round(test_fraction * n_class)`` at random.
+
+    Parameters
+    ----------
+    labels : ndarray (N,)
+        Event labels (0: LoPt, nonzero: HiPt).
+    test_fraction : float
+        In [0, 1).
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    ndarray bool (N,)
+    """
+    high = np.asarray(labels) != 0
+    test = np.zeros(len(high), dtype=bool)
+    for cls in (False, True):
+        idx = np.flatnonzero(high == cls)
+        n_test = round(test_fraction * len(idx))
+        test[rng.permutation(idx)[:n_test]] = True
+    return test
+
+
+def export_png(
+    path: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    test_fraction: float = 0.2,
+    seed: int | None = None,
+    style: str = "dark-on-white",
+    overwrite: bool = False,
+    progress: Callable[[int], Any] | None = None,
+) -> ExportResult:
+    """Write the images of an event file as the lecture's PNG folders (atomically).
+
+    Parameters
+    ----------
+    path : path-like
+        The event file.
+    out : path-like
+        Output directory ``DIR`` (made; its parent must exist): ``DIR/Training/{HiPt,LoPt}``
+        and ``DIR/Testing/{HiPt,LoPt}`` with one PNG per event, plus ``DIR/export.json``.
+    test_fraction : float
+        Fraction of each class that goes to Testing, in [0, 1).
+    seed : int, optional
+        Seed of the split, in ``[0, 2**64)``; None draws a fresh one (recorded in the
+        manifest and the result).
+    style : {"dark-on-white", "light-on-black", "counts"}
+        Pixel mapping (:data:`PNG_STYLES`, module docstring).
+    overwrite : bool
+        Replace an existing ``out`` (only once the new directory is complete).
+    progress : callable, optional
+        Called with the number of events just written, after every block.
+
+    Returns
+    -------
+    ExportResult
+
+    Raises
+    ------
+    ConfigError
+        Bad arguments, missing input file, existing ``out`` without ``overwrite``.
+    EventFileError
+        Unreadable or corrupt input, or an I/O error while writing. Nothing is left behind.
+    """
+    from PIL import Image
+
+    test_fraction = _check_fraction(test_fraction)
+    seed = secrets.randbits(63) if seed is None else _check_seed(seed)
+    lut = _style_lut(_check_style(style))
+    t0 = time.perf_counter()
+    with open_events(path) as ev:
+        target = _check_output(path, out, overwrite)
+        labels = ev.labels
+        test = split_test_mask(labels, test_fraction, np.random.default_rng(seed))
+        h, w = ev.image_shape
+        counts = {s: dict.fromkeys(PNG_CLASSES, 0) for s in PNG_SPLITS}
+        log.info("exporting %d events of %s as PNG into %s", ev.n_events, ev.path, target)
+        try:
+            with _atomic_dir(target, overwrite) as tmp:
+                dirs = {}
+                for s in PNG_SPLITS:
+                    for c in PNG_CLASSES:
+                        d = tmp / s / c
+                        d.mkdir(parents=True)
+                        dirs[s, c] = d
+                step = max(1, _IMAGE_BLOCK_BYTES // max(1, h * w))
+                for a in range(0, ev.n_events, step):
+                    b = min(ev.n_events, a + step)
+                    block = lut[ev.read_images(a, b)]
+                    for k in range(b - a):
+                        i = a + k
+                        s = PNG_SPLITS[int(test[i])]
+                        c = PNG_CLASSES[int(labels[i] != 0)]
+                        _save_png(Image, block[k], dirs[s, c] / png_name(i))
+                        counts[s][c] += 1
+                    if progress is not None:
+                        progress(b - a)
+                _write_manifest(
+                    tmp,
+                    _manifest(
+                        ev,
+                        "png",
+                        image_shape=[h, w],
+                        style=style,
+                        mapping=PNG_STYLES[style],
+                        classes={"0": PNG_CLASSES[0], "1": PNG_CLASSES[1]},
+                        test_fraction=test_fraction,
+                        seed=seed,
+                        split="per class: a random permutation from the seed, "
+                        "round(test_fraction * n_class) events to Testing",
+                        counts=counts,
+                    ),
+                )
+        except OSError as exc:
+            raise _write_error(out, exc) from None
+    n = ev.n_events
+    return ExportResult(
+        path=os.fspath(out),
+        format="png",
+        n_events=n,
+        n_files=n + 1,
+        elapsed_s=time.perf_counter() - t0,
+        counts=counts,
+        seed=seed,
+    )
+
+
+def _save_png(image_module: Any, pixels: np.ndarray, path: Path) -> None:
+    """Write one uint8 (H, W) array as an 8-bit grayscale ('L') PNG."""
+    image_module.fromarray(np.ascontiguousarray(pixels)).save(
+        path, format="PNG", compress_level=_PNG_COMPRESS_LEVEL
+    )
+
+
+# -- TrackML --------------------------------------------------------------------------------------
+
+
+def _write_csv(path: Path, header: tuple[str, ...], columns: list[list]) -> None:
+    with open(path, "w", newline="", encoding="ascii") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(zip(*columns, strict=True))
+
+
+def _trackml_event(directory: Path, index: int, batch: Any, e: int, po: np.ndarray, ho: np.ndarray):
+    """Write the three CSV files of event ``e`` of ``batch`` (file event ``index``)."""
+    p = batch.particles
+    hits = batch.hits
+    p0, p1, h0, h1 = int(po[e]), int(po[e + 1]), int(ho[e]), int(ho[e + 1])
+    n_p, n_h = p1 - p0, h1 - h0
+    part = hits.particle[h0:h1]
+    is_noise = part < 0
+    local = np.where(is_noise, 0, part - p0)  # particle row within the event
+    if np.any(~is_noise & ((local < 0) | (local >= n_p))):
+        raise EventFileError(f"event {index}: a hit names a particle outside its event")
+    nhits = np.bincount(local[~is_noise], minlength=n_p).astype(np.int64)
+    n_with_hits = int(np.count_nonzero(nhits))
+    pid = np.where(is_noise, 0, local + 1)
+    weight = np.zeros(n_h)
+    if n_with_hits:
+        weight[~is_noise] = 1.0 / (nhits[local[~is_noise]] * n_with_hits)
+
+    def hitcol(a: np.ndarray) -> list:
+        return a[h0:h1].tolist()
+
+    def truecol(a: np.ndarray) -> list:
+        return np.where(is_noise, 0.0, a[h0:h1]).tolist()
+
+    def momcol(a: np.ndarray) -> list:
+        return np.where(is_noise, 0.0, a[p0:p1][local] if n_p else 0.0).tolist()
+
+    hit_id = list(range(1, n_h + 1))
+    prefix = trackml_prefix(index)
+    cols = TRACKML_COLUMNS
+    _write_csv(
+        directory / f"{prefix}-hits.csv",
+        cols["hits"],
+        [
+            hit_id,
+            hitcol(hits.x),
+            hitcol(hits.y),
+            hitcol(hits.z),
+            [TRACKML_VOLUME_ID] * n_h,
+            (2 * (hits.layer[h0:h1].astype(np.int64) + 1)).tolist(),
+            [TRACKML_MODULE_ID] * n_h,
+        ],
+    )
+    _write_csv(
+        directory / f"{prefix}-particles.csv",
+        cols["particles"],
+        [
+            list(range(1, n_p + 1)),
+            p.pdg[p0:p1].tolist(),
+            p.vx[p0:p1].tolist(),
+            p.vy[p0:p1].tolist(),
+            p.vz[p0:p1].tolist(),
+            p.px[p0:p1].tolist(),
+            p.py[p0:p1].tolist(),
+            p.pz[p0:p1].tolist(),
+            p.charge[p0:p1].tolist(),
+            nhits.tolist(),
+        ],
+    )
+    _write_csv(
+        directory / f"{prefix}-truth.csv",
+        cols["truth"],
+        [
+            hit_id,
+            pid.tolist(),
+            truecol(hits.true_x),
+            truecol(hits.true_y),
+            truecol(hits.true_z),
+            momcol(p.px),
+            momcol(p.py),
+            momcol(p.pz),
+            weight.tolist(),
+        ],
+    )
+    return n_p, n_h
+
+
+def export_trackml(
+    path: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    progress: Callable[[int], Any] | None = None,
+) -> ExportResult:
+    """Write the truth of an event file as TrackML-style CSV files (atomically).
+
+    Parameters
+    ----------
+    path : path-like
+        The event file.
+    out : path-like
+        Output directory (made; its parent must exist): per event ``i``
+        ``event{i:09d}-hits.csv``, ``-particles.csv``, ``-truth.csv``, plus ``export.json``.
+        Columns: :data:`TRACKML_COLUMNS`; conventions in the module docstring. Lengths in
+        mm, momenta in GeV/c, charge in e.
+    overwrite : bool
+        Replace an existing ``out`` (only once the new directory is complete).
+    progress : callable, optional
+        Called with the number of events just written, after every block.
+
+    Returns
+    -------
+    ExportResult
+
+    Raises
+    ------
+    ConfigError
+        Missing input file, existing ``out`` without ``overwrite``.
+    EventFileError
+        Unreadable or corrupt input, or an I/O error while writing. Nothing is left behind.
+    """
+    t0 = time.perf_counter()
+    n_particles = n_hits = 0
+    with open_events(path) as ev:
+        target = _check_output(path, out, overwrite)
+        log.info("exporting %d events of %s as TrackML CSV into %s", ev.n_events, ev.path, target)
+        try:
+            with _atomic_dir(target, overwrite) as tmp:
+                for a in range(0, ev.n_events, _TRUTH_BLOCK_EVENTS):
+                    b = min(ev.n_events, a + _TRUTH_BLOCK_EVENTS)
+                    batch = ev.truth(a, b)
+                    po = batch.event_offsets("particles")
+                    ho = batch.event_offsets("hits")
+                    for e in range(b - a):
+                        n_p, n_h = _trackml_event(tmp, a + e, batch, e, po, ho)
+                        n_particles += n_p
+                        n_hits += n_h
+                    if progress is not None:
+                        progress(b - a)
+                _write_manifest(
+                    tmp,
+                    _manifest(
+                        ev,
+                        "trackml",
+                        columns={k: list(v) for k, v in TRACKML_COLUMNS.items()},
+                        units={"length": "mm", "momentum": "GeV/c", "charge": "e"},
+                        conventions={
+                            "hit_id": "1, 2, ... within the event, in stored order",
+                            "particle_id": "1, 2, ... within the event, in stored order; 0 = noise",
+                            "volume_id": TRACKML_VOLUME_ID,
+                            "layer_id": "2 * (layer + 1)",
+                            "module_id": TRACKML_MODULE_ID,
+                            "tpx_tpy_tpz": "the particle's momentum at its vertex",
+                            "weight": "1 / (nhits * number of particles with hits); "
+                            "0 for noise; sums to 1 per event",
+                            "noise_truth": "particle_id 0, tx..tpz 0, weight 0",
+                        },
+                        n_particles=n_particles,
+                        n_hits=n_hits,
+                    ),
+                )
+        except OSError as exc:
+            raise _write_error(out, exc) from None
+    n = ev.n_events
+    return ExportResult(
+        path=os.fspath(out),
+        format="trackml",
+        n_events=n,
+        n_files=3 * n + 1,
+        elapsed_s=time.perf_counter() - t0,
+        n_particles=n_particles,
+        n_hits=n_hits,
+    )
