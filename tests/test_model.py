@@ -232,6 +232,90 @@ def test_seed_architecture_is_the_lectures():
         build_model("resnet", 128)
 
 
+def test_polar_bins_put_a_radial_line_in_one_column():
+    from spectrocnn.model.layers import polar_bins
+
+    size, window, n_r, n_phi = 256, (-400.0, 400.0, -400.0, 400.0), 64, 128
+    segment, nearest = polar_bins(size, window, n_r, n_phi, 400.0)
+    # pixel centres on the ray phi = 0.7 rad, away from the bin edges
+    phi = 0.7
+    col_phi = math.floor((phi + math.pi) / (2 * math.pi) * n_phi)
+    for r in np.arange(60.0, 390.0, 7.0):
+        x, y = r * math.cos(phi), r * math.sin(phi)
+        col, row = math.floor((x + 400) / 800 * size), math.floor((400 - y) / 800 * size)
+        xc, yc = -400 + (col + 0.5) * 800 / size, 400 - (row + 0.5) * 800 / size
+        b = segment[row * size + col]
+        i_r, i_phi = divmod(int(b), n_phi)
+        assert i_r == math.floor(math.hypot(xc, yc) / 400 * n_r)
+        assert abs(i_phi - col_phi) <= 1  # the pixel centre is within half a pixel
+    # corners (r > 400 mm) belong to no bin; every bin's nearest pixel lies in the image
+    assert segment[0] == n_r * n_phi
+    assert nearest.min() >= 0 and nearest.max() < size * size
+
+
+def test_polar_pool_keeps_every_hit_and_turns_rotations_into_shifts():
+    from spectrocnn.model.layers import PolarPool, polar_bins
+
+    size, window, n_r, n_phi, wrap = 64, (-400.0, 400.0, -400.0, 400.0), 16, 32, 4
+    rng = np.random.default_rng(3)
+    image = (rng.random((2, size, size)) < 0.05).astype(np.float32)
+    layer = PolarPool(size, window, n_r, n_phi, 400.0, wrap=wrap)
+    out = layer(image[..., None]).numpy()[..., 0]
+    assert out.shape == (2, n_r, n_phi + 2 * wrap)
+    segment, _ = polar_bins(size, window, n_r, n_phi, 400.0)
+    flat = image.reshape(2, -1)
+    inside = segment < n_r * n_phi
+    for k in range(2):
+        lit = np.nonzero(flat[k] * inside)[0]
+        i_r, i_phi = np.divmod(segment[lit], n_phi)
+        assert np.all(out[k, i_r, i_phi + wrap] == 1)  # no hit is lost
+        assert out[k].sum() >= 1
+    # the wrapped columns repeat the other end
+    np.testing.assert_array_equal(out[:, :, :wrap], out[:, :, n_phi : n_phi + wrap])
+    # a 90 degree turn of a square window maps pixel centres onto pixel centres and shifts
+    # phi by exactly n_phi / 4 bins (bins whose edge passes through a pixel centre aside)
+    turned = layer(np.rot90(image, 1, axes=(1, 2)).copy()[..., None]).numpy()[..., 0]
+    core, shifted = out[:, :, wrap : wrap + n_phi], turned[:, :, wrap : wrap + n_phi]
+    agree = np.mean(np.roll(core, n_phi // 4, axis=2) == shifted)
+    assert agree > 0.98
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer:UserWarning")
+def test_polar_architecture_builds_saves_and_loads(tmp_path):
+    import keras
+
+    from spectrocnn.model.architectures import build_model, model_flops
+    from spectrocnn.model.train import _load_model
+
+    window = (-400.0, 400.0, -400.0, 400.0)
+    model = build_model("polar", 64, window_mm=window)
+    assert model.input_shape == (None, 64, 64, 1)
+    assert model.output_shape == (None, 1)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds[1:3] == ["RandomFlip", "PolarPool"] and "GlobalMaxPooling2D" in kinds
+    # closed form: convs (5*3*1+1)*16, (5*3*16+1)*16, (5*3*16+1)*32, (3*3*32+1)*32, dense
+    n = 16 * 16 + (240 + 1) * 16 + (240 + 1) * 32 + (288 + 1) * 32 + (32 + 1) * 32 + 33
+    assert model.count_params() == n == 22_161
+    # FLOPs: polar image 64 x (128 + 16); r pooled by 2, 2, then r and phi by 2
+    w = 144
+    flops = 2 * (64 * w * 16 * 15 + 32 * w * 16 * 240 + 16 * w * 32 * 240)
+    flops += 2 * (8 * (w // 2) * 32 * 288 + 32 * 32 + 32)
+    assert model_flops(model) == flops
+    seed_model = build_model("seed", 128)
+    assert model_flops(seed_model) == 2 * (
+        128 * 128 * 32 * 25 + 64 * 64 * 64 * 9 * 32 + 32 * 32 * 64 * 64 + 64 * 32 + 32
+    )
+    x = (np.random.default_rng(0).random((4, 64, 64, 1)) < 0.05).astype(np.float32)
+    model.save(tmp_path / "polar.keras")
+    loaded = _load_model(tmp_path / "polar.keras")
+    assert isinstance(loaded, keras.Model)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    with pytest.raises(ConfigError, match="beam line"):
+        build_model("polar", 64, window_mm=(0.0, 210.0, -105.0, 105.0))
+    with pytest.raises(ConfigError, match="window"):
+        build_model("polar", 64)
+
+
 # -- training -------------------------------------------------------------------------------
 
 

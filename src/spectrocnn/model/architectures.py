@@ -9,17 +9,26 @@ imported.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from spectrocnn.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-__all__ = ["ARCHITECTURES", "build_model", "get_architecture", "register_architecture", "seed"]
+__all__ = [
+    "ARCHITECTURES",
+    "build_model",
+    "get_architecture",
+    "model_flops",
+    "polar",
+    "register_architecture",
+    "seed",
+]
 
-Builder = Callable[[int], "keras.Model"]
+#: ``builder(input_size, window_mm=None) -> compiled keras.Model``
+Builder = Callable[..., "keras.Model"]
 
 #: name -> builder; later architectures register themselves with :func:`register_architecture`.
 ARCHITECTURES: dict[str, Builder] = {}
@@ -46,16 +55,41 @@ def get_architecture(name: str) -> Builder:
         raise ConfigError(f"unknown architecture {name!r} (known: {known})") from None
 
 
-def build_model(name: str, input_size: int) -> keras.Model:
-    """Build and compile the architecture ``name`` for ``input_size`` x ``input_size`` images."""
+def build_model(
+    name: str, input_size: int, *, window_mm: Sequence[float] | None = None
+) -> keras.Model:
+    """Build and compile the architecture ``name`` for ``input_size`` x ``input_size`` images.
+
+    ``window_mm`` (``x_min, x_max, y_min, y_max`` of the images [mm]) is needed by the
+    architectures that use the detector geometry (``polar``); the others ignore it.
+    """
     builder = get_architecture(name)
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
         raise ConfigError(f"input size must be a positive integer, got {input_size!r}")
-    return builder(input_size)
+    return builder(input_size, window_mm=window_mm)
+
+
+def model_flops(model: keras.Model) -> int:
+    """Floating-point operations of one forward pass per image (2 per multiply-add).
+
+    Counts the convolutions and dense layers, which dominate; pooling, normalisation
+    and activations are left out.
+    """
+    flops = 0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "Conv2D":
+            _, h, w, c_out = layer.output.shape
+            k_h, k_w = layer.kernel_size
+            c_in = layer.input.shape[-1]
+            flops += 2 * h * w * c_out * k_h * k_w * c_in
+        elif kind == "Dense":
+            flops += 2 * layer.input.shape[-1] * layer.units
+    return int(flops)
 
 
 @register_architecture("seed")
-def seed(input_size: int = 128) -> keras.Model:
+def seed(input_size: int = 128, window_mm: Sequence[float] | None = None) -> keras.Model:
     """The lecture's CNN (slide 14), layer for layer.
 
     Conv2D 32 (5x5, stride 1, relu, he_uniform, same) -> MaxPool 2x2 (same) -> BatchNorm
@@ -71,6 +105,8 @@ def seed(input_size: int = 128) -> keras.Model:
     ----------
     input_size : int
         Height and width of the input image [pixels].
+    window_mm : sequence of 4 floats, optional
+        Not used.
     """
     import keras
     from keras import layers
@@ -96,5 +132,90 @@ def seed(input_size: int = 128) -> keras.Model:
         ],
         name="seed",
     )
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _beam_radius(window_mm: Sequence[float] | None) -> float:
+    """Radius of the largest circle about the beam line inside the window [mm]."""
+    if window_mm is None:
+        raise ConfigError("the polar architecture needs the image window (window_mm)")
+    x0, x1, y0, y1 = (float(v) for v in window_mm)
+    r = min(-x0, x1, -y0, y1)
+    if not r > 0:
+        raise ConfigError(
+            f"the polar architecture needs the beam line x = y = 0 inside the image window, "
+            f"got window_mm {[x0, x1, y0, y1]}"
+        )
+    return r
+
+
+@register_architecture("polar")
+def polar(
+    input_size: int = 256,
+    window_mm: Sequence[float] | None = None,
+    *,
+    n_r: int = 64,
+    n_phi: int = 128,
+    **_: Any,
+) -> keras.Model:
+    """A CNN for "one straight track among curved ones from the beam line".
+
+    The question is about the shape of whole tracks that start on the beam line, so the
+    network looks at the image in the spectrometer's own coordinates:
+
+    1. mirror augmentation while training (flipping x or y keeps the label);
+    2. :class:`~spectrocnn.model.layers.PolarPool`: ``(r, phi)`` bins around the beam
+       line up to the largest circle inside the window, every hit kept (max-pooling).
+       A high-momentum track is a vertical line (``phi`` constant to about 0.5 degree
+       over the barrel); a 0.25 GeV track in 2 T drifts 10 degrees;
+    3. four convolutions that are tall along ``r`` (5 x 3 kernels, pooling along ``r``)
+       so that the receptive field spans a whole track, about 45 radial bins;
+    4. global max pooling: the answer is "is there such a track anywhere", which is
+       invariant to rotations about the beam line (shifts in ``phi``);
+    5. a small dense head.
+
+    About 22 thousand parameters (the ``seed`` network has 4.2 million). It needs the
+    beam line inside the image window; tracks beyond the largest circle about it that
+    fits in the window are not seen.
+
+    Parameters
+    ----------
+    input_size : int
+        Height and width of the input image [pixels]; 256 keeps the direction of a
+        track to about 1 degree at the lecture's outer layer.
+    window_mm : sequence of 4 floats
+        The image window ``(x_min, x_max, y_min, y_max)`` [mm].
+    n_r, n_phi : int
+        Radial and azimuthal bins of the polar image.
+    """
+    import keras
+    from keras import layers
+
+    from spectrocnn.model.layers import PolarPool
+
+    r_max = _beam_radius(window_mm)
+    wrap = 8
+    he = "he_uniform"
+
+    def conv(x, filters, kernel):
+        return layers.Conv2D(
+            filters, kernel, activation="relu", kernel_initializer=he, padding="same"
+        )(x)
+
+    inp = keras.Input(shape=(input_size, input_size, 1), name="image")
+    x = layers.RandomFlip("horizontal_and_vertical", name="mirror")(inp)
+    x = PolarPool(input_size, window_mm, n_r, n_phi, r_max, wrap=wrap, name="polar")(x)
+    x = conv(x, 16, (5, 3))
+    x = layers.MaxPooling2D((2, 1))(x)
+    x = conv(x, 16, (5, 3))
+    x = layers.MaxPooling2D((2, 1))(x)
+    x = conv(x, 32, (5, 3))
+    x = layers.MaxPooling2D((2, 2))(x)
+    x = conv(x, 32, (3, 3))
+    x = layers.GlobalMaxPooling2D()(x)
+    x = layers.Dense(32, activation="relu", kernel_initializer=he)(x)
+    out = layers.Dense(1, activation="sigmoid", dtype="float32")(x)
+    model = keras.Model(inp, out, name="polar")
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     return model

@@ -1,0 +1,152 @@
+"""Accuracy benchmark (issue 6): the lecture CNN, the ``polar`` CNN and the classical fit.
+
+One table, one run, fixed seeds. With the calibrated ``lecture`` preset it generates a
+training file (``--n`` events, seed 1) and an independent validation file (``--n-val``
+events, seed 2), then measures on the validation file:
+
+1. ``seed`` architecture, 128 x 128 by nearest downsampling (the lecture's loader);
+2. ``seed`` architecture, 128 x 128 by max-pooling (train-cnn's default);
+3. ``polar`` architecture, 256 x 256 by max-pooling;
+4. ``fit-tracks`` with truth association;
+5. ``fit-tracks --no-truth`` (track finding and fit without truth).
+
+Columns: accuracy (CNN: at score 0.5, i.e. the best epoch's val_accuracy; fits: at the
+best momentum cut), ROC AUC, training seconds per epoch (median over epochs 2..E, so
+that graph tracing is left out), parameters, FLOPs per image (forward pass, 2 per
+multiply-add, convolutions and dense layers). Everything runs through the commands a
+user runs (gen-events, train-cnn, fit-tracks), one after the other, so that the epoch
+times are measured on the same machine in the same conditions.
+
+Usage::
+
+    python benchmarks/accuracy.py                    # the full table (about 2.5 h on 2 cores)
+    python benchmarks/accuracy.py --n 2000 --n-val 500 --epochs 2   # a quick look
+
+``--workdir DIR`` keeps the files and runs; running again with the same DIR reuses
+the event files and completed runs and resumes interrupted ones (``train-cnn --resume``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+#: name, architecture, input size, downsampling
+CNN_ROWS = [
+    ("seed, nearest 128 (lecture)", "seed", 128, "nearest"),
+    ("seed, max-pool 128", "seed", 128, "max"),
+    ("polar, max-pool 256", "polar", 256, "max"),
+]
+
+
+def _args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=20000, help="training events (20000)")
+    p.add_argument("--n-val", type=int, default=5000, help="validation events (5000)")
+    p.add_argument("--epochs", type=int, default=10, help="epochs of every CNN (10)")
+    p.add_argument("--workdir", help="keep files and runs here (default: a temporary dir)")
+    p.add_argument(
+        "--only", nargs="*", choices=["seed-nearest", "seed-max", "polar", "fits"],
+        help="measure only these rows (default: all)",
+    )  # fmt: skip
+    return p.parse_args()
+
+
+def _run(cmd: list[str]) -> str:
+    t = time.perf_counter()
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    print(f"  {' '.join(Path(c).name if i == 0 else c for i, c in enumerate(cmd))}"
+          f"  ({time.perf_counter() - t:.0f} s)", file=sys.stderr)  # fmt: skip
+    return out
+
+
+def _events(path: Path, n: int, seed: int) -> None:
+    if not path.exists():
+        _run([str(BIN / "gen-events"), "--n", str(n), "--seed", str(seed), "--out", str(path),
+              "--quiet"])  # fmt: skip
+
+
+def _cnn_row(work: Path, train: Path, val: Path, arch: str, size: int, down: str, epochs: int):
+    run = work / f"run_{arch}_{down}_{size}"
+    cmd = [str(BIN / "train-cnn"), str(train), "--val", str(val), "--arch", arch,
+           "--input-size", str(size), "--downsample", down, "--epochs", str(epochs),
+           "--batch-size", "32", "--seed", "1", "--out", str(run), "--quiet"]  # fmt: skip
+    if (run / "state.json").is_file():
+        cmd.append("--resume")
+    _run(cmd)
+    metrics = json.loads((run / "metrics.json").read_text())
+    with open(run / "history.csv") as f:
+        times = [float(r["epoch_time_s"]) for r in csv.DictReader(f)]
+    import keras
+
+    from spectrocnn.model.architectures import model_flops
+    from spectrocnn.model.train import _load_model
+
+    model = _load_model(run / "best_model.keras")
+    assert isinstance(model, keras.Model)
+    return {
+        "accuracy": metrics["accuracy"],
+        "roc_auc": metrics["roc_auc"],
+        "s_per_epoch": statistics.median(times[1:] or times),
+        "parameters": model.count_params(),
+        "flops": model_flops(model),
+    }
+
+
+def _fit_row(val: Path, no_truth: bool):
+    cmd = [str(BIN / "fit-tracks"), str(val), "--json"] + (["--no-truth"] if no_truth else [])
+    r = json.loads(_run(cmd))
+    return {"accuracy": r["accuracy"], "roc_auc": r["roc_auc"], "seconds": r["seconds"]}
+
+
+def main() -> None:
+    a = _args()
+    only = set(a.only or ["seed-nearest", "seed-max", "polar", "fits"])
+    tmp = None if a.workdir else tempfile.TemporaryDirectory(prefix="spectrocnn-acc-")
+    work = Path(a.workdir or tmp.name)
+    work.mkdir(parents=True, exist_ok=True)
+    train, val = work / f"train_{a.n}.h5", work / f"val_{a.n_val}.h5"
+    _events(train, a.n, 1)
+    _events(val, a.n_val, 2)
+
+    rows = []
+    keys = {"seed-nearest": 0, "seed-max": 1, "polar": 2}
+    for key, i in keys.items():
+        if key in only:
+            name, arch, size, down = CNN_ROWS[i]
+            rows.append((name, _cnn_row(work, train, val, arch, size, down, a.epochs)))
+    if "fits" in only:
+        rows.append(("fit-tracks (truth association)", _fit_row(val, False)))
+        rows.append(("fit-tracks --no-truth", _fit_row(val, True)))
+
+    print(f"# {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores; train {a.n} events (seed 1), validation {a.n_val} "
+          f"(seed 2), {a.epochs} epochs, batch 32")  # fmt: skip
+    print("| method | accuracy | ROC AUC | training s/epoch | parameters | FLOPs/image |")
+    print("|---|---|---|---|---|---|")
+    seed_epoch = next((r["s_per_epoch"] for n, r in rows if n.startswith("seed")), None)
+    for name, r in rows:
+        if "s_per_epoch" in r:
+            ratio = f" ({r['s_per_epoch'] / seed_epoch:.2f} x seed)" if seed_epoch else ""
+            cols = [f"{r['s_per_epoch']:.0f}{ratio}", f"{r['parameters']:,}",
+                    f"{r['flops'] / 1e6:.0f} M"]  # fmt: skip
+        else:
+            cols = [f"- ({r['seconds']:.1f} s in all)", "-", "-"]
+        print(f"| {name} | {r['accuracy']:.4f} | {r['roc_auc']:.4f} | " + " | ".join(cols) + " |")
+    if tmp is not None:
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
