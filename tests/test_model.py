@@ -284,9 +284,10 @@ def test_polar_pool_keeps_every_hit_and_turns_rotations_into_shifts():
 def test_polar_architecture_builds_saves_and_loads(tmp_path):
     import keras
 
-    from spectrocnn.model.architectures import build_model, model_flops
+    from spectrocnn.model.architectures import INPUT_SIZES, build_model, model_flops
     from spectrocnn.model.train import _load_model
 
+    assert INPUT_SIZES == {"seed": 128, "polar": 256}
     window = (-400.0, 400.0, -400.0, 400.0)
     model = build_model("polar", 64, window_mm=window)
     assert model.input_shape == (None, 64, 64, 1)
@@ -296,10 +297,10 @@ def test_polar_architecture_builds_saves_and_loads(tmp_path):
     # closed form: convs (5*3*1+1)*16, (5*3*16+1)*16, (5*3*16+1)*32, (3*3*32+1)*32, dense
     n = 16 * 16 + (240 + 1) * 16 + (240 + 1) * 32 + (288 + 1) * 32 + (32 + 1) * 32 + 33
     assert model.count_params() == n == 22_161
-    # FLOPs: polar image 64 x (128 + 16); r pooled by 2, 2, then r and phi by 2
+    # FLOPs: polar image 32 x (128 + 16); r pooled by 2, 2, then r and phi by 2
     w = 144
-    flops = 2 * (64 * w * 16 * 15 + 32 * w * 16 * 240 + 16 * w * 32 * 240)
-    flops += 2 * (8 * (w // 2) * 32 * 288 + 32 * 32 + 32)
+    flops = 2 * (32 * w * 16 * 15 + 16 * w * 16 * 240 + 8 * w * 32 * 240)
+    flops += 2 * (4 * (w // 2) * 32 * 288 + 32 * 32 + 32)
     assert model_flops(model) == flops
     seed_model = build_model("seed", 128)
     assert model_flops(seed_model) == 2 * (

@@ -53,6 +53,7 @@ def _one_error_line(capsys, prog: str) -> str:
         (["train.h5", "--input-size", "128"], 2, "larger than the 64x64 images"),
         (["train.h5", "--input-size", "20", "--downsample", "mean"], 2, "mean-pooled"),
         (["train.h5", "--arch", "resnet", "--input-size", "16"], 2, "unknown architecture"),
+        (["train.h5", "--arch", "polar"], 2, "input size 256 is larger"),  # polar's default
         (["train.h5", "--epochs", "0"], 2, "--epochs"),
         (["train.h5", "--downsample", "bilinear"], 2, "bilinear"),
         (["train.h5", "--val", "missing.h5", "--input-size", "16"], 2, "does not exist"),

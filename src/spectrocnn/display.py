@@ -165,6 +165,7 @@ def event_figure(events, indices: Sequence[int], *, truth: bool = False):
     -------
     matplotlib.figure.Figure
     """
+    import matplotlib.ticker as mticker
     from matplotlib.figure import Figure
 
     n = len(indices)
@@ -204,5 +205,9 @@ def event_figure(events, indices: Sequence[int], *, truth: bool = False):
             ax.xaxis.label.set_size(7)
             ax.yaxis.label.set_size(7)
     if lines is not None:
-        fig.colorbar(lines, ax=fig.axes, label="p [GeV/c]", shrink=0.8 if n == 1 else 0.6)
+        cbar = fig.colorbar(lines, ax=fig.axes, label="p [GeV/c]", shrink=0.8 if n == 1 else 0.6)
+        # 0.1, 0.2, 0.5, 1, 2, 5 ... as plain numbers, the minor ticks unlabelled
+        cbar.ax.yaxis.set_major_locator(mticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        cbar.ax.yaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
+        cbar.ax.yaxis.set_minor_formatter(mticker.NullFormatter())
     return fig

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import signal
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 from spectrocnn.cli._common import (
     EXIT_OK,
@@ -21,6 +19,7 @@ from spectrocnn.cli._common import (
     make_parser,
     positive_int,
     run,
+    terminate_as_exit,
 )
 
 __all__ = ["build_parser", "main"]
@@ -74,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--input-size",
         type=positive_int("--input-size"),
         metavar="PX",
-        help="model input size in pixels (default 128)",
+        help="model input size in pixels (default: the architecture's, 128 for seed, "
+        "256 for polar)",
     )
     p.add_argument(
         "--downsample",
@@ -126,24 +126,6 @@ _OPTIONS = {
 }  # fmt: skip
 
 
-@contextmanager
-def _sigterm_as_exit() -> Iterator[None]:
-    """Turn SIGTERM into SystemExit(143), so that a run cleans up or stays resumable."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
 def _body(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from spectrocnn.model.train import TrainConfig, load_run_config, train
@@ -160,13 +142,17 @@ def _body(argv: Sequence[str] | None) -> int:
             given.pop("val_fraction")  # ignored with a validation file
         config = dataclasses.replace(saved, input=args.file, **given)
     else:
+        if "input_size" not in given:
+            from spectrocnn.model.architectures import INPUT_SIZES
+
+            given["input_size"] = INPUT_SIZES.get(given.get("arch", "seed"), 128)
         config = TrainConfig(input=args.file, **given)
 
     def report(line: str) -> None:
         if not args.quiet:
             print(line, flush=True)
 
-    with _sigterm_as_exit():
+    with terminate_as_exit():
         result = train(
             config, args.out, resume=args.resume,
             progress=not args.quiet and sys.stderr.isatty(), report=report,
