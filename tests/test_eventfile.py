@@ -32,7 +32,7 @@ from spectrocnn.simulate.events import (
     ParticleTable,
 )
 
-SPEC = ImageSpec(size=32, window_mm=(-210.0, 210.0, -210.0, 210.0))
+SPEC = ImageSpec(size=32, window_mm=(-210.0, 210.0, -210.0, 210.0), hit_radius_px=0)
 
 
 def hand_batch(n_events: int = 5, seed: int = 0) -> EventBatch:

@@ -17,7 +17,7 @@ from spectrocnn.dataset.raster import (
 from spectrocnn.errors import ConfigError
 
 # 64 x 64 pixels over x in [-210, 210) mm, y in (-105, 105] mm: 6.5625 mm by 3.28125 mm.
-SPEC = ImageSpec(size=64, window_mm=(-210.0, 210.0, -105.0, 105.0))
+SPEC = ImageSpec(size=64, window_mm=(-210.0, 210.0, -105.0, 105.0), hit_radius_px=0)
 
 
 def _expected_pixel(x: float, y: float, spec: ImageSpec) -> tuple[int, int] | None:

@@ -52,14 +52,14 @@ _LECTURE: dict[str, Any] = {
     "field": {"B_T": [0.0, 0.0, 2.0], "stepper_tolerance_mm": 1e-4},
     "gun": {
         "particle": "pi+",
-        "p_low_GeV": [0.1, 0.5],
+        "p_low_GeV": [0.1, 0.15],
         "p_high_GeV": [5.0, 10.0],
         "phi_deg": [0.0, 360.0],
         "dip_deg": [-10.0, 10.0],
         "vertex_sigma_mm": [0.0, 0.0, 0.0],
     },
     "noise": {"hits_per_layer": 0.0},
-    "image": {"size": 512, "window_mm": [-210.0, 210.0, -210.0, 210.0], "hit_radius_px": 0},
+    "image": {"size": 512, "window_mm": [-400.0, 400.0, -400.0, 400.0], "hit_radius_px": 2},
 }
 
 _TELESCOPE: dict[str, Any] = copy.deepcopy(_LECTURE)
@@ -76,7 +76,9 @@ _TELESCOPE["detector"]["layers"] = [
 ]
 _TELESCOPE["gun"]["phi_deg"] = [-20.0, 20.0]
 _TELESCOPE["gun"]["dip_deg"] = [-5.0, 5.0]
+_TELESCOPE["gun"]["p_low_GeV"] = [0.1, 0.5]
 _TELESCOPE["image"]["window_mm"] = [0.0, 210.0, -105.0, 105.0]
+_TELESCOPE["image"]["hit_radius_px"] = 0
 
 #: The built-in presets as fully resolved configuration dictionaries.
 PRESETS: dict[str, dict[str, Any]] = {"lecture": _LECTURE, "telescope": _TELESCOPE}

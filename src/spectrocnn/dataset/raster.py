@@ -70,8 +70,8 @@ class ImageSpec:
     """
 
     size: int = 512
-    window_mm: tuple[float, float, float, float] = (-210.0, 210.0, -210.0, 210.0)
-    hit_radius_px: int = 0
+    window_mm: tuple[float, float, float, float] = (-400.0, 400.0, -400.0, 400.0)
+    hit_radius_px: int = 2
 
     def __post_init__(self) -> None:
         s = self.size

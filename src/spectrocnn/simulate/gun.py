@@ -62,7 +62,7 @@ class ParticleGun:
     """
 
     particle: str = "pi+"
-    p_low_GeV: tuple[float, float] = (0.1, 0.5)
+    p_low_GeV: tuple[float, float] = (0.1, 0.15)
     p_high_GeV: tuple[float, float] = (5.0, 10.0)
     phi_deg: tuple[float, float] = (0.0, 360.0)
     dip_deg: tuple[float, float] = (-10.0, 10.0)
