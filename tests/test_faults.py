@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -90,8 +91,22 @@ def _reap(proc: subprocess.Popen) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
+#: What CPython itself prints when Ctrl-C lands inside a weak-reference callback of its
+#: import machinery while the interpreter is still importing modules, before any code of
+#: the command runs (the interrupt is then lost and the command completes): documented in
+#: docs/errors.md as the one message a Ctrl-C can cause that the command cannot prevent.
+_STARTUP_NOTE = re.compile(
+    r"Exception ignored in: <function _get_module_lock\.<locals>\.cb at 0x[0-9a-f]+>\n"
+    r"Traceback \(most recent call last\):\n"
+    r'  File "<frozen importlib\._bootstrap>", line \d+, in cb\n'
+    r"KeyboardInterrupt: ?\n"
+)
+
+
 def _check_outcome(out: Path, n: int, overwrite: bool, sig: int, rc: int, err: str) -> str:
     """Check the files after one trial; returns 'complete', 'absent' or 'old'."""
+    if sig == signal.SIGINT:
+        err = _STARTUP_NOTE.sub("", err)
     assert "Traceback" not in err, err
     if not sig:
         assert rc == 0, err
