@@ -143,6 +143,13 @@ def _body(argv: Sequence[str] | None) -> int:
         bar = tqdm(total=args.n, unit="ev", desc=PROG, file=sys.stderr, dynamic_ncols=True)
     try:
         with terminate_as_exit():
+            common = {
+                "seed": args.seed,
+                "workers": args.workers,
+                "compression": args.compression,
+                "overwrite": args.overwrite,
+                "progress": bar.update if bar is not None else None,
+            }
             if args.shards is not None:
                 from spectrocnn.dataset.shards import generate_sharded
 
@@ -151,25 +158,12 @@ def _body(argv: Sequence[str] | None) -> int:
                     args.n,
                     args.out,
                     shards=args.shards,
-                    seed=args.seed,
                     scheduler=args.scheduler,
-                    workers=args.workers,
                     retries=2 if args.retries is None else args.retries,
-                    compression=args.compression,
-                    overwrite=args.overwrite,
-                    progress=bar.update if bar is not None else None,
+                    **common,
                 )
             else:
-                result = generate_file(
-                    config,
-                    args.n,
-                    args.out,
-                    seed=args.seed,
-                    workers=args.workers,
-                    compression=args.compression,
-                    overwrite=args.overwrite,
-                    progress=bar.update if bar is not None else None,
-                )
+                result = generate_file(config, args.n, args.out, **common)
     finally:
         if bar is not None:
             bar.close()
