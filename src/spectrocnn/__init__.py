@@ -13,11 +13,24 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from spectrocnn.errors import ConfigError, EventFileError, SpectrocnnError
+from spectrocnn.errors import (
+    ConfigError,
+    EventFileError,
+    EventFileNotFoundError,
+    ModelFileError,
+    SpectrocnnError,
+)
 
 try:
     __version__ = version("spectrocnn")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["ConfigError", "EventFileError", "SpectrocnnError", "__version__"]
+__all__ = [
+    "ConfigError",
+    "EventFileError",
+    "EventFileNotFoundError",
+    "ModelFileError",
+    "SpectrocnnError",
+    "__version__",
+]

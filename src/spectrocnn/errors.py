@@ -1,12 +1,19 @@
 """The package's exceptions.
 
 Library code raises these; only the command-line front ends turn them into one-line
-messages and exit codes (:class:`ConfigError` -> 2, :class:`EventFileError` -> 1).
+messages and exit codes (:class:`ConfigError` and :class:`EventFileNotFoundError` -> 2,
+:class:`EventFileError` and :class:`ModelFileError` -> 1).
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "EventFileError", "SpectrocnnError"]
+__all__ = [
+    "ConfigError",
+    "EventFileError",
+    "EventFileNotFoundError",
+    "ModelFileError",
+    "SpectrocnnError",
+]
 
 
 class SpectrocnnError(Exception):
@@ -19,3 +26,11 @@ class ConfigError(SpectrocnnError, ValueError):
 
 class EventFileError(SpectrocnnError, RuntimeError):
     """An event file that is missing, unreadable, of another schema, truncated or corrupt."""
+
+
+class EventFileNotFoundError(ConfigError, EventFileError):
+    """The event file does not exist (a usage error: exit code 2)."""
+
+
+class ModelFileError(SpectrocnnError, RuntimeError):
+    """A saved model or run state that cannot be read (exit code 1)."""

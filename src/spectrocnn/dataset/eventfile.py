@@ -44,7 +44,7 @@ import numpy as np
 
 from spectrocnn.dataset.deflate import encode_zlib
 from spectrocnn.dataset.raster import ImageSpec, SparseImages, rasterize_sparse
-from spectrocnn.errors import ConfigError, EventFileError
+from spectrocnn.errors import ConfigError, EventFileError, EventFileNotFoundError
 from spectrocnn.simulate.events import (
     HIT_COLUMNS,
     PARTICLE_COLUMNS,
@@ -93,10 +93,6 @@ def _check_space(path: str, nbytes: int) -> None:
 
 
 _MAX_SEED = 2**64
-
-
-class EventFileNotFoundError(ConfigError, EventFileError):
-    """The event file does not exist (a usage error: exit code 2)."""
 
 
 def _check_seed(seed: int) -> int:

@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from spectrocnn._atomic import atomic_path, write_json
-from spectrocnn.errors import ConfigError, SpectrocnnError
+from spectrocnn.errors import ConfigError, ModelFileError
 from spectrocnn.metrics import binary_metrics
 from spectrocnn.model.architectures import get_architecture
 from spectrocnn.model.data import (
@@ -109,10 +109,6 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 _RESUME_FREE = ("threads",)
 
 _PREDICT_BATCH = 256
-
-
-class ModelFileError(SpectrocnnError, RuntimeError):
-    """A saved model or run state that cannot be read (exit code 1)."""
 
 
 def new_seed() -> int:
