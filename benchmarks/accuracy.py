@@ -12,8 +12,9 @@ events, seed 2), then measures on the validation file:
 
 Columns: accuracy (CNN: at score 0.5, i.e. the best epoch's val_accuracy; fits: at the
 best momentum cut), ROC AUC, training seconds per epoch (median over epochs 2..E, so
-that graph tracing is left out), parameters, FLOPs per image (forward pass, 2 per
-multiply-add, convolutions and dense layers). Everything runs through the commands a
+that graph tracing is left out; an epoch includes its validation pass and checkpoint),
+parameters, FLOPs per image (forward pass, 2 per multiply-add, convolutions and dense
+layers). Everything runs through the commands a
 user runs (gen-events, train-cnn, fit-tracks), one after the other, so that the epoch
 times are measured on the same machine in the same conditions.
 
@@ -65,7 +66,10 @@ def _args() -> argparse.Namespace:
 
 def _run(cmd: list[str]) -> str:
     t = time.perf_counter()
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"{' '.join(cmd)} failed with exit code {proc.returncode}:\n{proc.stderr}")
+    out = proc.stdout
     print(f"  {' '.join(Path(c).name if i == 0 else c for i, c in enumerate(cmd))}"
           f"  ({time.perf_counter() - t:.0f} s)", file=sys.stderr)  # fmt: skip
     return out

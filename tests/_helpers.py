@@ -29,7 +29,12 @@ def sparse_images(rng: np.random.Generator, n: int, h: int, w: int, hits: int) -
 
 
 def write_event_file(
-    path: Path, n: int = 160, size: int = 64, seed: int = 0, labels: np.ndarray | None = None
+    path: Path,
+    n: int = 160,
+    size: int = 64,
+    seed: int = 0,
+    labels: np.ndarray | None = None,
+    window_mm: tuple[float, float, float, float] = (-400.0, 400.0, -400.0, 400.0),
 ) -> tuple[np.ndarray, np.ndarray]:
     """An event file (schema spectrocnn.events/1) with synthetic images and no truth rows.
 
@@ -52,6 +57,6 @@ def write_event_file(
         imgs[i, rng.integers(0, size), :: max(1, size // 16)] = 1
     parts = ParticleTable(**{k: np.zeros(0, dt) for k, (dt, _) in PARTICLE_COLUMNS.items()})
     hits = HitTable(**{k: np.zeros(0, dt) for k, (dt, _) in HIT_COLUMNS.items()})
-    with EventFileWriter(path, n, ImageSpec(size=size), seed=seed) as w:
+    with EventFileWriter(path, n, ImageSpec(size=size, window_mm=window_mm), seed=seed) as w:
         w.append(EventBatch(lab, parts, hits), imgs)
     return imgs, lab

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -247,10 +248,56 @@ def test_polar_bins_put_a_radial_line_in_one_column():
         b = segment[row * size + col]
         i_r, i_phi = divmod(int(b), n_phi)
         assert i_r == math.floor(math.hypot(xc, yc) / 400 * n_r)
+        assert i_phi == math.floor((math.atan2(yc, xc) + math.pi) / (2 * math.pi) * n_phi)
         assert abs(i_phi - col_phi) <= 1  # the pixel centre is within half a pixel
     # corners (r > 400 mm) belong to no bin; every bin's nearest pixel lies in the image
     assert segment[0] == n_r * n_phi
     assert nearest.min() >= 0 and nearest.max() < size * size
+    # ... and holds the bin's centre
+    i_r, i_phi = np.divmod(np.arange(n_r * n_phi), n_phi)
+    rc, pc = (i_r + 0.5) / n_r * 400, (i_phi + 0.5) / n_phi * 2 * np.pi - np.pi
+    row, col = np.divmod(nearest, size)
+    np.testing.assert_array_equal(col, np.floor((rc * np.cos(pc) + 400) / 800 * size))
+    np.testing.assert_array_equal(row, np.floor((400 - rc * np.sin(pc)) / 800 * size))
+
+
+def test_polar_pool_lights_exactly_the_bins_of_one_hit_in_an_off_centre_window():
+    from spectrocnn.model.layers import PolarPool
+
+    # a non-square window with the beam line off its centre: 8 mm x 4 mm pixels
+    size, window, n_r, n_phi, wrap = 50, (-100.0, 300.0, -50.0, 150.0), 10, 24, 3
+    layer = PolarPool(size, window, n_r, n_phi, 50.0, wrap=wrap)
+    # the pixel holding (x, y) = (20, 30) mm: r = 36.06 mm, phi = 0.9828 rad
+    col, row = math.floor((20 + 100) / 8), math.floor((150 - 30) / 4)
+    xc, yc = -100 + (col + 0.5) * 8, 150 - (row + 0.5) * 4
+    image = np.zeros((1, size, size, 1), np.float32)
+    image[0, row, col, 0] = 1
+    out = layer(image).numpy()[0, :, :, 0]
+    expected = np.zeros((n_r, n_phi))
+    expected[
+        math.floor(math.hypot(xc, yc) / 50 * n_r),
+        math.floor((math.atan2(yc, xc) + math.pi) / (2 * math.pi) * n_phi),
+    ] = 1
+    # bins much smaller than a pixel near the beam line take the pixel under their centre
+    for i in range(n_r):
+        for j in range(n_phi):
+            r, p = (i + 0.5) / n_r * 50, (j + 0.5) / n_phi * 2 * math.pi - math.pi
+            if (
+                math.floor((r * math.cos(p) + 100) / 8),
+                math.floor((150 - r * math.sin(p)) / 4),
+            ) == (col, row):
+                expected[i, j] = 1
+    np.testing.assert_array_equal(out[:, wrap : wrap + n_phi], expected)
+    np.testing.assert_array_equal(out[:, :wrap], expected[:, -wrap:])
+    np.testing.assert_array_equal(out[:, wrap + n_phi :], expected[:, :wrap])
+    for bad, words in [
+        (dict(n_r=0), "n_r must be positive, got 0"),
+        (dict(r_max_mm=-5.0), "r_max_mm must be positive, got -5.0"),
+        (dict(wrap=n_phi + 1), "wrap must be in [0, n_phi=24], got 25"),
+    ]:
+        kwargs = dict(n_r=n_r, n_phi=n_phi, r_max_mm=50.0, wrap=wrap) | bad
+        with pytest.raises(ValueError, match=re.escape(words)):
+            PolarPool(size, window, **kwargs)
 
 
 def test_polar_pool_keeps_every_hit_and_turns_rotations_into_shifts():
@@ -293,7 +340,7 @@ def test_polar_architecture_builds_saves_and_loads(tmp_path):
     assert model.input_shape == (None, 64, 64, 1)
     assert model.output_shape == (None, 1)
     kinds = [type(layer).__name__ for layer in model.layers]
-    assert kinds[1:3] == ["RandomFlip", "PolarPool"] and "GlobalMaxPooling2D" in kinds
+    assert kinds[1:3] == ["PolarPool", "RandomFlip"] and "GlobalMaxPooling2D" in kinds
     # closed form: convs (5*3*1+1)*16, (5*3*16+1)*16, (5*3*16+1)*32, (3*3*32+1)*32, dense
     n = 16 * 16 + (240 + 1) * 16 + (240 + 1) * 32 + (288 + 1) * 32 + (32 + 1) * 32 + 33
     assert model.count_params() == n == 22_161
@@ -315,6 +362,30 @@ def test_polar_architecture_builds_saves_and_loads(tmp_path):
         build_model("polar", 64, window_mm=(0.0, 210.0, -105.0, 105.0))
     with pytest.raises(ConfigError, match="window"):
         build_model("polar", 64)
+
+
+def test_polar_augmentation_mirrors_each_image_about_the_beam_line():
+    """Training mode: each image is either kept or mirrored y -> -y, drawn per image."""
+    from spectrocnn.model.architectures import build_model
+
+    size, window = 64, (-400.0, 400.0, -400.0, 400.0)
+    model = build_model("polar", size, window_mm=window)
+    pool, mirror = model.get_layer("polar"), model.get_layer("mirror")
+    rng = np.random.default_rng(5)
+    image = (rng.random((1, size, size, 1)) < 0.05).astype(np.float32)
+    plain = pool(image).numpy()[0]
+    # the polar image of the mirrored event (y -> -y is row k -> size-1-k in this window)
+    mirrored = pool(image[:, ::-1].copy()).numpy()[0]
+    # ... is plain reversed along phi, bins whose edge passes through a pixel centre aside
+    assert np.sum(plain[:, ::-1] != mirrored) < 0.02 * plain.size
+    assert np.sum(plain != mirrored) > 0.2 * plain.sum()  # and the event is not symmetric
+    batch = np.repeat(image, 32, axis=0)
+    out = mirror(pool(batch), training=True).numpy()
+    kept = [np.array_equal(o, plain) for o in out]
+    flipped = [np.array_equal(o, plain[:, ::-1]) for o in out]
+    assert all(k != f for k, f in zip(kept, flipped, strict=True))
+    assert 0 < sum(flipped) < 32  # one draw per image (P(fail) = 2**-31)
+    np.testing.assert_array_equal(mirror(pool(batch), training=False).numpy()[0], plain)
 
 
 # -- training -------------------------------------------------------------------------------

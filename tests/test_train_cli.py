@@ -111,7 +111,7 @@ def test_train_cnn_runs_and_prints_the_lectures_lines(run, capsys):
     assert "already complete" in capsys.readouterr().out
 
 
-def test_train_cnn_polar_architecture_and_eval(files, tmp_path, capsys):
+def test_train_cnn_polar_architecture_and_eval(files, tmp_path, capsys, caplog):
     out = tmp_path / "polar"
     args = [str(files / "train.h5"), "--val", str(files / "val.h5"), "--out", str(out),
             "--arch", "polar", "--epochs", "1", "--batch-size", "8", "--input-size", "32",
@@ -124,6 +124,12 @@ def test_train_cnn_polar_architecture_and_eval(files, tmp_path, capsys):
     assert eval_main([str(out / "best_model.keras"), str(files / "val.h5"),
                       "--out", str(tmp_path / "ev")]) == 0  # fmt: skip
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n_events"] == 40
+    assert "window" not in caplog.text
+    # images of another window put the beam line elsewhere: scored, with a warning
+    write_event_file(tmp_path / "wide.h5", n=20, seed=3, window_mm=(-800, 800, -800, 800))
+    assert eval_main([str(out / "best_model.keras"), str(tmp_path / "wide.h5"),
+                      "--out", str(tmp_path / "ev2")]) == 0  # fmt: skip
+    assert "trained on images of window [-400.0, 400.0, -400.0, 400.0] mm" in caplog.text
 
 
 def test_eval_cnn_writes_metrics_and_plots(run, files, tmp_path, capsys):

@@ -172,13 +172,19 @@ def polar(
     The question is about the shape of whole tracks that start on the beam line, so the
     network looks at the image in the spectrometer's own coordinates:
 
-    1. mirror augmentation while training (flipping x or y keeps the label);
-    2. :class:`~spectrocnn.model.layers.PolarPool`: ``(r, phi)`` bins around the beam
+    1. :class:`~spectrocnn.model.layers.PolarPool`: ``(r, phi)`` bins around the beam
        line up to the largest circle inside the window, every hit kept (max-pooling).
-       A high-momentum track is a vertical line (``phi`` constant to about 0.5 degree
-       over the barrel); a 0.25 GeV track in 2 T drifts 10 degrees;
+       A track from the beam line with transverse radius of curvature ``R`` reaches
+       ``phi0 +- asin(r / 2R)`` at radius ``r``: in 2 T a 5 GeV/c track stays within
+       0.7 degree of a vertical line out to r = 200 mm, a 0.25 GeV/c track bends by
+       14 degrees and the lecture's 0.1-0.15 GeV/c tracks by 24-37 degrees;
+    2. mirror augmentation while training: each image is reversed along ``phi`` with
+       probability 1/2 (wrapped columns included, which stay consistent). Bin ``j`` goes
+       to ``n_phi - 1 - j``, i.e. ``phi -> -phi``: the mirror ``y -> -y`` about the beam
+       line, which keeps the label, for any window. The mirror ``x -> -x`` is the same
+       up to a rotation by 180 degrees, to which the network is nearly invariant;
     3. four convolutions that are tall along ``r`` (5 x 3 kernels, pooling along ``r``)
-       so that the receptive field (45 radial bins) spans a whole track;
+       so that the receptive field (52 radial bins) spans a whole track;
     4. global max pooling: the answer is "is there such a track anywhere", which is
        invariant to rotations about the beam line (shifts in ``phi``);
     5. a small dense head.
@@ -214,8 +220,10 @@ def polar(
         )(x)
 
     inp = keras.Input(shape=(input_size, input_size, 1), name="image")
-    x = layers.RandomFlip("horizontal_and_vertical", name="mirror")(inp)
-    x = PolarPool(input_size, window_mm, n_r, n_phi, r_max, wrap=wrap, name="polar")(x)
+    x = PolarPool(input_size, window_mm, n_r, n_phi, r_max, wrap=wrap, name="polar")(inp)
+    # One draw per image, along the width axis: phi (Keras' "horizontal_and_vertical"
+    # would flip both axes with one draw, a 180-degree rotation about the window centre).
+    x = layers.RandomFlip("horizontal", name="mirror")(x)
     x = conv(x, 16, (5, 3))
     x = layers.MaxPooling2D((2, 1))(x)
     x = conv(x, 16, (5, 3))

@@ -129,6 +129,13 @@ def evaluate(
             raise ConfigError(f"{model_path}: expected a (size, size, 1) image input, got {shape}")
         if size is not None and size != shape[1]:
             log.warning("run config says input size %d, the model takes %d", size, shape[1])
+        for layer in model.layers:  # geometry-aware layers (PolarPool) know their window
+            window = getattr(layer, "window_mm", None)
+            if window is not None and not np.allclose(window, ev.window_mm):
+                log.warning(
+                    "%s was trained on images of window %s mm, %s has window %s mm",
+                    model_path.name, list(window), Path(ev.path).name, list(ev.window_mm),
+                )  # fmt: skip
         size, method = int(shape[1]), method or "max"
         check_downsample(ev.image_shape, size, method)
         from tqdm import tqdm

@@ -95,7 +95,12 @@ class PolarPool(keras.layers.Layer):
     r_max_mm : float
         Outer radius [mm].
     wrap : int
-        Columns repeated at each end.
+        Columns repeated at each end, ``0 <= wrap <= n_phi``.
+
+    Raises
+    ------
+    ValueError
+        A non-positive size, bin count or radius, or ``wrap`` outside ``[0, n_phi]``.
     """
 
     def __init__(
@@ -113,6 +118,13 @@ class PolarPool(keras.layers.Layer):
         self.window_mm = [float(v) for v in window_mm]
         self.n_r, self.n_phi, self.wrap = int(n_r), int(n_phi), int(wrap)
         self.r_max_mm = float(r_max_mm)
+        for name in ("input_size", "n_r", "n_phi"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"PolarPool: {name} must be positive, got {getattr(self, name)}")
+        if not self.r_max_mm > 0 or not math.isfinite(self.r_max_mm):
+            raise ValueError(f"PolarPool: r_max_mm must be positive, got {self.r_max_mm}")
+        if not 0 <= self.wrap <= self.n_phi:
+            raise ValueError(f"PolarPool: wrap must be in [0, n_phi={self.n_phi}], got {self.wrap}")
         segment, nearest = polar_bins(
             self.input_size, self.window_mm, self.n_r, self.n_phi, self.r_max_mm
         )
