@@ -335,6 +335,11 @@ def test_polar_architecture_builds_saves_and_loads(tmp_path):
     from spectrocnn.model.train import _load_model
 
     assert INPUT_SIZES == {"seed": 128, "polar": 256}
+    from spectrocnn.model.train import TrainConfig
+
+    assert TrainConfig("ev.h5", arch="polar").input_size == 256  # the architecture's default
+    assert TrainConfig("ev.h5").input_size == 128
+    assert TrainConfig("ev.h5", arch="polar", input_size=64).input_size == 64
     window = (-400.0, 400.0, -400.0, 400.0)
     model = build_model("polar", 64, window_mm=window)
     assert model.input_shape == (None, 64, 64, 1)

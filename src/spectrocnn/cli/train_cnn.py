@@ -142,11 +142,7 @@ def _body(argv: Sequence[str] | None) -> int:
             given.pop("val_fraction")  # ignored with a validation file
         config = dataclasses.replace(saved, input=args.file, **given)
     else:
-        if "input_size" not in given:
-            from spectrocnn.model.architectures import INPUT_SIZES
-
-            given["input_size"] = INPUT_SIZES.get(given.get("arch", "seed"), 128)
-        config = TrainConfig(input=args.file, **given)
+        config = TrainConfig(input=args.file, **given)  # input size: the architecture's
 
     def report(line: str) -> None:
         if not args.quiet:

@@ -41,7 +41,22 @@ INPUT_SIZES: dict[str, int] = {}
 def register_architecture(name: str, *, input_size: int = 128) -> Callable[[Builder], Builder]:
     """Decorator adding a builder to :data:`ARCHITECTURES` under ``name``.
 
-    ``input_size`` [pixels] is the architecture's default input size (:data:`INPUT_SIZES`).
+    Parameters
+    ----------
+    name : str
+        The name ``train-cnn --arch`` takes.
+    input_size : int
+        The architecture's default input size [pixels] (:data:`INPUT_SIZES`).
+
+    Returns
+    -------
+    callable
+        The decorator; it returns the builder unchanged.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is already registered.
     """
 
     def add(builder: Builder) -> Builder:
@@ -55,7 +70,23 @@ def register_architecture(name: str, *, input_size: int = 128) -> Callable[[Buil
 
 
 def get_architecture(name: str) -> Builder:
-    """The builder registered as ``name``; :class:`~spectrocnn.errors.ConfigError` if none."""
+    """The builder registered as ``name``.
+
+    Parameters
+    ----------
+    name : str
+        An architecture name (:data:`ARCHITECTURES`).
+
+    Returns
+    -------
+    callable
+        ``builder(input_size, window_mm=None) -> compiled keras.Model``.
+
+    Raises
+    ------
+    ConfigError
+        No architecture of that name; the message lists the known ones.
+    """
     try:
         return ARCHITECTURES[name]
     except (KeyError, TypeError):
@@ -68,8 +99,26 @@ def build_model(
 ) -> keras.Model:
     """Build and compile the architecture ``name`` for ``input_size`` x ``input_size`` images.
 
-    ``window_mm`` (``x_min, x_max, y_min, y_max`` of the images [mm]) is needed by the
-    architectures that use the detector geometry (``polar``); the others ignore it.
+    Parameters
+    ----------
+    name : str
+        Architecture name (:data:`ARCHITECTURES`).
+    input_size : int
+        Height and width of the input image [pixels].
+    window_mm : sequence of 4 floats, optional
+        ``x_min, x_max, y_min, y_max`` of the images [mm]; needed by the architectures
+        that use the detector geometry (``polar``), ignored by the others.
+
+    Returns
+    -------
+    keras.Model
+        Compiled; input ``(input_size, input_size, 1)``, output ``(batch, 1)``.
+
+    Raises
+    ------
+    ConfigError
+        An unknown name, an input size that is not a positive integer, or (``polar``) a
+        missing window or one that does not hold the beam line.
     """
     builder = get_architecture(name)
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
@@ -82,6 +131,16 @@ def model_flops(model: keras.Model) -> int:
 
     Counts the convolutions and dense layers, which dominate; pooling, normalisation
     and activations are left out.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A built model.
+
+    Returns
+    -------
+    int
+        FLOPs per image.
     """
     flops = 0
     for layer in model.layers:
@@ -115,6 +174,11 @@ def seed(input_size: int = 128, window_mm: Sequence[float] | None = None) -> ker
         Height and width of the input image [pixels].
     window_mm : sequence of 4 floats, optional
         Not used.
+
+    Returns
+    -------
+    keras.Model
+        Compiled (Adam, binary cross-entropy, accuracy).
     """
     import keras
     from keras import layers
@@ -145,7 +209,13 @@ def seed(input_size: int = 128, window_mm: Sequence[float] | None = None) -> ker
 
 
 def _beam_radius(window_mm: Sequence[float] | None) -> float:
-    """Radius of the largest circle about the beam line inside the window [mm]."""
+    """Radius of the largest circle about the beam line inside the window [mm].
+
+    Raises
+    ------
+    ConfigError
+        No window, or one that does not hold ``x = y = 0`` strictly inside.
+    """
     if window_mm is None:
         raise ConfigError("the polar architecture needs the image window (window_mm)")
     x0, x1, y0, y1 = (float(v) for v in window_mm)
@@ -204,6 +274,16 @@ def polar(
         The image window ``(x_min, x_max, y_min, y_max)`` [mm].
     n_r, n_phi : int
         Radial and azimuthal bins of the polar image.
+
+    Returns
+    -------
+    keras.Model
+        Compiled (Adam, binary cross-entropy, accuracy).
+
+    Raises
+    ------
+    ConfigError
+        A missing window or one that does not hold the beam line.
     """
     import keras
     from keras import layers

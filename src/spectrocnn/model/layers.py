@@ -80,8 +80,9 @@ class PolarPool(keras.layers.Layer):
     line become shifts along ``phi``; the output repeats ``wrap`` columns from each
     end at the other so that convolutions see tracks across ``phi = +-pi`` whole.
 
-    Output shape: ``(batch, n_r, n_phi + 2 * wrap, 1)``, row 0 at ``r = 0``, column
-    ``wrap`` at ``phi = -pi``. The layer has no weights.
+    Input: ``(batch, input_size, input_size, 1)`` float images, row 0 at the top
+    (``y_max``). Output: ``(batch, n_r, n_phi + 2 * wrap, 1)``, row 0 at ``r = 0``,
+    column ``wrap`` at ``phi = -pi``. The layer has no weights.
 
     Parameters
     ----------

@@ -65,7 +65,7 @@ import numpy as np
 from spectrocnn._atomic import atomic_path, write_json
 from spectrocnn.errors import ConfigError, ModelFileError
 from spectrocnn.metrics import binary_metrics
-from spectrocnn.model.architectures import get_architecture
+from spectrocnn.model.architectures import INPUT_SIZES, get_architecture
 from spectrocnn.model.data import (
     DOWNSAMPLE_METHODS,
     ImageSet,
@@ -137,8 +137,10 @@ class TrainConfig:
     arch : str
         Architecture name (:data:`~spectrocnn.model.architectures.ARCHITECTURES`).
     epochs, batch_size : int
-    input_size : int
-        Model input height and width [pixels].
+    input_size : int, optional
+        Model input height and width [pixels]; default: the architecture's
+        (:data:`~spectrocnn.model.architectures.INPUT_SIZES`: 128 for ``seed``, 256 for
+        ``polar``).
     downsample : {"max", "mean", "nearest"}
         See :mod:`spectrocnn.model.data`.
     seed : int, optional
@@ -162,7 +164,7 @@ class TrainConfig:
     arch: str = "seed"
     epochs: int = 10
     batch_size: int = 32
-    input_size: int = 128
+    input_size: int | None = None
     downsample: str = "max"
     seed: int | None = None
     legacy_h5: bool = False
@@ -180,6 +182,8 @@ class TrainConfig:
             raise ConfigError(f"val_fraction must be between 0 and 1 (exclusive), got {f!r}")
         set_("val_fraction", float(f))
         get_architecture(self.arch)
+        if self.input_size is None:
+            set_("input_size", INPUT_SIZES[self.arch])
         for name in ("epochs", "batch_size", "input_size"):
             set_(name, _positive_int(name, getattr(self, name)))
         if self.downsample not in DOWNSAMPLE_METHODS:
