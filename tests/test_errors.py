@@ -232,6 +232,8 @@ CASES: list[Case] = [
       "{schema2}: schema is 'spectrocnn.events/2'"),
     C("eval-truncated", "eval-cnn", "truncated file", "{model} {truncated}", 1,
       "{truncated}: cannot open the HDF5 file, it is truncated or corrupt"),
+    C("eval-corrupt-chunk", "eval-cnn", "corrupted gzip chunk of image 3",
+      "{seed16} {corrupt} --out {outdir}/eval", 1, "{corrupt}: image 3 is corrupt"),
     C("eval-zero-events", "eval-cnn", "file with zero events", "{model} {zero}", 2,
       "event file {zero} holds no events"),
     C("eval-threads-0", "eval-cnn", "--threads 0", "{model} {good} --threads 0", 2,
@@ -303,6 +305,7 @@ DOC_NAMES = {
     "zero": "zero.h5",
     "nan_hits": "nan_hits.h5",
     "model": "model.keras",
+    "seed16": "seed16.keras",
     "no_model": "missing.keras",
     "not_run": "not_a_run",
     "bad_run": "bad_run",
@@ -433,6 +436,9 @@ def world(tmp_path_factory) -> dict[str, str]:
         px[[0, 5]] = [np.nan, np.inf]
         f["particles/px"][:] = px
     Path(p["model"]).write_bytes(b"not a model")
+    from spectrocnn.model.architectures import build_model
+
+    build_model("seed", 16).save(p["seed16"])  # untrained, 16x16 input
     os.mkdir(p["not_run"])
     os.mkdir(p["bad_run"])
     Path(p["bad_run"], "config.json").write_text("{not json")
@@ -544,6 +550,7 @@ def _check_line(case: Case, err: str, names: dict[str, str]) -> None:
     assert case.message.format(**names) in lines[0], err
 
 
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer:UserWarning")
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(case, world, output_dir, capsys, monkeypatch):
     out = output_dir(case.env)
