@@ -20,7 +20,7 @@ times are measured on the same machine in the same conditions.
 
 Usage::
 
-    python benchmarks/accuracy.py                    # the full table (about 2.5 h on 2 cores)
+    python benchmarks/accuracy.py                    # the full table (about 2 h on 2 cores)
     python benchmarks/accuracy.py --n 2000 --n-val 500 --epochs 2   # a quick look
 
 ``--workdir DIR`` keeps the files and runs; running again with the same DIR reuses
