@@ -14,9 +14,9 @@ Columns: accuracy (CNN: at score 0.5, i.e. the best epoch's val_accuracy; fits: 
 best momentum cut), ROC AUC, training seconds per epoch (median over epochs 2..E, so
 that graph tracing is left out; an epoch includes its validation pass and checkpoint),
 parameters, FLOPs per image (forward pass, 2 per multiply-add, convolutions and dense
-layers). Everything runs through the commands a
-user runs (gen-events, train-cnn, fit-tracks), one after the other, so that the epoch
-times are measured on the same machine in the same conditions.
+layers). Everything runs through the commands a user runs (gen-events, train-cnn,
+fit-tracks), one after the other, so that the epoch times are measured on the same
+machine in the same conditions.
 
 Usage::
 
@@ -43,12 +43,12 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 
-#: name, architecture, input size, downsampling
-CNN_ROWS = [
-    ("seed, nearest 128 (lecture)", "seed", 128, "nearest"),
-    ("seed, max-pool 128", "seed", 128, "max"),
-    ("polar, max-pool 256", "polar", 256, "max"),
-]
+#: key -> row name, architecture, input size, downsampling (in table order)
+CNN_ROWS = {
+    "seed-nearest": ("seed, nearest 128 (lecture)", "seed", 128, "nearest"),
+    "seed-max": ("seed, max-pool 128", "seed", 128, "max"),
+    "polar": ("polar, max-pool 256", "polar", 256, "max"),
+}
 
 
 def _args() -> argparse.Namespace:
@@ -58,7 +58,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=10, help="epochs of every CNN (10)")
     p.add_argument("--workdir", help="keep files and runs here (default: a temporary dir)")
     p.add_argument(
-        "--only", nargs="*", choices=["seed-nearest", "seed-max", "polar", "fits"],
+        "--only", nargs="*", choices=[*CNN_ROWS, "fits"],
         help="measure only these rows (default: all)",
     )  # fmt: skip
     return p.parse_args()
@@ -116,7 +116,7 @@ def _fit_row(val: Path, no_truth: bool):
 
 def main() -> None:
     a = _args()
-    only = set(a.only or ["seed-nearest", "seed-max", "polar", "fits"])
+    only = set(a.only or [*CNN_ROWS, "fits"])
     tmp = None if a.workdir else tempfile.TemporaryDirectory(prefix="spectrocnn-acc-")
     work = Path(a.workdir or tmp.name)
     work.mkdir(parents=True, exist_ok=True)
@@ -125,17 +125,16 @@ def main() -> None:
     _events(val, a.n_val, 2)
 
     # Measured cheapest first (fits, polar, then the two slow seed runs), printed in table order.
-    results = {}
+    fits = []
     if "fits" in only:
-        results["fit"] = ("fit-tracks (truth association)", _fit_row(val, False))
-        results["fit-nt"] = ("fit-tracks --no-truth", _fit_row(val, True))
-    keys = {"polar": 2, "seed-max": 1, "seed-nearest": 0}
-    for key, i in keys.items():
+        fits = [("fit-tracks (truth association)", _fit_row(val, False)),
+                ("fit-tracks --no-truth", _fit_row(val, True))]  # fmt: skip
+    cnns = {}
+    for key in reversed(CNN_ROWS):
         if key in only:
-            name, arch, size, down = CNN_ROWS[i]
-            results[key] = (name, _cnn_row(work, train, val, arch, size, down, a.epochs))
-    order = ["seed-nearest", "seed-max", "polar", "fit", "fit-nt"]
-    rows = [results[k] for k in order if k in results]
+            name, arch, size, down = CNN_ROWS[key]
+            cnns[key] = (name, _cnn_row(work, train, val, arch, size, down, a.epochs))
+    rows = [cnns[k] for k in CNN_ROWS if k in cnns] + fits
 
     print(f"# {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores; train {a.n} events (seed 1), validation {a.n_val} "

@@ -613,3 +613,30 @@ def test_fit_tracks_json_stays_valid_json_without_auc(tmp_path, capsys):
 
 if __name__ == "__main__":  # print the table of docs/errors.md
     sys.stdout.write(render_table())
+
+
+def test_every_error_class_lives_in_errors_and_maps_to_its_exit_code(capsys):
+    """The documented hierarchy: usage errors exit 2, unreadable files exit 1."""
+    import spectrocnn
+    import spectrocnn.dataset
+    import spectrocnn.errors as errors
+    import spectrocnn.model
+    from spectrocnn.cli._common import run
+
+    assert spectrocnn.dataset.EventFileNotFoundError is errors.EventFileNotFoundError
+    assert spectrocnn.model.ModelFileError is errors.ModelFileError
+    expected = {"ConfigError": 2, "EventFileNotFoundError": 2, "EventFileError": 1,
+                "ModelFileError": 1, "SpectrocnnError": None}  # fmt: skip
+    assert sorted(expected) == sorted(errors.__all__)
+    for name, code in expected.items():
+        cls = getattr(errors, name)
+        assert getattr(spectrocnn, name) is cls
+        assert issubclass(cls, errors.SpectrocnnError)
+        if code is None:  # the base class is never raised itself
+            continue
+
+        def body(argv, cls=cls, name=name):
+            raise cls(f"bad value {name}")
+
+        assert run("prog", body, []) == code, name
+        assert capsys.readouterr().err == f"prog: error: bad value {name}\n"

@@ -328,20 +328,3 @@ def test_directory_is_not_an_event_file(tmp_path):
     with pytest.raises(EventFileError, match="directory"):
         open_events(tmp_path)
     assert os.path.isdir(tmp_path)
-
-
-def test_every_error_class_lives_in_errors_and_maps_to_its_exit_code():
-    """The documented hierarchy: usage errors are ConfigError (exit 2), file errors exit 1."""
-    import spectrocnn
-    import spectrocnn.dataset
-    import spectrocnn.errors as errors
-    import spectrocnn.model
-
-    assert spectrocnn.dataset.EventFileNotFoundError is errors.EventFileNotFoundError
-    assert spectrocnn.model.ModelFileError is errors.ModelFileError
-    for name in errors.__all__:
-        assert getattr(spectrocnn, name) is getattr(errors, name)
-        assert issubclass(getattr(errors, name), errors.SpectrocnnError)
-    assert issubclass(errors.EventFileNotFoundError, ConfigError)
-    assert issubclass(errors.EventFileNotFoundError, EventFileError)
-    assert not issubclass(errors.ModelFileError, ConfigError | EventFileError)
