@@ -11,10 +11,12 @@ Library users can skip the file entirely and build a :class:`Config` from
 from __future__ import annotations
 
 import copy
+import difflib
 import math
 import os
 import tomllib
 from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
 from typing import Any
 
 from spectrocnn.dataset.raster import ImageSpec
@@ -236,7 +238,13 @@ def _check_keys(section: str, table: Any, allowed: set[str]) -> None:
     for key in table:
         if key not in allowed:
             name = f"{section}.{key}" if section else key
-            raise ConfigError(f"unknown key {name!r} in {where}")
+            raise ConfigError(f"unknown key {name!r} in {where}{_did_you_mean(key, allowed)}")
+
+
+def _did_you_mean(key: Any, allowed: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest allowed key (difflib), or ``""``."""
+    close = difflib.get_close_matches(str(key), sorted(allowed), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _build(path: str, factory, /, **kwargs):
@@ -304,7 +312,8 @@ def config_from_dict(
             raise ConfigError(f"{where}.kind must be 'cylinder' or 'plane', got {kind!r}")
         for key in spec:
             if key not in _LAYER_KEYS[kind]:
-                raise ConfigError(f"unknown key {where}.{key!r} for a {kind} layer")
+                hint = _did_you_mean(key, _LAYER_KEYS[kind])
+                raise ConfigError(f"unknown key {where}.{key!r} for a {kind} layer{hint}")
         kwargs = {**defaults, **{k: v for k, v in spec.items() if k != "kind"}}
         cls = CylinderLayer if kind == "cylinder" else PlaneLayer
         layers.append(_build(where, cls, **kwargs))
