@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import spectrocnn
 import spectrocnn.cli
 
-
 #: One line per command, in the order of the work: make events, look, fit, train, evaluate.
 SUMMARIES = {
     "gen-events": "simulate N events and write one HDF5 event file (images, labels, truth)",
@@ -54,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     rows = commands()
     width = max(len(name) for name, _ in rows)
-    print(f"spectrocnn {spectrocnn.__version__}: simulate a spectrometer, train a CNN on its events")
+    version = spectrocnn.__version__
+    print(f"spectrocnn {version}: simulate a spectrometer, train a CNN on its events")
     print("commands (each has --help):")
     for name, text in rows:
         print(f"  {name:<{width}}  {text}")

@@ -15,8 +15,8 @@ import difflib
 import math
 import os
 import tomllib
-from dataclasses import dataclass, field, replace
 from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from spectrocnn.dataset.raster import ImageSpec
