@@ -392,3 +392,17 @@ def test_console_script_does_not_import_tensorflow(synthetic, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
     assert (tmp_path / "o" / "export.json").exists()
+
+
+def test_trackml_never_writes_negative_zero(simulated, tmp_path):
+    """A vertex of sigma 0 is stored as +-0.0; the CSV says 0.0 for both."""
+    with open_events(simulated) as ev:
+        truth = ev.truth()
+    p = truth.particles
+    assert np.any(np.signbit(p.vx) & (p.vx == 0.0))  # the file does hold a -0.0
+    out = tmp_path / "tml"
+    export_trackml(simulated, out)
+    for f in out.glob("*.csv"):
+        _, rows = read_csv(f)
+        cells = {cell for row in rows for cell in row.values()}
+        assert "-0.0" not in cells, f.name

@@ -67,3 +67,16 @@ def test_unknown_key_without_a_near_miss_has_no_hint():
     with pytest.raises(ConfigError) as info:
         config_from_dict({"completely_unrelated": 1})
     assert "did you mean" not in str(info.value)
+
+
+def test_summary_lines_say_1_event_not_1_events(tmp_path, capsys):
+    from spectrocnn.cli import gen_events
+    from spectrocnn.cli._common import plural
+
+    assert [plural(n, "epoch") for n in (0, 1, 2)] == ["0 epochs", "1 epoch", "2 epochs"]
+    out = tmp_path / "one.h5"
+    assert (
+        gen_events.main(["--n", "1", "--out", str(out), "--image-size", "16", "--seed", "1"]) == 0
+    )
+    line = capsys.readouterr().out
+    assert f"wrote 1 event to {out} " in line

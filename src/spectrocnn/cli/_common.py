@@ -27,6 +27,7 @@ __all__ = [
     "UsageError",
     "bounded_int",
     "make_parser",
+    "plural",
     "positive_int",
     "run",
     "terminate_as_exit",
@@ -36,6 +37,11 @@ EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+
+def plural(n: int, noun: str) -> str:
+    """``"1 event"``, ``"2 events"``: a count with its noun in the right number."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 class UsageError(ConfigError):

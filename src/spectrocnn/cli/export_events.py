@@ -13,6 +13,7 @@ from spectrocnn.cli._common import (
     UsageError,
     bounded_int,
     make_parser,
+    plural,
     run,
     terminate_as_exit,
 )
@@ -130,14 +131,14 @@ def _body(argv: Sequence[str] | None) -> int:
         if result.format == "png":
             tr, te = result.counts["Training"], result.counts["Testing"]
             print(
-                f"{PROG}: wrote {result.n_events} events to {out} as PNG {rate}: "
+                f"{PROG}: wrote {plural(result.n_events, 'event')} to {out} as PNG {rate}: "
                 f"Training {sum(tr.values())} ({tr['HiPt']} HiPt), "
                 f"Testing {sum(te.values())} ({te['HiPt']} HiPt), seed {result.seed}"
             )
         else:
             print(
-                f"{PROG}: wrote {result.n_events} events to {out} as TrackML CSV {rate}: "
-                f"{result.n_particles} particles, {result.n_hits} hits"
+                f"{PROG}: wrote {plural(result.n_events, 'event')} to {out} as TrackML CSV {rate}: "
+                f"{plural(result.n_particles, 'particle')}, {plural(result.n_hits, 'hit')}"
             )
     return EXIT_OK
 

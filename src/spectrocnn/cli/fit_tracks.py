@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from spectrocnn._atomic import clean_json
-from spectrocnn.cli._common import make_parser, run
+from spectrocnn.cli._common import make_parser, plural, run
 from spectrocnn.errors import ConfigError
 
 PROG = "fit-tracks"
@@ -118,7 +118,8 @@ def _body(argv: Sequence[str] | None) -> int:
     else:
         auc = result["roc_auc"]
         print(
-            f"{PROG}: {n} events, {n_tracks} tracks fitted: accuracy {acc:.4f} at "
+            f"{PROG}: {plural(n, 'event')}, {plural(n_tracks, 'track')} fitted: "
+            f"accuracy {acc:.4f} at "
             f"p_T >= {cut:.3g} GeV/c, ROC AUC {'n/a' if math.isnan(auc) else f'{auc:.4f}'}"
         )
     return 0

@@ -13,6 +13,7 @@ from spectrocnn.cli._common import (
     UsageError,
     bounded_int,
     make_parser,
+    plural,
     positive_int,
     run,
     terminate_as_exit,
@@ -173,7 +174,7 @@ def _body(argv: Sequence[str] | None) -> int:
         if args.shards is not None:
             where = f"{result.path} ({result.shards} shards)"
         print(
-            f"{PROG}: wrote {n} events to {where} in {result.elapsed_s:.1f} s "
+            f"{PROG}: wrote {plural(n, 'event')} to {where} in {result.elapsed_s:.1f} s "
             f"({result.events_per_s:.0f} events/s), {_size(result.file_bytes)}, "
             f"labels {result.n_high}/{n} high ({100 * result.n_high / n:.1f}%), "
             f"seed {result.seed}"

@@ -17,6 +17,7 @@ from spectrocnn.cli._common import (
     UsageError,
     bounded_int,
     make_parser,
+    plural,
     positive_int,
     run,
     terminate_as_exit,
@@ -157,7 +158,9 @@ def _body(argv: Sequence[str] | None) -> int:
     auc = m.get("roc_auc")
     rate = result.images_per_second
     if result.already_complete:
-        print(f"{PROG}: run {result.out_dir} is already complete ({result.epochs} epochs)")
+        print(
+            f"{PROG}: run {result.out_dir} is already complete ({plural(result.epochs, 'epoch')})"
+        )
     print(
         f"{PROG}: best val_accuracy {result.best_val_accuracy:.5f} at epoch {result.best_epoch}"
         f" of {result.epochs}, ROC AUC {'n/a' if auc is None else f'{auc:.4f}'}; "

@@ -484,14 +484,18 @@ def _trackml_event(directory: Path, index: int, batch: Any, e: int, po: np.ndarr
     if n_with_hits:
         weight[~is_noise] = 1.0 / (nhits[local[~is_noise]] * n_with_hits)
 
+    # "+ 0.0" turns IEEE -0.0 into 0.0, which the CSV would otherwise print as "-0.0"
     def hitcol(a: np.ndarray) -> list:
-        return a[h0:h1].tolist()
+        return (a[h0:h1] + 0.0).tolist()
+
+    def partcol(a: np.ndarray) -> list:
+        return (a[p0:p1] + 0.0).tolist()
 
     def truecol(a: np.ndarray) -> list:
-        return np.where(is_noise, 0.0, a[h0:h1]).tolist()
+        return (np.where(is_noise, 0.0, a[h0:h1]) + 0.0).tolist()
 
     def momcol(a: np.ndarray) -> list:
-        return np.where(is_noise, 0.0, a[p0:p1][local] if n_p else 0.0).tolist()
+        return (np.where(is_noise, 0.0, a[p0:p1][local] if n_p else 0.0) + 0.0).tolist()
 
     hit_id = list(range(1, n_h + 1))
     prefix = trackml_prefix(index)
@@ -515,12 +519,12 @@ def _trackml_event(directory: Path, index: int, batch: Any, e: int, po: np.ndarr
         [
             list(range(1, n_p + 1)),
             p.pdg[p0:p1].tolist(),
-            p.vx[p0:p1].tolist(),
-            p.vy[p0:p1].tolist(),
-            p.vz[p0:p1].tolist(),
-            p.px[p0:p1].tolist(),
-            p.py[p0:p1].tolist(),
-            p.pz[p0:p1].tolist(),
+            partcol(p.vx),
+            partcol(p.vy),
+            partcol(p.vz),
+            partcol(p.px),
+            partcol(p.py),
+            partcol(p.pz),
             p.charge[p0:p1].tolist(),
             nhits.tolist(),
         ],
