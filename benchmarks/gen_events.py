@@ -205,4 +205,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _record import recorded
+
+    raise SystemExit(recorded("gen_events", main))
