@@ -51,6 +51,7 @@ __all__ = [
     "fingerprint",
     "identity_change",
     "new_run_id",
+    "shard_expectations",
     "shard_layout",
 ]
 
@@ -151,8 +152,28 @@ def shard_layout(shards: Mapping[str, h5py.File]) -> str:
     return json.dumps(entries, sort_keys=True)
 
 
-def _expected(attrs: Mapping[str, Any]) -> dict[str, dict[str, Any]] | None:
-    """Shard name -> what the virtual file expects of it; None for a file without shards."""
+def shard_expectations(path: str, attrs: Mapping[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """What a virtual event file expects of each of its shards.
+
+    Parameters
+    ----------
+    path : str
+        The virtual file (for messages).
+    attrs : mapping
+        Its root attributes.
+
+    Returns
+    -------
+    dict or None
+        Shard file name -> its expected ``run_id``, ``seed``, ``config``, place and dataset
+        shapes (for a file written before run identifiers: ``seed``, ``config`` and the
+        shard's index and count only); None for a file that lists no shards.
+
+    Raises
+    ------
+    EventFileError
+        When the ``shard_layout`` attribute is not JSON.
+    """
     common = {
         "run_id": _text(attrs.get(RUN_ID_ATTR)),
         "seed": _int(attrs.get("seed")),
@@ -162,9 +183,9 @@ def _expected(attrs: Mapping[str, Any]) -> dict[str, dict[str, Any]] | None:
     if layout is not None:
         try:
             entries = json.loads(layout)
-        except ValueError:
-            raise EventFileError(f"the {LAYOUT_ATTR} attribute is not JSON") from None
-        return {e["name"]: {**common, **e} for e in entries}
+            return {e["name"]: {**common, **e} for e in entries}
+        except (ValueError, TypeError, KeyError):
+            raise EventFileError(f"{path}: the {LAYOUT_ATTR} attribute is corrupt") from None
     names = attrs.get("shards")  # written before run identifiers: the names in order
     if names is None:
         return None
@@ -224,7 +245,7 @@ def _shard_difference(rec: Mapping[str, Any], exp: Mapping[str, Any]) -> str | N
 
 
 def check_shard(
-    path: str, name: str, shard: h5py.File, attrs: Mapping[str, Any] | None = None
+    path: str, name: str, shard: h5py.File, expected: Mapping[str, Mapping[str, Any]] | None
 ) -> None:
     """Refuse a shard that does not belong to the virtual event file ``path``.
 
@@ -236,8 +257,8 @@ def check_shard(
         The shard's file name, as the virtual file maps it.
     shard : h5py.File
         The shard, open (only its attributes and dataset shapes are read).
-    attrs : mapping, optional
-        The virtual file's root attributes; default: read from ``path``.
+    expected : mapping or None
+        :func:`shard_expectations` of the virtual file (None: nothing to check).
 
     Raises
     ------
@@ -246,13 +267,6 @@ def check_shard(
         another run (``run_id``, ``seed``, ``config``), another place (index, count,
         events) or other dataset shapes; or a shard the virtual file does not list.
     """
-    if attrs is None:
-        with h5py.File(path, "r") as f:
-            attrs = dict(f.attrs)
-    try:
-        expected = _expected(attrs)
-    except EventFileError as exc:
-        raise EventFileError(f"{path}: {exc}") from None
     if expected is None:
         return
     if name not in expected:
@@ -282,11 +296,7 @@ def check_shards(path: str, f: h5py.File) -> None:
     EventFileError
         Naming ``path``, the shard and what differs.
     """
-    attrs = dict(f.attrs)
-    try:
-        expected = _expected(attrs)
-    except EventFileError as exc:
-        raise EventFileError(f"{path}: {exc}") from None
+    expected = shard_expectations(path, f.attrs)
     if not expected:
         return
     base = os.path.dirname(os.path.abspath(path))
@@ -300,7 +310,7 @@ def check_shards(path: str, f: h5py.File) -> None:
             msg = " ".join(str(exc).split())
             raise EventFileError(f"{path}: cannot open its shard {name} ({msg})") from None
         with shard:
-            check_shard(path, name, shard, attrs)
+            check_shard(path, name, shard, expected)
 
 
 # -- files of a training run ----------------------------------------------------------------

@@ -102,6 +102,7 @@ from spectrocnn.dataset.identity import (
     SHARD_SCHEMA,
     check_shard,
     new_run_id,
+    shard_expectations,
     shard_layout,
 )
 from spectrocnn.errors import ConfigError, EventFileError
@@ -366,9 +367,10 @@ def write_virtual_file(path: str | os.PathLike, shard_paths: Sequence[str | os.P
         # every shard must belong to the run of the first and follow the one before
         expected = {k: first.attrs[k] for k in (RUN_ID_ATTR, "seed", "config") if k in first.attrs}
         layout = shard_layout(opened)
-        expected["shard_layout"] = layout
+        expected[LAYOUT_ATTR] = layout
+        expectations = shard_expectations(out, expected)
         for name, f in opened.items():
-            check_shard(out, name, f, expected)
+            check_shard(out, name, f, expectations)
             info.append(
                 {
                     "n": int(f["images"].shape[0]),

@@ -464,12 +464,12 @@ def _load_virtual_direct(
     file); False, having read nothing, when the layout does not allow it."""
     import h5py
 
-    from spectrocnn.dataset.identity import check_shard
+    from spectrocnn.dataset.identity import check_shard, shard_expectations
 
     parts = _virtual_parts(ev)
     if not parts:
         return False
-    attrs = ev.attrs
+    expected = shard_expectations(ev.path, ev.attrs)
     with ExitStack() as stack:
         views = []
         for path, name, a, b in parts:
@@ -478,7 +478,7 @@ def _load_virtual_direct(
                 sds = f[name]
             except (OSError, KeyError, ValueError):
                 return False
-            check_shard(ev.path, os.path.basename(path), f, attrs)  # read directly: check it
+            check_shard(ev.path, os.path.basename(path), f, expected)  # read directly: check it
             filt = _direct_filter(sds)
             if filt is None or tuple(sds.shape) != (b - a, *ev.image_shape):
                 return False
