@@ -60,3 +60,30 @@ def write_event_file(
     with EventFileWriter(path, n, ImageSpec(size=size, window_mm=window_mm), seed=seed) as w:
         w.append(EventBatch(lab, parts, hits), imgs)
     return imgs, lab
+
+
+def make_sharded(
+    directory: Path,
+    n: int,
+    shards: int,
+    seed: int,
+    config: dict | None = None,
+    client: object | None = None,
+) -> Path:
+    """A sharded event set (gen-events --shards) made in this process, on a Dask cluster of
+    one thread (no worker processes to start) unless ``client`` is given; returns the path
+    of its virtual file. ``config``: a configuration dict (default: 16x16 images)."""
+    from spectrocnn.config import config_from_dict
+    from spectrocnn.dataset.shards import generate_sharded
+
+    cfg = config_from_dict(config if config is not None else {"image": {"size": 16}})
+    if client is not None:
+        return Path(
+            generate_sharded(cfg, n, directory, shards=shards, seed=seed, client=client).path
+        )
+    import distributed
+
+    with distributed.Client(
+        processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None
+    ) as c:
+        return Path(generate_sharded(cfg, n, directory, shards=shards, seed=seed, client=c).path)

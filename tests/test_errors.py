@@ -219,6 +219,13 @@ CASES: list[Case] = [
       "{good} --resume --out {bad_run}", 1, "cannot read the run configuration"),
     C("train-readonly", "train-cnn", "read-only output directory",
       "{good} --out {run} --input-size 16", 1, ": '{run}'", "readonly"),
+    C("train-foreign-shard", "train-cnn", "sharded file with a shard of another run (seed 2)",
+      "{foreign_shard} --out {run} --input-size 8", 1,
+      "{foreign_shard}: shard shard-00001-of-00003.h5 belongs to another run (seed 2, expected 1)"),
+    C("train-resume-other-file", "train-cnn", "--resume on a file regenerated with another seed",
+      "{good} --resume --out {other_run}", 2,
+      "--resume: {good} is not the file this run was trained on (seed 1, was 2); start a new "
+      "run with another --out"),
     # -- eval-cnn
     C("eval-missing-model", "eval-cnn", "missing model file", "{no_model} {good}", 2,
       "model file '{no_model}' does not exist"),
@@ -240,6 +247,9 @@ CASES: list[Case] = [
       "--threads must be a positive integer, got 0"),
     C("eval-out-is-file", "eval-cnn", "--out is an existing file",
       "{model} {good} --out {old}", 2, "output {old} exists and is not a directory"),
+    C("eval-foreign-shard", "eval-cnn", "sharded file with a shard of another run (seed 2)",
+      "{seed16} {foreign_shard} --out {outdir}/eval", 1,
+      "{foreign_shard}: shard shard-00001-of-00003.h5 belongs to another run (seed 2, expected 1)"),
     # -- show-event
     C("show-missing", "show-event", "missing input file", "{missing} --out {png}", 2,
       "event file '{missing}' does not exist"),
@@ -269,6 +279,9 @@ CASES: list[Case] = [
       "cannot write '{png}': No space left on device", "full"),
     C("show-enospc", "show-event", "writes fail with ENOSPC", "{good} --out {png}", 1,
       "cannot write '{png}': No space left on device", "enospc"),
+    C("show-foreign-shard", "show-event", "sharded file with a shard of another run (seed 2)",
+      "{foreign_shard} --index 300 --out {png}", 1,
+      "{foreign_shard}: shard shard-00001-of-00003.h5 belongs to another run (seed 2, expected 1)"),
     # -- fit-tracks
     C("fit-missing", "fit-tracks", "missing input file", "{missing}", 2,
       "event file '{missing}' does not exist"),
@@ -288,6 +301,9 @@ CASES: list[Case] = [
       "unrecognized arguments: --bogus"),
     C("fit-nan-hits", "fit-tracks", "NaN/inf in /hits/x (the fit goes on)", "{nan_hits}", 0,
       "4 hits with a NaN or infinite x or y in {nan_hits} were left out"),
+    C("fit-foreign-shard", "fit-tracks", "sharded file with a shard of another run (seed 2)",
+      "{foreign_shard}", 1,
+      "{foreign_shard}: shard shard-00001-of-00003.h5 belongs to another run (seed 2, expected 1)"),
 ]  # fmt: skip
 del C
 
@@ -309,6 +325,8 @@ DOC_NAMES = {
     "no_model": "missing.keras",
     "not_run": "not_a_run",
     "bad_run": "bad_run",
+    "other_run": "run_on_other_data",
+    "foreign_shard": "eA/events.h5",
     "no_config": "missing.toml",
     "no_map": "missing.npz",
     "map_nan": "nan.npz",
@@ -442,6 +460,7 @@ def world(tmp_path_factory) -> dict[str, str]:
     os.mkdir(p["not_run"])
     os.mkdir(p["bad_run"])
     Path(p["bad_run"], "config.json").write_text("{not json")
+    _foreign_shard_and_other_run(d, p)
     for name, text in CONFIGS.items():
         Path(p[name]).write_text(text)
     grid = np.linspace(-300.0, 300.0, 4)
@@ -453,6 +472,29 @@ def world(tmp_path_factory) -> dict[str, str]:
     np.savez(p["map_shape"], x_mm=grid, y_mm=grid, z_mm=grid, B_T=field[:, :, :3])
     Path(p["map_text"]).write_text("not a field map\n")
     return p
+
+
+def _foreign_shard_and_other_run(d: Path, p: dict[str, str]) -> None:
+    """eA/events.h5: 600 events in 3 shards (seed 1), shard 1 replaced by that of a run of
+    seed 2 (issue 15); a run directory interrupted after epoch 1 of training on a file of
+    seed 2 at the path of events.h5 (which has seed 1)."""
+    from _helpers import make_sharded
+
+    from spectrocnn.dataset import open_events
+    from spectrocnn.model.train import RUN_SCHEMA, TrainConfig
+
+    make_sharded(d / "eA", 600, 3, seed=1)
+    make_sharded(d / "eB", 600, 3, seed=2)
+    shutil.copyfile(d / "eB" / "shard-00001-of-00003.h5", d / "eA" / "shard-00001-of-00003.h5")
+    shutil.rmtree(d / "eB")
+    with open_events(p["good"]) as ev:
+        was = {**ev.identity(), "seed": 2, "run_id": "0" * 32}
+    settings = TrainConfig(input=p["good"], epochs=2, input_size=16, seed=3).settings()
+    os.mkdir(p["other_run"])
+    config = {"schema": RUN_SCHEMA, **settings, "input_file": was, "val_file": None}
+    Path(p["other_run"], "config.json").write_text(json.dumps(config))
+    state = {"completed_epochs": 1, "best_val_accuracy": 0.5, "best_epoch": 1}
+    Path(p["other_run"], "state.json").write_text(json.dumps(state))
 
 
 def _snapshot(directory: str | Path) -> dict[str, tuple[int, int, str]]:

@@ -13,7 +13,8 @@ Layout::
                        ``particle`` is the row in /particles (-1 = noise)
     /hits/offsets      int64 (N + 1,)
     root attrs         schema, version (of spectrocnn), seed, created (ISO 8601, UTC),
-                       n_events, config (JSON of the fully resolved configuration)
+                       n_events, config (JSON of the fully resolved configuration),
+                       run_id (identifier of the generation run, DESIGN 3.5)
 
 Columns with a unit carry a ``units`` attribute. The ``offsets`` datasets are extras that
 make per-event access cheap; the reader rebuilds them from the ``event`` columns when a
@@ -25,7 +26,8 @@ straight from the lit pixels; HDF5's standard gzip filter reads them (no plugin 
 
 A sharded event file (``gen-events --shards``, :mod:`spectrocnn.dataset.shards`) has this
 layout with HDF5 virtual datasets over its shard files; it reads like any other, and
-:func:`open_events` refuses it when a shard file is missing.
+:func:`open_events` refuses it when a shard file is missing or does not belong to it
+(another generation run, place or shape: :mod:`spectrocnn.dataset.identity`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import h5py
 import numpy as np
 
 from spectrocnn.dataset.deflate import encode_zlib
+from spectrocnn.dataset.identity import RUN_ID_ATTR, check_shards, file_identity, new_run_id
 from spectrocnn.dataset.raster import ImageSpec, SparseImages, rasterize_sparse
 from spectrocnn.errors import ConfigError, EventFileError, EventFileNotFoundError
 from spectrocnn.simulate.events import (
@@ -161,6 +164,10 @@ class EventFileWriter:
         index of this file's first event and first particle row in the whole set, added
         to the stored ``event`` columns and to ``hits/particle``; the ``offsets`` stay
         rows of this file. Default 0 (a file by itself).
+    run_id : str, optional
+        Identifier of the generation run, recorded as the ``run_id`` attribute (the same
+        for every shard of a run); default: a fresh one
+        (:func:`~spectrocnn.dataset.identity.new_run_id`).
 
     Examples
     --------
@@ -180,6 +187,7 @@ class EventFileWriter:
         compression: str = "gzip",
         first_event: int = 0,
         first_particle: int = 0,
+        run_id: str | None = None,
     ) -> None:
         if isinstance(n_events, bool) or not isinstance(n_events, int | np.integer):
             raise ConfigError(f"n_events must be an integer >= 0, got {n_events!r}")
@@ -191,6 +199,7 @@ class EventFileWriter:
         self.compression = _check_compression(compression)
         self._seed = _check_seed(seed)
         self._first_event, self._first_particle = int(first_event), int(first_particle)
+        self.run_id = new_run_id() if run_id is None else str(run_id)
         config_json = json.dumps({} if config is None else config, sort_keys=True)
         self._n_done = 0
         self._n_particles = 0
@@ -263,6 +272,7 @@ class EventFileWriter:
         f.attrs["created"] = datetime.now(UTC).isoformat(timespec="seconds")
         f.attrs["n_events"] = np.int64(n)
         f.attrs["config"] = config_json
+        f.attrs[RUN_ID_ATTR] = self.run_id
         names = ["labels", "images"]
         for g, spec in (("particles", PARTICLE_COLUMNS), ("hits", HIT_COLUMNS)):
             names += [f"{g}/{c}" for c in spec] + [f"{g}/offsets"]
@@ -550,6 +560,17 @@ class EventFile:
         return {k: self._file.attrs[k] for k in self._file.attrs}
 
     @property
+    def run_id(self) -> str | None:
+        """Identifier of the generation run (None for a file written before run identifiers)."""
+        value = self._file.attrs.get(RUN_ID_ATTR)
+        return None if value is None else _attr_str(value)
+
+    def identity(self) -> dict[str, Any]:
+        """What a training run records about this file: path, run_id, seed, n_events and a
+        content fingerprint (:func:`spectrocnn.dataset.identity.file_identity`)."""
+        return file_identity(self.path, self._file)
+
+    @property
     def image_spec(self) -> ImageSpec:
         """The :class:`ImageSpec` of the images (square images only)."""
         h, w = self.image_shape
@@ -808,6 +829,7 @@ def open_events(path: str | os.PathLike) -> EventFile:
     try:
         _validate(p, f)
         _check_virtual_sources(p, f)
+        check_shards(p, f)
         return EventFile(p, f)
     except EventFileError:
         f.close()

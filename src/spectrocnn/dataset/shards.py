@@ -25,18 +25,22 @@ Shard files
     ``hits/particle`` numbered as in the whole set (global indices), and ``offsets``
     counted in rows of the shard. Its ``schema`` attribute is ``spectrocnn.events-shard/1``
     (so that it is not mistaken for a whole event file); ``first_event``,
-    ``first_particle``, ``shard``, ``n_shards`` and ``n_events_total`` say where it
-    belongs.
+    ``first_particle``, ``shard``, ``n_shards``, ``n_events`` and ``n_events_total`` say
+    where it belongs, and ``run_id`` (drawn once per run, the same in every shard and the
+    virtual file), ``seed`` and ``config`` which run made it.
 
 The virtual file
     ``/images``, ``/labels`` and every truth column are HDF5 virtual datasets that map the
     shards' datasets in order, by file names *relative* to the virtual file (HDF5 looks them
     up beside it): move or copy ``DIR`` as a whole. The ``offsets`` datasets are real (N + 1
     integers each), computed from the shards'. The root attributes are those of an ordinary
-    event file (``n_events`` of the whole set, ``created`` when it was assembled), plus
-    ``shards``, the list of shard file names. Reading it needs only h5py / HDF5 >= 1.10;
+    event file (``n_events`` of the whole set, ``created`` when it was assembled,
+    ``run_id``), plus ``shards``, the list of shard file names, and ``shard_layout``, the
+    place and dataset shapes of each shard. Reading it needs only h5py / HDF5 >= 1.10;
     :func:`~spectrocnn.dataset.open_events` refuses it if a shard file is missing (HDF5
-    would read zeros).
+    would read zeros) or does not match it (a shard of another run, out of place or of
+    other shapes, which HDF5 would read without complaint:
+    :mod:`spectrocnn.dataset.identity`).
 
 Retries and atomic output
     Each shard is one Dask task, submitted with ``retries`` (a task that raises is run
@@ -70,7 +74,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -91,6 +95,15 @@ from spectrocnn.dataset.generate import (
     _process_chunk,
     default_workers,
     new_seed,
+)
+from spectrocnn.dataset.identity import (
+    LAYOUT_ATTR,
+    RUN_ID_ATTR,
+    SHARD_SCHEMA,
+    check_shard,
+    new_run_id,
+    shard_expectations,
+    shard_layout,
 )
 from spectrocnn.errors import ConfigError, EventFileError
 from spectrocnn.simulate.events import HIT_COLUMNS, PARTICLE_COLUMNS
@@ -113,9 +126,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: ``schema`` attribute of a shard file.
-SHARD_SCHEMA = "spectrocnn.events-shard/1"
 
 #: Name of the virtual event file in the output directory.
 VIRTUAL_NAME = "events.h5"
@@ -232,6 +242,7 @@ class _ShardTask:
     start: int
     stop: int
     directory: str
+    run_id: str
     fault: str | None = None  # "always" | "once" (test hook)
 
     @property
@@ -278,6 +289,7 @@ def _make_shard(task: _ShardTask) -> _ShardInfo:
             compression=job.compression,
             first_event=task.start,
             first_particle=task.start * per_event,
+            run_id=task.run_id,
         ) as writer:
             for i in range(first, last):
                 res = _process_chunk(job, i)
@@ -329,42 +341,44 @@ def write_virtual_file(path: str | os.PathLike, shard_paths: Sequence[str | os.P
     Raises
     ------
     EventFileError
-        When a shard is not a complete shard file or they do not follow each other.
+        When a shard is not a complete shard file, belongs to another run than the first
+        (``run_id``, ``seed``, ``config``) or does not follow the one before.
     """
     out = os.path.abspath(os.fspath(path))
     directory = os.path.dirname(out)
     names: list[str] = []
-    info: list[dict[str, Any]] = []
     for p in shard_paths:
         full = os.path.abspath(os.fspath(p))
         if os.path.dirname(full) != directory:
             raise ValueError(f"shard {full} is not in the directory of {out}")
         names.append(os.path.basename(full))
-        try:
-            with h5py.File(full, "r") as f:
-                schema = f.attrs.get("schema")
-                if isinstance(schema, bytes):
-                    schema = schema.decode()
-                if schema != SHARD_SCHEMA:
-                    raise EventFileError(f"{full}: not a complete shard file (schema {schema!r})")
-                info.append(
-                    {
-                        "n": int(f["images"].shape[0]),
-                        "first_event": int(f.attrs["first_event"]),
-                        "rows": {g: int(f[f"{g}/event"].shape[0]) for g in ("particles", "hits")},
-                        "offsets": {g: f[f"{g}/offsets"][()] for g in ("particles", "hits")},
-                    }
-                )
-        except OSError as exc:
-            raise EventFileError(f"{full}: cannot read the shard ({exc})") from None
     if not names:
         raise ValueError("no shard files")
-    expected = 0
-    for name, i in zip(names, info, strict=True):
-        if i["first_event"] != expected:
-            raise EventFileError(f"{name}: starts at event {i['first_event']}, expected {expected}")
-        expected += i["n"]
-    n_events = expected
+    info: list[dict[str, Any]] = []
+    with ExitStack() as stack:
+        opened: dict[str, h5py.File] = {}
+        for name in names:
+            full = os.path.join(directory, name)
+            try:
+                opened[name] = stack.enter_context(h5py.File(full, "r"))
+            except OSError as exc:
+                raise EventFileError(f"{full}: cannot read the shard ({exc})") from None
+        first = opened[names[0]]
+        # every shard must belong to the run of the first and follow the one before
+        expected = {k: first.attrs[k] for k in (RUN_ID_ATTR, "seed", "config") if k in first.attrs}
+        layout = shard_layout(opened)
+        expected[LAYOUT_ATTR] = layout
+        expectations = shard_expectations(out, expected)
+        for name, f in opened.items():
+            check_shard(out, name, f, expectations)
+            info.append(
+                {
+                    "n": int(f["images"].shape[0]),
+                    "rows": {g: int(f[f"{g}/event"].shape[0]) for g in ("particles", "hits")},
+                    "offsets": {g: f[f"{g}/offsets"][()] for g in ("particles", "hits")},
+                }
+            )
+    n_events = sum(i["n"] for i in info)
 
     with h5py.File(os.path.join(directory, names[0]), "r") as first, h5py.File(out, "w") as f:
 
@@ -410,6 +424,7 @@ def write_virtual_file(path: str | os.PathLike, shard_paths: Sequence[str | os.P
         f.attrs["n_events"] = np.int64(n_events)
         f.attrs["created"] = datetime.now(UTC).isoformat(timespec="seconds")
         f.attrs["shards"] = np.array(names, dtype=h5py.string_dtype())
+        f.attrs[LAYOUT_ATTR] = layout
         f.flush()
         f.attrs["schema"] = SCHEMA  # last: the file is complete
     return n_events
@@ -661,11 +676,12 @@ def generate_sharded(
     t0 = time.perf_counter()
     job = _Job(config.simulation, config.image, seed, n_events, compression)
     resolved = config.to_dict()
+    run_id = new_run_id()
     work = _make_work_dir(out)
     ok = False
     try:
         tasks = [
-            _ShardTask(job, resolved, k, shards, a, b, work, faults.get(k))
+            _ShardTask(job, resolved, k, shards, a, b, work, run_id, faults.get(k))
             for k, (a, b) in enumerate(ranges)
         ]
         if client is not None:

@@ -277,13 +277,13 @@ class ImageSet:
 
 
 def file_info(ev: EventFile) -> dict[str, Any]:
-    """What a run records about an event file."""
+    """What a run records about an event file: its identity (path, run_id, seed, n_events,
+    content fingerprint: :meth:`~spectrocnn.dataset.EventFile.identity`), image shape and
+    window."""
     return {
-        "path": os.path.abspath(ev.path),
-        "n_events": int(ev.n_events),
+        **ev.identity(),
         "image_shape": [int(v) for v in ev.image_shape],
         "window_mm": [float(v) for v in ev.window_mm],
-        "seed": int(ev.seed),
     }
 
 
@@ -464,9 +464,12 @@ def _load_virtual_direct(
     file); False, having read nothing, when the layout does not allow it."""
     import h5py
 
+    from spectrocnn.dataset.identity import check_shard, shard_expectations
+
     parts = _virtual_parts(ev)
     if not parts:
         return False
+    expected = shard_expectations(ev.path, ev.attrs)
     with ExitStack() as stack:
         views = []
         for path, name, a, b in parts:
@@ -475,6 +478,7 @@ def _load_virtual_direct(
                 sds = f[name]
             except (OSError, KeyError, ValueError):
                 return False
+            check_shard(ev.path, os.path.basename(path), f, expected)  # read directly: check it
             filt = _direct_filter(sds)
             if filt is None or tuple(sds.shape) != (b - a, *ev.image_shape):
                 return False

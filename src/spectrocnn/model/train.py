@@ -5,7 +5,8 @@ architecture (:mod:`spectrocnn.model.architectures`), trains it with Keras and w
 *run directory*:
 
 ``config.json``
-    Every setting, the input files (path, seed, size) and the preprocessing.
+    Every setting, the input files (path, run_id, seed, size, content fingerprint:
+    :meth:`~spectrocnn.dataset.EventFile.identity`) and the preprocessing.
 ``best_model.keras`` (and ``best_model.h5`` with ``legacy_h5``)
     The model of the epoch with the highest ``val_accuracy`` (strictly higher than every
     earlier epoch, as Keras' ``ModelCheckpoint(save_best_only=True, mode="max")``).
@@ -38,7 +39,9 @@ Every file is written atomically (temporary name, then rename). A run that fails
 its first epoch completes removes what it wrote; a later failure or an interruption keeps
 the run directory, and ``resume=True`` continues it from its last completed epoch to the
 planned number of epochs (same split, same per-epoch shuffling, optimizer state restored;
-not bit-identical to an uninterrupted run).
+not bit-identical to an uninterrupted run). It refuses input files that are not the ones
+the run recorded (regenerated at the same path: another run_id, seed, size or content
+fingerprint).
 """
 
 from __future__ import annotations
@@ -79,6 +82,8 @@ from spectrocnn.model.data import (
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
+
+    from spectrocnn.dataset import EventFile
 
 __all__ = [
     "MIXED_PRECISION",
@@ -334,6 +339,43 @@ def _check_out_dir(out: Path, resume: bool, config: TrainConfig) -> None:
     if diff:
         details = ", ".join(f"{k} {b[k]!r} (run: {a[k]!r})" for k in diff)
         raise ConfigError(f"cannot resume {out} with different settings: {details}")
+
+
+def _shown(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith(os.pardir) else rel
+
+
+def _check_resume_inputs(out: Path, files: dict[str, EventFile | None]) -> None:
+    """Refuse to resume on input files other than those the run recorded in config.json.
+
+    Parameters
+    ----------
+    out : Path
+        The run directory.
+    files : dict
+        ``"input_file"`` and ``"val_file"`` (config.json's keys) -> the open file, or None.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and what changed (:func:`spectrocnn.dataset.identity.identity_change`).
+    """
+    from spectrocnn.dataset.identity import identity_change
+
+    saved = _read_json(out / "config.json", "run configuration")
+    for key, ev in files.items():
+        recorded = saved.get(key)
+        if ev is None or not isinstance(recorded, dict):
+            continue
+        change = identity_change(recorded, ev.identity())
+        if change is not None:
+            what = "trained" if key == "input_file" else "validated"
+            raise ConfigError(
+                f"--resume: {_shown(ev.path)} is not the file this run was {what} on "
+                f"({change}); start a new run with another --out"
+            )
 
 
 def _history(path: Path) -> dict[str, list[float]]:
@@ -733,6 +775,8 @@ def train(
     with ExitStack() as stack:
         ev = stack.enter_context(open_event_file(config.input))
         vev = stack.enter_context(open_event_file(config.val)) if config.val else None
+        if resume:
+            _check_resume_inputs(out, {"input_file": ev, "val_file": vev})
         _check_file(ev, config, "training")
         if vev is not None:
             _check_file(vev, config, "validation")
