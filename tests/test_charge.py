@@ -219,24 +219,23 @@ def test_truth_fit_of_he4_matches_the_true_curvature():
     assert set(fits0.particle.tolist()) == set(fits.particle.tolist()) - set(range(7))
 
 
-def _twin_files(tmp_path_factory):
-    """A pi+ file and a He4 file of the same seed with momenta twice as high: the same
-    trajectories (R = p / (0.3 |q| B)), hits and images, without material."""
-    d = tmp_path_factory.mktemp("twins")
-    files = {}
-    for name, scale in (("pi+", 1.0), ("He4", 2.0)):
-        cfg = config_from_dict(
-            {"gun": {"particle": name, "p_low_GeV": [0.1 * scale, 0.15 * scale],
-                     "p_high_GeV": [2.0 * scale, 4.0 * scale]}}
-        ).with_image_size(64)  # fmt: skip
-        files[name] = d / f"{name}.h5"
-        generate_file(cfg, 60, files[name], seed=9, workers=1)
-    return files
+#: Twin files: (gun particle, |q|); each shoots |q| times the pions' momenta, so that every
+#: trajectory (R = p_T / (0.3 |q| B)), hit and image is the pions' (no material here).
+TWINS = [("pi+", 1), ("He4", 2), ("Li6", 3), ("Omega-", 1)]
 
 
 @pytest.fixture(scope="module")
 def twins(tmp_path_factory):
-    return _twin_files(tmp_path_factory)
+    d = tmp_path_factory.mktemp("twins")
+    files = {}
+    for name, abs_q in TWINS:
+        cfg = config_from_dict(
+            {"gun": {"particle": name, "p_low_GeV": [0.1 * abs_q, 0.15 * abs_q],
+                     "p_high_GeV": [2.0 * abs_q, 4.0 * abs_q]}}
+        ).with_image_size(64)  # fmt: skip
+        files[name] = d / f"{name}.h5"
+        generate_file(cfg, 60, files[name], seed=9, workers=1)
+    return files
 
 
 def _fit_json(path, capsys, *extra) -> dict:
@@ -245,24 +244,24 @@ def _fit_json(path, capsys, *extra) -> dict:
 
 
 @pytest.mark.parametrize("extra", [[], ["--no-truth"]], ids=["truth", "no-truth"])
-def test_fit_tracks_he4_cut_is_the_true_pt(twins, capsys, extra):
-    with open_events(twins["He4"]) as ev, open_events(twins["pi+"]) as ev_pi:
+@pytest.mark.parametrize(("name", "abs_q"), TWINS[1:], ids=[n for n, _ in TWINS[1:]])
+def test_fit_tracks_cut_is_the_true_pt_for_any_charge(twins, capsys, extra, name, abs_q):
+    with open_events(twins[name]) as ev, open_events(twins["pi+"]) as ev_pi:
         t = ev.truth(0, ev.n_events)
-        # the same pictures: He4 of momentum 2p bends as a pion of p
+        # the same pictures: |q| times the momentum bends as a pion of p
         np.testing.assert_array_equal(ev.read_images(0, 60), ev_pi.read_images(0, 60))
     # the cut: the lowest high-p_T track of the labelled events, from the truth
     pt = np.hypot(t.particles.px, t.particles.py)
     lowest_high = pt[t.particles.is_high == 1].min()
-    he4, pion = _fit_json(twins["He4"], capsys, *extra), _fit_json(twins["pi+"], capsys, *extra)
-    assert he4["accuracy"] >= 0.98
-    # Gluckstern: sigma(p_T)/p_T = sigma(k) / k, about 4 % for He4 at 4 GeV/c here
-    sigma_rel = gluckstern_sigma_k(0.05, 150.0, 16) / (
-        1.0 / (1e3 * lowest_high / (C_GEV_PER_T_M * 2 * 2.0))
-    )
-    assert he4["cut_pt_GeV"] == pytest.approx(lowest_high, rel=4 * sigma_rel)
-    # the same tracks as pions of half the momentum: the cut is twice the pions'
-    assert he4["cut_pt_GeV"] == pytest.approx(2.0 * pion["cut_pt_GeV"], rel=1e-9)
-    assert he4["n_tracks"] == pion["n_tracks"]
+    fitted, pion = _fit_json(twins[name], capsys, *extra), _fit_json(twins["pi+"], capsys, *extra)
+    assert fitted["accuracy"] >= 0.98
+    # Gluckstern: sigma(p_T) / p_T = sigma(k) / k, k = 1 / R = 0.3 |q| B / p_T (about 4 %)
+    k_true = 1.0 / (1e3 * lowest_high / (C_GEV_PER_T_M * abs_q * 2.0))
+    sigma_rel = gluckstern_sigma_k(0.05, 150.0, 16) / k_true
+    assert fitted["cut_pt_GeV"] == pytest.approx(lowest_high, rel=4 * sigma_rel)
+    # the same tracks as pions of 1/|q| the momentum: the cut is |q| times the pions'
+    assert fitted["cut_pt_GeV"] == pytest.approx(abs_q * pion["cut_pt_GeV"], rel=1e-9)
+    assert fitted["n_tracks"] == pion["n_tracks"]
 
 
 def test_fit_tracks_help_documents_the_charge(capsys):
@@ -350,3 +349,27 @@ def test_fixed_ranges_flow_downstream_without_nan(tmp_path, capsys):
     assert result["accuracy"] == 1.0
     # Gluckstern: sigma(p_T) / p_T = 3 % for He4 at 3 GeV/c in 2 T
     assert result["cut_pt_GeV"] == pytest.approx(3.0 * np.cos(np.radians(5.0)), rel=0.15)
+
+
+def test_fit_tracks_on_a_file_of_a_neutral_gun(twins, tmp_path, capsys):
+    """A file made before issue 14 with particle = "gamma" (hits of charge-0 particles):
+    the truth fit leaves those particles out, --no-truth has no |q| to use (exit 2)."""
+    import shutil
+
+    import h5py
+
+    path = tmp_path / "gamma.h5"
+    shutil.copy(twins["pi+"], path)
+    with h5py.File(path, "a") as f:
+        config = json.loads(f.attrs["config"])
+        config["gun"]["particle"] = "gamma"
+        f.attrs["config"] = json.dumps(config)
+        charge = f["particles/charge"][:]
+        charge[::2] = 0  # every other particle neutral
+        f["particles/charge"][:] = charge
+    result = _fit_json(path, capsys)
+    assert result["n_tracks"] == np.count_nonzero(charge)
+    assert fit_tracks.main([str(path), "--no-truth"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "--no-truth" in err[0] and "gun.particle 'gamma' has charge 0" in err[0]

@@ -60,7 +60,9 @@ def _gun_abs_charge(config: dict) -> int:
     try:
         return abs(ParticleGun(particle=name).charge)
     except ConfigError as exc:
-        raise ConfigError(f"fit-tracks --no-truth needs the gun's charge: gun.{exc}") from None
+        raise ConfigError(
+            f"fit-tracks --no-truth takes |q| from the file's gun particle, but gun.{exc}"
+        ) from None
 
 
 def _field_and_resolution(config: dict) -> tuple[float, np.ndarray]:
