@@ -37,9 +37,8 @@ def _range(name: str, value, *, lo: float | None = None, hi: float | None = None
 _GLUON_IDS = (9, 21)
 
 
-@lru_cache(maxsize=64)
 def _particle_properties(name: str) -> tuple[float, int, int]:
-    """(mass [GeV/c^2], PDG id, charge [e]) of a PDG name; cached (a look-up takes 0.3 s).
+    """(mass [GeV/c^2], PDG id, charge [e]) of a PDG name.
 
     The gun shoots free particles with a non-zero integer charge: quarks, diquarks and
     gluons (coloured, confined), particles of fractional charge, and neutral particles
@@ -51,14 +50,24 @@ def _particle_properties(name: str) -> tuple[float, int, int]:
         For an unknown name, a refused particle (the message names its charge) or a
         particle without a known mass.
     """
+    record = _particle_record(name)
+    if isinstance(record, str):
+        raise ConfigError(record)
+    return record
+
+
+@lru_cache(maxsize=64)
+def _particle_record(name: str) -> tuple[float, int, int] | str:
+    """:func:`_particle_properties`, or the reason the name is refused; cached, refusals
+    included (a look-up in the ``particle`` table takes 0.3 s)."""
     from particle import PDGID, Particle
 
     try:
         p = Particle.from_name(name)
     except Exception:
-        raise ConfigError(f"particle must be a PDG name such as 'pi+', got {name!r}") from None
+        return f"particle must be a PDG name such as 'pi+', got {name!r}"
     if p.three_charge is None:
-        raise ConfigError(f"particle {name!r} has no known charge")
+        return f"particle {name!r} has no known charge"
     pdgid = PDGID(int(p.pdgid))
     three_q = int(p.three_charge)
     shown = str(Fraction(three_q, 3))
@@ -66,21 +75,21 @@ def _particle_properties(name: str) -> tuple[float, int, int]:
     gluon = abs(int(pdgid)) in _GLUON_IDS
     if pdgid.is_quark or pdgid.is_diquark or gluon:
         kind = "quark" if pdgid.is_quark else "diquark" if pdgid.is_diquark else "gluon"
-        raise ConfigError(
+        return (
             f"particle {name!r} has charge {shown}: a {kind} carries colour and is never a "
             f"free particle; {choose}"
         )
     if three_q % 3:
-        raise ConfigError(
+        return (
             f"particle {name!r} has charge {shown}: a free particle has an integer charge; {choose}"
         )
     if three_q == 0:
-        raise ConfigError(
+        return (
             f"particle {name!r} has charge 0: a neutral particle leaves no hits in the tracking "
             f"layers; {choose}"
         )
     if p.mass is None:
-        raise ConfigError(f"particle {name!r} has no known mass")
+        return f"particle {name!r} has no known mass"
     return float(p.mass) / 1000.0, int(p.pdgid), three_q // 3
 
 
