@@ -106,7 +106,7 @@ CASES: list[Case] = [
       "n_particles must be a positive integer, got 'ten'"),
     C("gen-config-p-reversed", "gen-events", "momentum range reversed",
       "--n 5 --out {out} --config {cfg_p_reversed}", 2,
-      "gun.p_low_GeV must be a non-empty range with min < max, got [0.5, 0.1]"),
+      "gun.p_low_GeV must be a range [min, max] with min <= max"),
     C("gen-config-p-negative", "gen-events", "negative momentum",
       "--n 5 --out {out} --config {cfg_p_negative}", 2,
       "gun.p_high_GeV must lie >= 0.0, got [-1.0, 5.0]"),
@@ -172,6 +172,22 @@ CASES: list[Case] = [
     C("gen-enospc-overwrite", "gen-events", "writes fail with ENOSPC, --overwrite",
       "--n 8 --out {old} --overwrite --image-size 64 --workers 1", 1,
       "cannot write '{old}': No space left on device", "enospc"),
+    # -- gen-events: particles the gun cannot shoot (issue 14)
+    C("gen-particle-gamma", "gen-events", "neutral gun particle (photon)",
+      "--n 5 --out {out} --config {cfg_gamma}", 2,
+      "gun.particle 'gamma' has charge 0: a neutral particle leaves no hits"),
+    C("gen-particle-pi0", "gen-events", "neutral gun particle (pi0)",
+      "--n 5 --out {out} --config {cfg_pi0}", 2, "gun.particle 'pi0' has charge 0"),
+    C("gen-particle-n", "gen-events", "neutral gun particle (neutron)",
+      "--n 5 --out {out} --config {cfg_neutron}", 2, "gun.particle 'n' has charge 0"),
+    C("gen-particle-KL", "gen-events", "neutral gun particle (K(L)0)",
+      "--n 5 --out {out} --config {cfg_kl0}", 2, "gun.particle 'K(L)0' has charge 0"),
+    C("gen-particle-quark", "gen-events", "a quark (fractional charge, confined)",
+      "--n 5 --out {out} --config {cfg_quark}", 2,
+      "gun.particle 'u' has charge 2/3: a quark carries colour and is never a free particle"),
+    C("gen-particle-gluon", "gen-events", "a gluon",
+      "--n 5 --out {out} --config {cfg_gluon}", 2,
+      "gun.particle 'g' has charge 0: a gluon carries colour and is never a free particle"),
     # -- train-cnn
     C("train-missing", "train-cnn", "missing input file", "{missing} --out {run}", 2,
       "event file '{missing}' does not exist"),
@@ -358,11 +374,23 @@ CONFIGS = {
     "cfg_map_shape": '[field]\nmap = "shape.npz"\n',
     "cfg_map_missing": '[field]\nmap = "missing.npz"\n',
     "cfg_map_text": '[field]\nmap = "text.npz"\n',
+    "cfg_gamma": '[gun]\nparticle = "gamma"\n',
+    "cfg_pi0": '[gun]\nparticle = "pi0"\n',
+    "cfg_neutron": '[gun]\nparticle = "n"\n',
+    "cfg_kl0": '[gun]\nparticle = "K(L)0"\n',
+    "cfg_quark": '[gun]\nparticle = "u"\n',
+    "cfg_gluon": '[gun]\nparticle = "g"\n',
 }
 DOC_NAMES.update({k: f"{k[4:]}.toml" for k in CONFIGS})
 
 #: Rows also run in a real process: the real stderr, no traceback, no TensorFlow.
-PROCESS_ROWS = {"gen-config-p-reversed", "train-input-size-large", "eval-text", "fit-nan-hits"}
+PROCESS_ROWS = {
+    "gen-config-p-reversed",
+    "train-input-size-large",
+    "eval-text",
+    "fit-nan-hits",
+    "gen-particle-gamma",
+}
 
 
 # -- the table in docs/errors.md ------------------------------------------------------------

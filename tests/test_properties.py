@@ -36,7 +36,10 @@ def _num(lo: float, hi: float) -> st.SearchStrategy[float]:
 
 
 @st.composite
-def _range(draw, lo: float, hi: float, min_width: float = 1e-3) -> list[float]:
+def _range(draw, lo: float, hi: float, min_width: float = 1e-3, fixed: bool = False) -> list[float]:
+    if fixed and draw(st.booleans()):  # min == max: a fixed value (gun ranges)
+        a = draw(_num(lo, hi))
+        return [a, a]
     a = draw(_num(lo, hi - min_width))
     b = draw(_num(a + min_width, hi))
     return [a, b]
@@ -97,18 +100,18 @@ def valid_configs(draw) -> dict:
     b_field = [0.0, 0.0, draw(_num(-5.0, 5.0))] if b_along_z else draw(
         st.lists(_num(-3.0, 3.0), min_size=3, max_size=3)
     )  # fmt: skip
-    p_low = draw(_range(0.02, 5.0))
+    p_low = draw(_range(0.02, 5.0, fixed=True))
     return {
         "n_particles": draw(st.integers(1, 12)),
         "high_fraction": draw(_num(0.0, 1.0)),
         "detector": detector,
         "field": {"B_T": b_field},
         "gun": {
-            "particle": draw(st.sampled_from(["pi+", "mu-", "e+", "p", "K-"])),
+            "particle": draw(st.sampled_from(["pi+", "mu-", "e+", "p", "K-", "He4", "Li6"])),
             "p_low_GeV": p_low,
-            "p_high_GeV": draw(_range(p_low[0], 50.0)),
-            "phi_deg": draw(_range(-360.0, 360.0)),
-            "dip_deg": draw(_range(-80.0, 80.0)),
+            "p_high_GeV": draw(_range(p_low[0], 50.0, fixed=True)),
+            "phi_deg": draw(_range(-360.0, 360.0, fixed=True)),
+            "dip_deg": draw(_range(-80.0, 80.0, fixed=True)),
             "vertex_sigma_mm": draw(st.lists(_num(0.0, 5.0), min_size=3, max_size=3)),
         },
         "noise": {"hits_per_layer": draw(_num(0.0, 5.0))},
@@ -193,9 +196,9 @@ BROKEN: list[tuple[str, str, list]] = [
     ("detector", "preset", ["nosuch", 3]),
     ("field", "B_T", [[0.0, 0.0, NAN], [0.0, 0.0], [INF, 0.0, 0.0], "2", 2.0, [0, 0, "z"]]),
     ("field", "stepper_tolerance_mm", [0.0, -1.0, NAN, INF, "small"]),
-    ("gun", "particle", ["nosuch", 211, ""]),
-    ("gun", "p_low_GeV", [[0.5, 0.1], [0.2, 0.2], [-1.0, 1.0], [0.0, 1.0], [NAN, 1.0],
-                          [0.1], "0.1", [0.1, INF]]),
+    ("gun", "particle", ["nosuch", 211, "", "gamma", "pi0", "n", "u", "g"]),
+    ("gun", "p_low_GeV", [[0.5, 0.1], [0.2, 0.19], [-1.0, 1.0], [0.0, 1.0], [0.0, 0.0],
+                          [NAN, 1.0], [0.1], "0.1", [0.1, INF]]),
     ("gun", "p_high_GeV", [[10.0, 5.0], [-5.0, 1.0], [0.0, 1.0], [5.0, NAN], [5.0]]),
     ("gun", "phi_deg", [[10.0, 0.0], [0.0, NAN], [0.0, INF], [1.0]]),
     ("gun", "dip_deg", [[10.0, -10.0], [-100.0, 0.0], [0.0, 95.0], [NAN, 1.0]]),

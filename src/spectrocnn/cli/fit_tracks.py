@@ -26,14 +26,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = make_parser(
         PROG,
         "Fit every track with a circle (Karimaki), score each event by its highest fitted "
-        "transverse momentum, and report accuracy at the best cut and ROC AUC.",
+        "transverse momentum p_T = 0.299792458 |q| B R, and report accuracy at the best cut "
+        "and ROC AUC. |q| is each particle's stored charge (/particles/charge); with "
+        "--no-truth, the |q| of the file's gun particle (its resolved configuration).",
     )
     p.add_argument("file", metavar="FILE.h5", help="event file written by gen-events")
     p.add_argument(
         "--no-truth",
         action="store_true",
         help="find the tracks without the truth association (seeded road search for tracks "
-        "from the origin in a barrel of cylinders), then fit them",
+        "from the origin in a barrel of cylinders), then fit them; p_T uses the |q| of the "
+        "gun particle named in the file's configuration (2 for He4)",
     )
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     return p
@@ -47,6 +50,19 @@ def _barrel_radii(config: dict) -> np.ndarray:
             f"has other layers ({config.get('detector', {}).get('preset', 'custom')})"
         )
     return np.array([float(layer["radius_mm"]) for layer in layers])
+
+
+def _gun_abs_charge(config: dict) -> int:
+    """|q| [e] of the gun particle of a file's resolved configuration (for --no-truth)."""
+    from spectrocnn.simulate.gun import ParticleGun
+
+    name = config.get("gun", {}).get("particle", "pi+")
+    try:
+        return abs(ParticleGun(particle=name).charge)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"fit-tracks --no-truth takes |q| from the file's gun particle, but gun.{exc}"
+        ) from None
 
 
 def _field_and_resolution(config: dict) -> tuple[float, np.ndarray]:
@@ -69,7 +85,7 @@ def _body(argv: Sequence[str] | None) -> int:
     from spectrocnn.dataset import open_events
     from spectrocnn.metrics import best_cut_accuracy, roc_auc
     from spectrocnn.reco import find_tracks, fit_truth_tracks
-    from spectrocnn.simulate.propagation import C_GEV_PER_T_MM
+    from spectrocnn.reco.circlefit import pt_from_curvature
 
     t0 = time.perf_counter()
     with open_events(args.file) as ev:
@@ -77,6 +93,7 @@ def _body(argv: Sequence[str] | None) -> int:
             raise ConfigError(f"event file {args.file} holds no events")
         bz, res = _field_and_resolution(ev.config)
         radii = _barrel_radii(ev.config) if args.no_truth else None
+        abs_q = _gun_abs_charge(ev.config) if args.no_truth else None
         n = ev.n_events
         labels = np.asarray(ev.labels)
         scores = np.zeros(n)
@@ -90,7 +107,7 @@ def _body(argv: Sequence[str] | None) -> int:
                 found = find_tracks(
                     h.x, h.y, h.layer, h.event, stop - start, radii, float(np.mean(res)) * 1e-3
                 )
-                event, pt = found.event, C_GEV_PER_T_MM * abs(bz) / np.abs(found.fit.rho)
+                event, pt = found.event, pt_from_curvature(found.fit.rho, bz, abs_q)
             else:
                 fits = fit_truth_tracks(batch, bz, res)
                 event, pt = fits.event, fits.pt_GeV

@@ -245,7 +245,7 @@ def polar(
     1. :class:`~spectrocnn.model.layers.PolarPool`: ``(r, phi)`` bins around the beam
        line up to the largest circle inside the window, every hit kept (max-pooling).
        A track from the beam line with transverse radius of curvature ``R`` reaches
-       ``phi0 +- asin(r / 2R)`` at radius ``r``: in 2 T a 5 GeV/c track stays within
+       ``phi0 +- asin(r / 2R)`` at radius ``r``: in 2 T a 5 GeV/c track of |q| = 1 stays within
        0.7 degree of a vertical line out to r = 200 mm, a 0.25 GeV/c track bends by
        14 degrees and the lecture's 0.1-0.15 GeV/c tracks by 24-37 degrees;
     2. mirror augmentation while training: each image is reversed along ``phi`` with

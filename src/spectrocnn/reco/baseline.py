@@ -8,9 +8,8 @@ import numpy as np
 
 from spectrocnn.errors import ConfigError
 from spectrocnn.metrics import best_cut_accuracy, roc_auc
-from spectrocnn.reco.circlefit import CircleFit, fit_circles
+from spectrocnn.reco.circlefit import CircleFit, fit_circles, pt_from_curvature
 from spectrocnn.simulate.events import EventBatch
-from spectrocnn.simulate.propagation import C_GEV_PER_T_MM
 
 __all__ = ["TrackFits", "classify_events", "fit_truth_tracks"]
 
@@ -26,7 +25,8 @@ class TrackFits:
         Row of the particle in the batch (-1 when found without truth).
     n_hits : ndarray int64 (n,)
     pt_GeV : ndarray (n,)
-        Transverse momentum from the fitted curvature [GeV/c].
+        Transverse momentum from the fitted curvature, ``0.299792458 |q| B R`` with each
+        particle's own |q| [GeV/c].
     fit : CircleFit
     """
 
@@ -54,12 +54,17 @@ def fit_truth_tracks(
     -------
     TrackFits
         Particles with at least 3 hits (hits with a NaN or infinite ``x`` or ``y``, as in a
-        damaged file, are left out).
+        damaged file, are left out). p_T uses each particle's charge from
+        ``batch.particles.charge`` (|q| = 2 for He4); a particle stored with charge 0 (hits
+        of a neutral particle, which the simulator no longer makes) is not fitted.
     """
     if bz_T == 0:
         raise ConfigError("fit-tracks needs a magnetic field along z, got B_z = 0")
     h = batch.hits
     track = (h.particle >= 0) & np.isfinite(h.x) & np.isfinite(h.y)  # NaN/inf: not measured
+    if track.any():  # p_T needs |q| > 0
+        charged = batch.particles.charge != 0
+        track[track] = charged[h.particle[track]]
     part = h.particle[track]
     if np.any(np.diff(part) < 0):  # keep each particle's hits together
         order = np.argsort(part, kind="stable")
@@ -75,8 +80,8 @@ def fit_truth_tracks(
     keep = np.repeat(ok, counts)
     offsets = np.r_[0, np.cumsum(counts[ok])]
     fit = fit_circles(x[keep], y[keep], offsets, sigma[keep])
-    pt = C_GEV_PER_T_MM * abs(bz_T) / np.maximum(np.abs(fit.rho), 1e-300)
     particles = uniq[ok]
+    pt = pt_from_curvature(fit.rho, bz_T, batch.particles.charge[particles])
     return TrackFits(
         batch.particles.event[particles], particles, counts[ok].astype(np.int64), pt, fit
     )

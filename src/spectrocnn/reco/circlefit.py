@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CircleFit", "fit_circles", "gluckstern_sigma_k"]
+from spectrocnn.simulate.propagation import C_GEV_PER_T_MM
+
+__all__ = ["CircleFit", "fit_circles", "gluckstern_sigma_k", "pt_from_curvature"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,8 @@ class CircleFit:
     ----------
     rho : ndarray (n,)
         Signed curvature [1/mm]; > 0 for a track turning clockwise seen from +z (a
-        positive charge in a field along +z): rho = C q B_z / p_T.
+        positive charge in a field along +z): rho = C q B_z / p_T
+        (:func:`pt_from_curvature` inverts it).
     phi : ndarray (n,)
         Direction at the point of closest approach to the reference point [rad].
     d : ndarray (n,)
@@ -163,3 +166,31 @@ def gluckstern_sigma_k(
     """
     n = np.asarray(n_points, dtype=np.float64)
     return sigma_mm / np.asarray(length_mm, dtype=np.float64) ** 2 * np.sqrt(720.0 / (n + 4.0))
+
+
+def pt_from_curvature(
+    rho_per_mm: np.ndarray, bz_T: float, abs_charge: float | np.ndarray
+) -> np.ndarray:
+    """Transverse momentum from a fitted curvature: ``p_T = 0.299792458 |q| B R``.
+
+    DESIGN 4: ``R[m] = p_T[GeV/c] / (0.299792458 |q| B[T])``, so with R = 1/|rho| in mm,
+    ``p_T = C |q| |B_z| / |rho|`` with ``C`` =
+    :data:`~spectrocnn.simulate.propagation.C_GEV_PER_T_MM` (0.299792458e-3 GeV/(c T mm)).
+
+    Parameters
+    ----------
+    rho_per_mm : ndarray (n,)
+        Fitted curvature [1/mm], either sign; |rho| is floored at 1e-300 /mm, so a
+        straight fit gives a huge but finite p_T.
+    bz_T : float
+        The uniform field along z [T].
+    abs_charge : float or ndarray (n,)
+        |q| of each track [e] (2 for He4); the sign is not used.
+
+    Returns
+    -------
+    ndarray (n,)
+        p_T [GeV/c].
+    """
+    rho = np.maximum(np.abs(np.asarray(rho_per_mm, dtype=np.float64)), 1e-300)
+    return C_GEV_PER_T_MM * np.abs(np.asarray(abs_charge, dtype=np.float64)) * abs(bz_T) / rho

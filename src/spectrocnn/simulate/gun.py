@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cached_property, lru_cache
 
 import numpy as np
@@ -14,32 +15,82 @@ __all__ = ["ParticleGun", "Primaries", "shoot"]
 
 
 def _range(name: str, value, *, lo: float | None = None, hi: float | None = None):
+    """Validate a ``[min, max]`` range; ``min == max`` is allowed and means that fixed value."""
     try:
         a, b = (float(x) for x in value)
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a list of 2 numbers [min, max], got {value!r}") from None
     if not (math.isfinite(a) and math.isfinite(b)):
         raise ConfigError(f"{name} must be finite, got {value!r}")
-    if not a < b:
-        raise ConfigError(f"{name} must be a non-empty range with min < max, got {value!r}")
+    if not a <= b:
+        raise ConfigError(
+            f"{name} must be a range [min, max] with min <= max (min == max: a fixed value), "
+            f"got {value!r}"
+        )
     if (lo is not None and a < lo) or (hi is not None and b > hi):
         where = f">= {lo}" if hi is None else f"<= {hi}" if lo is None else f"within [{lo}, {hi}]"
         raise ConfigError(f"{name} must lie {where}, got {value!r}")
     return (a, b)
 
 
-@lru_cache(maxsize=64)
+#: PDG ids of the gluon (21, and 9 in some generators): coloured, never free.
+_GLUON_IDS = (9, 21)
+
+
 def _particle_properties(name: str) -> tuple[float, int, int]:
-    """(mass [GeV/c^2], PDG id, charge [e]) of a PDG name; cached (a look-up takes 0.3 s)."""
-    from particle import Particle
+    """(mass [GeV/c^2], PDG id, charge [e]) of a PDG name.
+
+    The gun shoots free particles with a non-zero integer charge: quarks, diquarks and
+    gluons (coloured, confined), particles of fractional charge, and neutral particles
+    (which leave no hit in a tracking layer) are refused.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown name, a refused particle (the message names its charge) or a
+        particle without a known mass.
+    """
+    record = _particle_record(name)
+    if isinstance(record, str):
+        raise ConfigError(record)
+    return record
+
+
+@lru_cache(maxsize=64)
+def _particle_record(name: str) -> tuple[float, int, int] | str:
+    """:func:`_particle_properties`, or the reason the name is refused; cached, refusals
+    included (a look-up in the ``particle`` table takes 0.3 s)."""
+    from particle import PDGID, Particle
 
     try:
         p = Particle.from_name(name)
     except Exception:
-        raise ConfigError(f"particle must be a PDG name such as 'pi+', got {name!r}") from None
+        return f"particle must be a PDG name such as 'pi+', got {name!r}"
+    if p.three_charge is None:
+        return f"particle {name!r} has no known charge"
+    pdgid = PDGID(int(p.pdgid))
+    three_q = int(p.three_charge)
+    shown = str(Fraction(three_q, 3))
+    choose = "choose a lepton, hadron or nucleus such as 'pi+', 'mu-', 'p' or 'He4'"
+    gluon = abs(int(pdgid)) in _GLUON_IDS
+    if pdgid.is_quark or pdgid.is_diquark or gluon:
+        kind = "quark" if pdgid.is_quark else "diquark" if pdgid.is_diquark else "gluon"
+        return (
+            f"particle {name!r} has charge {shown}: a {kind} carries colour and is never a "
+            f"free particle; {choose}"
+        )
+    if three_q % 3:
+        return (
+            f"particle {name!r} has charge {shown}: a free particle has an integer charge; {choose}"
+        )
+    if three_q == 0:
+        return (
+            f"particle {name!r} has charge 0: a neutral particle leaves no hits in the tracking "
+            f"layers; {choose}"
+        )
     if p.mass is None:
-        raise ConfigError(f"particle {name!r} has no known mass")
-    return float(p.mass) / 1000.0, int(p.pdgid), round(p.charge or 0)
+        return f"particle {name!r} has no known mass"
+    return float(p.mass) / 1000.0, int(p.pdgid), three_q // 3
 
 
 @dataclass(frozen=True)
@@ -49,14 +100,22 @@ class ParticleGun:
     Parameters
     ----------
     particle : str
-        PDG name understood by the ``particle`` package (``"pi+"``, ``"mu-"``, ``"e+"``...);
-        its mass and |charge| are used, the charge sign is drawn at random per particle.
+        PDG name understood by the ``particle`` package (``"pi+"``, ``"mu-"``, ``"e+"``,
+        ``"p"``, ``"He4"``...): a free particle with a non-zero integer charge. Its mass
+        and its real charge magnitude |q| are used (|q| = 2 for ``"He4"``); the sign is
+        drawn at random per particle (the PDG id follows it). Neutral particles
+        (``"gamma"``, ``"pi0"``, ``"n"``...), quarks, diquarks, gluons and fractional
+        charges raise :class:`~spectrocnn.errors.ConfigError`. Particles are not decayed:
+        a short-lived species crosses the whole detector as if it were stable.
     p_low_GeV, p_high_GeV : (float, float)
         Momentum ranges [GeV/c] (uniform) of ordinary tracks and of the high-momentum track.
     phi_deg : (float, float)
         Azimuth range of the initial direction in the x-y plane [deg] (uniform).
     dip_deg : (float, float)
         Range of the angle out of the x-y plane [deg] (uniform), within [-90, 90].
+
+    Every range is ``(min, max)`` with ``min <= max``; ``min == max`` gives exactly that
+    value to every particle (``dip_deg=(0, 0)``: every track in the x-y plane).
     vertex_sigma_mm : (float, float, float)
         Gaussian spread of the production vertex about the origin [mm].
     """
@@ -109,7 +168,7 @@ class ParticleGun:
 
     @property
     def charge(self) -> int:
-        """Charge of the named particle in units of e."""
+        """Charge of the named particle in units of e (a non-zero integer, e.g. 2 for He4)."""
         return self._properties[2]
 
 
@@ -122,8 +181,10 @@ class Primaries:
     event : ndarray int64 (n,)
         Event index (0-based within the batch), non-decreasing.
     charge : ndarray int8 (n,)
+        Charge [e]: the gun particle's |q| with a random sign (+-2 for He4).
     pdg : ndarray int32 (n,)
-        Signed PDG id (the sign follows the charge for charged particles).
+        Signed PDG id: the named particle's where the charge has its sign, the
+        antiparticle's (opposite sign) elsewhere.
     momentum : ndarray float64 (n, 3)
         [GeV/c].
     vertex : ndarray float64 (n, 3)
@@ -156,7 +217,9 @@ def shoot(
 
     Each event is labelled 1 with probability ``high_fraction``; a labelled event has
     exactly one particle (at a random position among its ``n_particles``) drawn from
-    ``p_high_GeV``, every other particle comes from ``p_low_GeV``.
+    ``p_high_GeV``, every other particle comes from ``p_low_GeV``. Momentum, azimuth and
+    dip are uniform in their ranges (``min + (max - min) u``: exactly ``min`` for a fixed
+    range ``min == max``).
 
     Parameters
     ----------
@@ -192,9 +255,6 @@ def shoot(
     )
     sign = np.where(rng.random(n) < 0.5, -1, 1)
     charge = (sign * abs(gun.charge)).astype(np.int8)
-    if gun.charge == 0:
-        pdg = np.full(n, gun.pdg, dtype=np.int32)
-    else:
-        pdg = np.where(charge == gun.charge, gun.pdg, -gun.pdg).astype(np.int32)
+    pdg = np.where(charge == gun.charge, gun.pdg, -gun.pdg).astype(np.int32)
     vertex = rng.standard_normal((n, 3)) * np.asarray(gun.vertex_sigma_mm)[None, :]
     return Primaries(event, charge, pdg, momentum, vertex, is_high, labels, gun.mass_GeV)

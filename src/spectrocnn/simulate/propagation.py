@@ -9,7 +9,8 @@ other field.
 
 Rules (DESIGN 4): each particle leaves at most one crossing per layer, at its first crossing
 of the layer's active area; it stops when it leaves the detector's outer boundary or has
-turned by half a turn (pi) in the transverse plane.
+turned by half a turn (pi) in the transverse plane. A neutral particle (charge 0) ionises
+nothing and leaves no crossing in the tracking layers, whichever propagator runs.
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ def propagate(
     momentum : ndarray, shape (n, 3)
         Initial momenta [GeV/c].
     charge : ndarray, shape (n,)
-        Charges [e].
+        Charges [e], any real value (|q| = 2 bends twice as much as |q| = 1); a particle
+        of charge 0 leaves no crossings.
     mass : ndarray, shape (n,)
         Masses [GeV/c^2] (for beta in the Highland formula).
     rng : numpy.random.Generator, int or None
@@ -349,6 +351,7 @@ def propagate_helix(detector, position, momentum, charge, mass, rng) -> Crossing
     cancellation-free form, so they lie on the layer surface to rounding (~1e-12 mm) for
     any radius of curvature. Multiple scattering, where a layer has material, changes the
     direction at the crossing and the remaining crossings are recomputed from there.
+    Neutral particles (charge 0) and particles at rest leave no crossings.
     """
     from spectrocnn.simulate.geometry import on_active_area, surface_normal
     from spectrocnn.simulate.material import beta_of, highland_theta0, scatter_directions
@@ -359,7 +362,7 @@ def propagate_helix(detector, position, momentum, charge, mass, rng) -> Crossing
     pmag = np.linalg.norm(momentum, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         t = momentum / pmag[:, None]
-    alive = np.flatnonzero(pmag > 0)
+    alive = np.flatnonzero((pmag > 0) & (charge != 0))  # a neutral particle leaves no hits
     pos = position[alive].copy()
     t = t[alive]
     pm, q, m = pmag[alive], charge[alive], mass[alive]

@@ -86,7 +86,8 @@ def propagate_rk(
     momentum : ndarray, shape (n, 3), float64
         Initial momenta [GeV/c]; every ``|p|`` must be positive and finite.
     charge : ndarray, shape (n,), float64
-        Charges in units of e; 0 (a neutral particle) goes straight.
+        Charges in units of e; a neutral particle (0) leaves no crossings (it ionises
+        nothing in the tracking layers) and is not stepped.
     mass : ndarray, shape (n,), float64
         Masses [GeV/c^2] (for the velocity in the multiple-scattering angle).
     rng : numpy.random.Generator, int or None
@@ -170,15 +171,16 @@ def propagate_rk(
 
     run = _Run(detector, tol, max_path, h_max, rng)
     chunk = max(1024, _CHUNK_ELEMENTS // detector.n_layers)
-    for start in range(0, n, chunk):
-        stop = min(n, start + chunk)
+    charged = np.flatnonzero(charge != 0)  # a neutral particle leaves no crossings
+    for start in range(0, len(charged), chunk):
+        rows = charged[start : start + chunk]
         run.chunk(
-            np.arange(start, stop),
-            position[start:stop],
-            momentum[start:stop] / pmag[start:stop, None],
-            pmag[start:stop],
-            charge[start:stop],
-            mass[start:stop],
+            rows,
+            position[rows],
+            momentum[rows] / pmag[rows, None],
+            pmag[rows],
+            charge[rows],
+            mass[rows],
         )
     log.debug(
         "propagate_rk: %d particles, %d crossings, %d steps (%d rejected)",
