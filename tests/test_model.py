@@ -451,7 +451,7 @@ def test_best_checkpoint_is_the_best_epoch(trained):
     result, _, path = trained
     with (result.out_dir / "history.csv").open() as fh:
         rows = list(csv.DictReader(fh))
-    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert [int(r["epoch"]) for r in rows] == [1, 2]  # counted from 1, as on the console
     val_acc = [float(r["val_accuracy"]) for r in rows]
     best = max(val_acc)
     assert result.best_val_accuracy == pytest.approx(best)
@@ -490,6 +490,10 @@ def test_resume_ends_with_the_planned_epochs(tmp_path):
     assert not (out / "metrics.json").exists()
     with pytest.raises(ConfigError, match="not empty"):
         train(config, out)  # no overwrite without resume
+    history = out / "history.csv"
+    assert history.read_text().splitlines()[1].startswith("1,")
+    # a run of an older version counted its epochs from 0: resuming renumbers its history
+    history.write_text(history.read_text().replace("\n1,", "\n0,"))
     lines: list[str] = []
     result = train(config, out, resume=True, report=lines.append)
     assert lines[0].startswith(f"Resuming {out} at epoch 2")
@@ -497,7 +501,7 @@ def test_resume_ends_with_the_planned_epochs(tmp_path):
     assert result.epochs == 3
     assert result.initial_epoch == 1
     with (out / "history.csv").open() as fh:
-        assert [int(r["epoch"]) for r in csv.DictReader(fh)] == [0, 1, 2]
+        assert [int(r["epoch"]) for r in csv.DictReader(fh)] == [1, 2, 3]
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 3
     again = train(config, out, resume=True)
     assert again.already_complete

@@ -166,7 +166,7 @@ def test_eval_cnn_errors(run, files, tmp_path, capsys):
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"this is no model")
     assert eval_main([str(bad), str(files / "val.h5"), "--out", str(tmp_path / "e")]) == 1
-    assert "cannot load the model" in _one_error_line(capsys, "eval-cnn")
+    assert "not a Keras model file" in _one_error_line(capsys, "eval-cnn")
     assert not (tmp_path / "e").exists()
 
 
@@ -196,5 +196,5 @@ def test_sigkill_then_resume_completes_the_planned_epochs(files, tmp_path):
     assert 1 <= done < 4
     assert train_main([str(files / "train.h5"), "--out", str(out), "--resume", "--quiet"]) == 0
     rows = (out / "history.csv").read_text().strip().splitlines()[1:]
-    assert [int(r.split(",")[0]) for r in rows] == [0, 1, 2, 3]
+    assert [int(r.split(",")[0]) for r in rows] == [1, 2, 3, 4]
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 4
