@@ -530,3 +530,24 @@ def test_failed_run_leaves_no_directory(tmp_path):
         train(TrainConfig(str(path), epochs=2, input_size=8, seed=1), out, report=fail)
     assert out.is_dir()
     assert not list(out.iterdir())
+
+
+@pytest.mark.parametrize("n", [1, 2, 7])
+def test_curves_count_epochs_from_1_with_integer_ticks(tmp_path, monkeypatch, n):
+    """The x axis of accuracy.png/loss.png: epochs 1..n, whole numbers (one epoch: not
+    an axis from -0.045 to 0.045)."""
+    from spectrocnn.model import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    history = {"epoch": list(range(1, n + 1)), "accuracy": [0.5] * n, "val_accuracy": [0.6] * n}
+    plots.plot_curves(history, "accuracy", tmp_path / "accuracy.png")
+    no_epochs = {"loss": [0.7] * n, "val_loss": [0.6] * n}  # numbered 1..n by default
+    plots.plot_curves(no_epochs, "loss", tmp_path / "loss.png")
+    for fig in figures:
+        ax = fig.axes[0]
+        assert [list(line.get_xdata()) for line in ax.get_lines()] == [list(range(1, n + 1))] * 2
+        lo, hi = ax.get_xlim()
+        assert 0 < lo < 1 and n < hi < n + 1
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert ticks and all(float(t).is_integer() and t >= 1 for t in ticks)

@@ -589,12 +589,13 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
         When ``val_fraction`` is not in (0, 1) or leaves either part empty.
     """
     if not (isinstance(val_fraction, int | float) and 0.0 < val_fraction < 1.0):
-        raise ConfigError(f"validation fraction must be in (0, 1), got {val_fraction!r}")
+        raise ConfigError(f"--val-fraction must be in (0, 1), got {val_fraction!r}")
     n_val = round(val_fraction * n)
     if not 0 < n_val < n:
         raise ConfigError(
-            f"validation fraction {val_fraction} of {n} events leaves "
-            f"{n_val} validation and {n - n_val} training events; both need at least one"
+            f"--val-fraction {val_fraction} of {n} events leaves {n_val} validation and "
+            f"{n - n_val} training events; both need at least one (change --val-fraction, "
+            "or give more events)"
         )
     perm = _stream(seed, 0).permutation(n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])

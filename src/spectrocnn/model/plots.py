@@ -62,7 +62,7 @@ def plot_curves(
             ax.plot(epochs, values, label=label, marker="." if values.size < 3 else None)
     from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     if 0 < n < 3:  # a point or two: whole epochs around them, not a range of +-0.05
         lo, hi = ax.get_xlim()
         ax.set_xlim(math.floor(lo + 0.5) - 0.5, math.ceil(hi - 0.5) + 0.5)

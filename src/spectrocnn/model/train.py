@@ -776,7 +776,8 @@ def train(
             train_idx, val_idx = split_indices(ev.n_events, config.val_fraction, config.seed)
             if np.unique(ev.labels[train_idx]).size < 2:
                 raise ConfigError(
-                    f"the training part of {ev.path} holds one class only; use more events"
+                    f"the training part of {ev.path} holds one class only; use more events, "
+                    "another --val-fraction or --seed, or a --val file"
                 )
         sets: list[ImageSet] = []
         for f in (ev, vev):
