@@ -22,6 +22,7 @@ from spectrocnn.cli._common import (
     run,
     terminate_as_exit,
 )
+from spectrocnn.errors import SpectrocnnError
 
 __all__ = ["build_parser", "main"]
 
@@ -180,8 +181,9 @@ def _body(argv: Sequence[str] | None) -> int:
                 config, out, resume=args.resume,
                 progress=not args.quiet and sys.stderr.isatty(), report=report,
             )  # fmt: skip
-    except BaseException:
-        if completed_epochs(out) > 0:
+    except BaseException as exc:
+        # a bad input (SpectrocnnError) would stop the resumed run as well: no hint then
+        if not isinstance(exc, SpectrocnnError) and completed_epochs(out) > 0:
             print(f"{PROG}: continue the run with: {resume_command(argv, out)}", file=sys.stderr)
         raise
     m = result.metrics

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import warnings
 from pathlib import Path
 from types import ModuleType
 
@@ -30,7 +29,7 @@ _THREADS: tuple[int, int] | None = None
 
 
 #: Python loggers of TensorFlow and its libraries, quiet below ERROR unless debugging.
-_CHATTY_LOGGERS = ("tensorflow", "absl", "keras", "h5py")
+_CHATTY_LOGGERS = ("tensorflow", "absl", "keras")
 
 
 def _verbose() -> bool:
@@ -52,9 +51,10 @@ def tensorflow() -> ModuleType:
     """Import TensorFlow quietly.
 
     Unless this package's debug logging is on (``--debug``): no C++ start-up lines
-    (:func:`quiet_environment`), TensorFlow's, absl's and Keras' Python loggers at ERROR,
-    and no Python warnings from TensorFlow, Keras or absl (deprecation and format
-    notices, which a user cannot act on); with debug logging everything is shown.
+    (:func:`quiet_environment`) and TensorFlow's, absl's and Keras' Python loggers at
+    ERROR; with debug logging everything is shown. (The commands also route Python
+    warnings, Keras' deprecation and format notices, to a logger that shows them only
+    with ``--debug``: :func:`spectrocnn.cli._common.run`.)
     """
     quiet_environment()
     import tensorflow as tf
@@ -69,8 +69,6 @@ def tensorflow() -> ModuleType:
             absl_logging.set_verbosity(absl_logging.ERROR)
         except ImportError:  # pragma: no cover - absl comes with TensorFlow
             pass
-        for module in ("tensorflow", "keras", "absl", "tf_keras", "ml_dtypes", "google"):
-            warnings.filterwarnings("ignore", module=rf"{module}(\.|$)")
     return tf
 
 
