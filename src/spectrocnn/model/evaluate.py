@@ -144,12 +144,14 @@ def evaluate(
             )  # fmt: skip
 
         check_model_file(model_path)  # before TensorFlow: a wrong file fails fast
+        # warnings wait until the images are read: a failing command prints one line
+        notes: list[tuple[Any, ...]] = []
         if downsample is not None and run_method is not None and downsample != run_method:
-            log.warning(
+            notes.append((
                 "--downsample %s differs from the run's %s (%s): the model was trained on "
                 "%s-downsampled images",
                 downsample, run_method, config_path, run_method,
-            )  # fmt: skip
+            ))  # fmt: skip
         from spectrocnn.model._tf import configure_threads, tensorflow
 
         tf = tensorflow()
@@ -176,28 +178,32 @@ def evaluate(
                     f"{size}x{size} images"
                 )
             if run_size is not None and run_size != size:
-                log.warning(
-                    "%s says input size %d, the model takes %d", config_path, run_size, size
-                )
+                notes.append(("%s says input size %d, the model takes %d", config_path,
+                              run_size, size))  # fmt: skip
         for layer in model.layers:  # geometry-aware layers (PolarPool) know their window
             window = getattr(layer, "window_mm", None)
             if window is not None and not np.allclose(window, ev.window_mm):
-                log.warning(
+                notes.append((
                     "%s was trained on images of window %s mm, %s has window %s mm",
                     model_path.name, list(window), Path(ev.path).name, list(ev.window_mm),
-                )  # fmt: skip
+                ))  # fmt: skip
         if method is None:
             method = "max"
-            log.warning(
+            notes.append((
                 "no run configuration (config.json) beside %s: assuming max downsampling "
                 "of the %dx%d images to the model's %dx%d input; state it with --downsample",
                 model_path, *ev.image_shape, size, size,
+            ))  # fmt: skip
+        try:
+            check_downsample(
+                ev.image_shape, size, method, source=ev.path,
+                size_flag="--input-size" if input_size else None,
+                method_flag="--downsample" if downsample else None,
             )  # fmt: skip
-        check_downsample(
-            ev.image_shape, size, method, source=ev.path,
-            size_flag="--input-size" if input_size else None,
-            method_flag="--downsample" if downsample else None,
-        )  # fmt: skip
+        except ConfigError as exc:
+            if input_size is not None:
+                raise
+            raise ConfigError(f"{model_path} takes {size}x{size} images: {exc}") from None
         from tqdm import tqdm
 
         with tqdm(
@@ -209,6 +215,8 @@ def evaluate(
             leave=False,
         ) as bar:
             data = load_images(ev, size, method, progress=bar.update)
+    for note in notes:
+        log.warning(*note)
     order = np.arange(data.n)
     t_pred = time.perf_counter()
     scores = predict(model, tf.constant(data.images), tf.constant(data.labels), order, data.scale)

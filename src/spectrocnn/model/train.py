@@ -280,9 +280,15 @@ def default_run_dir(base: str | os.PathLike = "runs") -> Path:
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelFileError(f"{path}: cannot read the {what} ({exc})") from None
+        text = path.read_text()
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # UnicodeDecodeError
+        raise ModelFileError(f"{path}: the {what} is not a text file ({exc})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: the {what} is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise ModelFileError(f"{path}: the {what} is not a JSON object")
     return data
