@@ -210,7 +210,8 @@ def load_config(path: str | os.PathLike | None = None, *, preset: str | None = N
         raise ConfigError(f"config file {path!r} is a directory") from None
     except PermissionError:
         raise ConfigError(
-            f"config file {path!r} cannot be read: no read permission (check its mode and owner)"
+            f"config file {path!r} cannot be read: no read permission (check the file's mode "
+            "and owner)"
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path!r} is not valid TOML: {exc}") from None
