@@ -897,9 +897,12 @@ def _run(
             else:
                 from spectrocnn.model.architectures import build_model
 
-                model = build_model(
-                    config.arch, config.input_size, window_mm=tset.info["window_mm"]
-                )
+                try:
+                    model = build_model(
+                        config.arch, config.input_size, window_mm=tset.info["window_mm"]
+                    )
+                except ConfigError as exc:  # e.g. polar on a window without the beam line
+                    raise ConfigError(f"--arch {config.arch} on {tset.path}: {exc}") from None
         if config.strategy == "multiworker":
             _multiworker_keras_fixes(model, strategy)
         _truncate_history(out / "history.csv", done)
