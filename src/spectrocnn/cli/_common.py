@@ -115,7 +115,11 @@ def run(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequence[s
     ``body`` parses ``argv`` itself (with a parser from :func:`make_parser`) and returns an
     exit code. :class:`~spectrocnn.errors.ConfigError` -> 2,
     :class:`~spectrocnn.errors.EventFileError` and ``OSError`` -> 1, ``KeyboardInterrupt``
-    -> 130. With ``--debug`` in argv the traceback is shown as well.
+    -> 130. With ``--debug`` in argv the traceback is shown as well, with debug logging,
+    TensorFlow's C++ log (``TF_CPP_MIN_LOG_LEVEL=0``) and Python warnings; without it
+    TensorFlow's C++ log is off (``TF_CPP_MIN_LOG_LEVEL=3``; either unless set already) and
+    Python warnings (Keras' notices) are dropped, so that a failing command prints one line
+    and a ``--quiet`` one its summary only.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
@@ -126,7 +130,7 @@ def run(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequence[s
     # Before anything imports TensorFlow (its C++ core reads this once): no start-up lines
     # unless --debug. The rest of its chatter is quieted where it is imported (model._tf).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "3")
-    if not debug:  # Python warnings of the libraries: one line through logging, or none
+    if not debug:  # Python warnings (the libraries' notices): to logging, below its level
         logging.captureWarnings(True)
         logging.getLogger("py.warnings").setLevel(logging.ERROR)
     try:
