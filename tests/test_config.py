@@ -162,7 +162,7 @@ def test_bad_field_map_contents(tmp_path):
         ("nan", "NaN"),
         ("shape", "shape"),
         ("order", "increasing"),
-        ("junk", "not a readable"),
+        ("junk", "not an .npz file"),
     ]:
         with pytest.raises(ConfigError, match=msg):
             load_config(write(tmp_path, f'[field]\nmap = "{name}.npz"\n'))

@@ -22,6 +22,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +49,9 @@ class Case:
     (:data:`DOC_NAMES` lists them); ``env`` is the output directory's condition:
     ``readonly``, ``full`` (a tmpfs with about 4 KiB free), ``small`` (an empty 12 MiB
     tmpfs), ``enospc`` (writes fail with ENOSPC, simulated in-process) or ``""`` (an
-    ordinary directory).
+    ordinary directory); or a condition of the inputs: ``locked`` (another process holds
+    ``{locked}`` open for writing) or ``unreadable`` (a row skipped for root, who reads
+    files without read permission).
     """
 
     id: str
@@ -72,7 +75,7 @@ CASES: list[Case] = [
     C("gen-no-out", "gen-events", "--out missing", "--n 5", 2,
       "the following arguments are required: --out"),
     C("gen-unknown-flag", "gen-events", "unknown flag", "--n 5 --out {out} --bogus", 2,
-      "unrecognized arguments: --bogus"),
+      "unrecognized arguments: --bogus (gen-events --help lists the options)"),
     C("gen-image-size-0", "gen-events", "--image-size 0", "--n 5 --out {out} --image-size 0",
       2, "--image-size must be an integer in [1, 16384], got 0"),
     C("gen-image-size-huge", "gen-events", "--image-size beyond 16384 (HDF5 chunk limit)",
@@ -142,7 +145,7 @@ CASES: list[Case] = [
       "field map '{no_map}' does not exist"),
     C("gen-fieldmap-not-npz", "gen-events", "field map is not .npz",
       "--n 5 --out {out} --config {cfg_map_text}", 2,
-      "field map '{map_text}' is not a readable .npz file"),
+      "field map '{map_text}' is not an .npz file (not a zip archive, or a truncated one)"),
     # -- gen-events: output
     C("gen-out-exists", "gen-events", "existing --out without --overwrite",
       "--n 5 --out {old}", 2, "output file '{old}' exists (overwrite it with --overwrite)"),
@@ -188,6 +191,32 @@ CASES: list[Case] = [
     C("gen-particle-gluon", "gen-events", "a gluon",
       "--n 5 --out {out} --config {cfg_gluon}", 2,
       "gun.particle 'g' has charge 0: a gluon carries colour and is never a free particle"),
+    C("gen-no-args", "gen-events", "no arguments at all", "", 2,
+      "the following arguments are required: --n, --out (usage: gen-events --n N --out "
+      "FILE.h5 [options]; gen-events --help lists every option)"),
+    C("gen-config-binary", "gen-events", "config file is binary, not text",
+      "--n 5 --out {out} --config {cfg_binary}", 2,
+      "config file '{cfg_binary}' is not a TOML text file (not UTF-8"),
+    C("gen-config-dir", "gen-events", "config file is a directory",
+      "--n 5 --out {out} --config {outdir}", 2, "config file '{outdir}' is a directory"),
+    C("gen-config-unreadable", "gen-events", "config file without read permission (not root)",
+      "--n 5 --out {out} --config {cfg_unreadable}", 2,
+      "config file '{cfg_unreadable}' cannot be read: no read permission", "unreadable"),
+    C("gen-fieldmap-empty", "gen-events", "field map is an empty file",
+      "--n 5 --out {out} --config {cfg_map_empty}", 2,
+      "field map '{map_empty}' is an empty file, expected an .npz archive"),
+    C("gen-fieldmap-truncated", "gen-events", "field map cut short",
+      "--n 5 --out {out} --config {cfg_map_truncated}", 2,
+      "field map '{map_truncated}' is not an .npz file (not a zip archive, or a truncated one)"),
+    C("gen-fieldmap-corrupt", "gen-events", "field map .npz with a garbage array",
+      "--n 5 --out {out} --config {cfg_map_corrupt}", 2,
+      "field map '{map_corrupt}' is a corrupt .npz file"),
+    C("gen-fieldmap-dir", "gen-events", "field map is a directory",
+      "--n 5 --out {out} --config {cfg_map_dir}", 2,
+      "field map '{map_dir}' cannot be read: it is a directory"),
+    C("gen-fieldmap-unreadable", "gen-events", "field map without read permission (not root)",
+      "--n 5 --out {out} --config {cfg_map_unreadable}", 2,
+      "field map '{map_unreadable}' cannot be read: no read permission", "unreadable"),
     # -- train-cnn
     C("train-missing", "train-cnn", "missing input file", "{missing} --out {run}", 2,
       "event file '{missing}' does not exist"),
@@ -200,7 +229,7 @@ CASES: list[Case] = [
     C("train-schema", "train-cnn", "another schema version", "{schema2} --out {run}", 1,
       "{schema2}: schema is 'spectrocnn.events/2', expected 'spectrocnn.events/1'"),
     C("train-truncated", "train-cnn", "truncated file", "{truncated} --out {run}", 1,
-      "{truncated}: cannot open the HDF5 file, it is truncated or corrupt"),
+      "{truncated}: cannot open the HDF5 file: it is truncated"),
     C("train-corrupt-chunk", "train-cnn", "corrupted gzip chunk of image 3",
       "{corrupt} --out {run} --input-size 16", 1, "{corrupt}: image 3 is corrupt"),
     C("train-zero-events", "train-cnn", "file with zero events", "{zero} --out {run}", 2,
@@ -218,10 +247,12 @@ CASES: list[Case] = [
       "unknown architecture 'nope'"),
     C("train-input-size-large", "train-cnn", "--input-size larger than the images",
       "{good} --out {run} --input-size 128", 2,
-      "input size 128 is larger than the 64x64 images"),
+      "input size 128 is larger than the 64x64 images of {good} (downsampling only); set "
+      "--input-size to 64 or less"),
     C("train-input-size-divisor", "train-cnn", "--input-size not dividing the images",
       "{good} --out {run} --input-size 20", 2,
-      "input size 20 cannot be max-pooled from 64x64 images"),
+      "input size 20 cannot be max-pooled from 64x64 images of {good}: set --input-size to a "
+      "divisor of 64 (e.g. 64, 32, 16, 8), or use --downsample nearest"),
     C("train-seed-negative", "train-cnn", "--seed -1", "{good} --seed -1", 2,
       "--seed must be an integer in [0, 2**63), got -1"),
     C("train-out-is-file", "train-cnn", "--out is an existing file", "{good} --out {old}", 2,
@@ -232,7 +263,7 @@ CASES: list[Case] = [
       "{good} --resume --out {not_run}", 2,
       "{not_run} is not a train-cnn run directory (no config.json)"),
     C("train-resume-corrupt", "train-cnn", "--resume with a corrupt config.json",
-      "{good} --resume --out {bad_run}", 1, "cannot read the run configuration"),
+      "{good} --resume --out {bad_run}", 1, "the run configuration is not valid JSON"),
     C("train-readonly", "train-cnn", "read-only output directory",
       "{good} --out {run} --input-size 16", 1, ": '{run}'", "readonly"),
     C("train-foreign-shard", "train-cnn", "sharded file with a shard of another run (seed 2)",
@@ -242,6 +273,30 @@ CASES: list[Case] = [
       "{good} --resume --out {other_run}", 2,
       "--resume: {good} is not the file this run was trained on (seed 1, was 2); start a new "
       "run with another --out"),
+    C("train-no-args", "train-cnn", "no arguments at all", "", 2,
+      "the following arguments are required: FILE.h5 (usage: train-cnn FILE.h5 [options]; "
+      "train-cnn --help lists every option)"),
+    C("train-locked", "train-cnn", "event file held open for writing by another process",
+      "{locked} --out {run}", 1,
+      "{locked}: cannot open the HDF5 file: it is locked, probably being written by another "
+      "process: wait until that process has finished (if nothing writes it, "
+      "HDF5_USE_FILE_LOCKING=FALSE skips the lock)", "locked"),
+    C("train-left-open", "train-cnn", "event file whose writer stopped without closing it",
+      "{left_open} --out {run}", 1,
+      "{left_open}: cannot open the HDF5 file: it was left open for writing (another process "
+      "is writing it, or its writer stopped without closing it: then `h5clear -s FILE` "
+      "clears the flag)"),
+    C("train-unreadable", "train-cnn", "event file without read permission (not root)",
+      "{unreadable} --out {run}", 1,
+      "{unreadable}: cannot read the event file: no read permission", "unreadable"),
+    C("train-dir", "train-cnn", "event file is a directory", "{not_run} --out {run}", 1,
+      "event file '{not_run}' is a directory"),
+    C("train-corrupt-superblock", "train-cnn", "HDF5 signature, garbage after it",
+      "{garbled} --out {run}", 1, "{garbled}: cannot open the HDF5 file: it is corrupt"),
+    C("train-val-input-size", "train-cnn", "--input-size larger than the --val file's images",
+      "{good} --val {telescope} --input-size 64 --out {run}", 2,
+      "input size 64 is larger than the 32x32 images of {telescope} (downsampling only); set "
+      "--input-size to 32 or less"),
     # -- eval-cnn
     C("eval-missing-model", "eval-cnn", "missing model file", "{no_model} {good}", 2,
       "model file '{no_model}' does not exist"),
@@ -254,7 +309,7 @@ CASES: list[Case] = [
     C("eval-schema", "eval-cnn", "another schema version", "{model} {schema2}", 1,
       "{schema2}: schema is 'spectrocnn.events/2'"),
     C("eval-truncated", "eval-cnn", "truncated file", "{model} {truncated}", 1,
-      "{truncated}: cannot open the HDF5 file, it is truncated or corrupt"),
+      "{truncated}: cannot open the HDF5 file: it is truncated"),
     C("eval-corrupt-chunk", "eval-cnn", "corrupted gzip chunk of image 3",
       "{seed16} {corrupt} --out {outdir}/eval", 1, "{corrupt}: image 3 is corrupt"),
     C("eval-zero-events", "eval-cnn", "file with zero events", "{model} {zero}", 2,
@@ -266,13 +321,36 @@ CASES: list[Case] = [
     C("eval-foreign-shard", "eval-cnn", "sharded file with a shard of another run (seed 2)",
       "{seed16} {foreign_shard} --out {outdir}/eval", 1,
       "{foreign_shard}: shard shard-00001-of-00003.h5 belongs to another run (seed 2, expected 1)"),
+    C("eval-no-args", "eval-cnn", "no arguments at all", "", 2,
+      "the following arguments are required: MODEL, FILE.h5 (usage: eval-cnn MODEL FILE.h5 "
+      "[options]; eval-cnn --help lists every option)"),
+    C("eval-not-model", "eval-cnn", "model file that is no model", "{model} {good}", 1,
+      "{model}: not a Keras model file (a .keras model is a zip archive; this file is not "
+      "one, or is truncated)"),
+    C("eval-empty-model", "eval-cnn", "empty model file", "{empty_model} {good}", 1,
+      "{empty_model}: an empty file, not a Keras model file"),
+    C("eval-event-file-as-model", "eval-cnn", "an event file given as the model",
+      "{good} {good}", 1, "{good}: an event file, not a Keras model file (arguments swapped?)"),
+    C("eval-model-suffix", "eval-cnn", "model file of another format (.npz)",
+      "{map_nan} {good}", 2,
+      "model file '{map_nan}' ends in '.npz'; Keras loads .keras and .h5 model files "
+      "(rename it to .keras?)"),
+    C("eval-model-dir", "eval-cnn", "model is a directory", "{not_run} {good}", 1,
+      "model file '{not_run}' is a directory (a TensorFlow SavedModel?)"),
+    C("eval-locked", "eval-cnn", "event file held open for writing by another process",
+      "{seed16} {locked}", 1, "{locked}: cannot open the HDF5 file: it is locked", "locked"),
+    C("eval-input-size", "eval-cnn", "--input-size the model does not take",
+      "{seed16} {good} --input-size 32 --out {outdir}/eval", 2,
+      "--input-size 32 does not match {seed16}, which takes 16x16 images"),
+    C("eval-downsample", "eval-cnn", "unknown --downsample", "{seed16} {good} --downsample foo",
+      2, "argument --downsample: invalid choice: 'foo'"),
     # -- show-event
     C("show-missing", "show-event", "missing input file", "{missing} --out {png}", 2,
       "event file '{missing}' does not exist"),
     C("show-foreign", "show-event", "HDF5 file of another kind", "{foreign} --out {png}", 1,
       "{foreign}: not a spectrocnn event file"),
     C("show-truncated", "show-event", "truncated file", "{truncated} --out {png}", 1,
-      "{truncated}: cannot open the HDF5 file, it is truncated or corrupt"),
+      "{truncated}: cannot open the HDF5 file: it is truncated"),
     C("show-corrupt-chunk", "show-event", "corrupted gzip chunk of image 3",
       "{corrupt} --index 3 --out {png}", 1,
       "{corrupt}: cannot read images 3:4"),
@@ -298,6 +376,17 @@ CASES: list[Case] = [
     C("show-foreign-shard", "show-event", "sharded file with a shard of another run (seed 2)",
       "{foreign_shard} --index 300 --out {png}", 1,
       "{foreign_shard}: shard shard-00001-of-00003.h5 belongs to another run (seed 2, expected 1)"),
+    C("show-no-args", "show-event", "no arguments at all", "", 2,
+      "the following arguments are required: FILE.h5 (usage: show-event FILE.h5 [options]; "
+      "show-event --help lists every option)"),
+    C("show-format", "show-event", "--out of an unknown picture format",
+      "{good} --out {outdir}/x.bmp", 2,
+      "--out '{outdir}/x.bmp' has extension '.bmp'; the picture formats are avif, eps, gif, "
+      "jpeg, jpg, pdf, png, ps, svg, svgz, tif, tiff, webp"),
+    C("show-no-extension", "show-event", "--out without an extension", "{good} --out {outdir}/x",
+      2, "--out '{outdir}/x' has no extension; the picture formats are avif, eps"),
+    C("show-locked", "show-event", "event file held open for writing by another process",
+      "{locked} --out {png}", 1, "{locked}: cannot open the HDF5 file: it is locked", "locked"),
     # -- fit-tracks
     C("fit-missing", "fit-tracks", "missing input file", "{missing}", 2,
       "event file '{missing}' does not exist"),
@@ -306,7 +395,7 @@ CASES: list[Case] = [
     C("fit-schema", "fit-tracks", "another schema version", "{schema2}", 1,
       "{schema2}: schema is 'spectrocnn.events/2'"),
     C("fit-truncated", "fit-tracks", "truncated file", "{truncated}", 1,
-      "{truncated}: cannot open the HDF5 file, it is truncated or corrupt"),
+      "{truncated}: cannot open the HDF5 file: it is truncated"),
     C("fit-corrupt-chunk", "fit-tracks", "corrupted gzip chunk of /hits/layer", "{corrupt}", 1,
       "{corrupt}: cannot read hits/layer"),
     C("fit-zero-events", "fit-tracks", "file with zero events", "{zero}", 2,
@@ -314,12 +403,19 @@ CASES: list[Case] = [
     C("fit-no-truth-planes", "fit-tracks", "--no-truth on a telescope of planes",
       "{telescope} --no-truth", 2, "fit-tracks --no-truth finds tracks in a barrel of cylinders"),
     C("fit-unknown-flag", "fit-tracks", "unknown flag", "{good} --bogus", 2,
-      "unrecognized arguments: --bogus"),
+      "unrecognized arguments: --bogus (fit-tracks --help lists the options)"),
     C("fit-nan-hits", "fit-tracks", "NaN/inf in /hits/x (the fit goes on)", "{nan_hits}", 0,
       "4 hits with a NaN or infinite x or y in {nan_hits} were left out"),
     C("fit-foreign-shard", "fit-tracks", "sharded file with a shard of another run (seed 2)",
       "{foreign_shard}", 1,
       "{foreign_shard}: shard shard-00001-of-00003.h5 belongs to another run (seed 2, expected 1)"),
+    C("fit-no-args", "fit-tracks", "no arguments at all", "", 2,
+      "the following arguments are required: FILE.h5 (usage: fit-tracks FILE.h5 [options]; "
+      "fit-tracks --help lists every option)"),
+    C("fit-left-open", "fit-tracks", "event file whose writer stopped without closing it",
+      "{left_open}", 1, "{left_open}: cannot open the HDF5 file: it was left open for writing"),
+    C("fit-locked", "fit-tracks", "event file held open for writing by another process",
+      "{locked}", 1, "{locked}: cannot open the HDF5 file: it is locked", "locked"),
 ]  # fmt: skip
 del C
 
@@ -337,6 +433,11 @@ DOC_NAMES = {
     "zero": "zero.h5",
     "nan_hits": "nan_hits.h5",
     "model": "model.keras",
+    "empty_model": "empty.keras",
+    "locked": "locked.h5",
+    "left_open": "left_open.h5",
+    "unreadable": "unreadable.h5",
+    "garbled": "garbled.h5",
     "seed16": "seed16.keras",
     "no_model": "missing.keras",
     "not_run": "not_a_run",
@@ -348,6 +449,11 @@ DOC_NAMES = {
     "map_nan": "nan.npz",
     "map_shape": "shape.npz",
     "map_text": "text.npz",
+    "map_empty": "empty.npz",
+    "map_truncated": "truncated.npz",
+    "map_corrupt": "corrupt.npz",
+    "map_dir": "map_dir.npz",
+    "map_unreadable": "unreadable.npz",
     "outdir": "OUT",
     "out": "OUT/new.h5",
     "old": "OUT/old.h5",
@@ -380,8 +486,15 @@ CONFIGS = {
     "cfg_kl0": '[gun]\nparticle = "K(L)0"\n',
     "cfg_quark": '[gun]\nparticle = "u"\n',
     "cfg_gluon": '[gun]\nparticle = "g"\n',
+    "cfg_map_empty": '[field]\nmap = "empty.npz"\n',
+    "cfg_map_truncated": '[field]\nmap = "truncated.npz"\n',
+    "cfg_map_corrupt": '[field]\nmap = "corrupt.npz"\n',
+    "cfg_map_dir": '[field]\nmap = "map_dir.npz"\n',
+    "cfg_map_unreadable": '[field]\nmap = "unreadable.npz"\n',
+    "cfg_unreadable": "n_particles = 10\n",
 }
 DOC_NAMES.update({k: f"{k[4:]}.toml" for k in CONFIGS})
+DOC_NAMES["cfg_binary"] = "binary.toml"
 
 #: Rows also run in a real process: the real stderr, no traceback, no TensorFlow.
 PROCESS_ROWS = {
@@ -390,7 +503,14 @@ PROCESS_ROWS = {
     "eval-text",
     "fit-nan-hits",
     "gen-particle-gamma",
+    "gen-no-args",
+    "train-locked",
+    "eval-not-model",
+    "show-format",
 }
+#: Rows run in a real process that loads TensorFlow: its start-up lines, Keras' warnings and
+#: eval-cnn's warnings must not add lines to the one-line error.
+TF_PROCESS_ROWS = {"eval-corrupt-chunk", "eval-input-size"}
 
 
 # -- the table in docs/errors.md ------------------------------------------------------------
@@ -431,7 +551,15 @@ def test_cases_are_many_distinct_and_cover_every_command():
     ids = [c.id for c in CASES]
     assert len(ids) == len(set(ids)) >= 30
     assert {c.command for c in CASES} == set(MAINS)
-    assert {c.env for c in CASES} == {"", "readonly", "full", "small", "enospc"}
+    assert {c.env for c in CASES} == {
+        "",
+        "readonly",
+        "full",
+        "small",
+        "enospc",
+        "locked",
+        "unreadable",
+    }
     names = set(DOC_NAMES)
     for c in CASES:
         for text in (c.args, c.message):
@@ -482,6 +610,16 @@ def world(tmp_path_factory) -> dict[str, str]:
         px[[0, 5]] = [np.nan, np.inf]
         f["particles/px"][:] = px
     Path(p["model"]).write_bytes(b"not a model")
+    Path(p["empty_model"]).write_bytes(b"")
+    shutil.copy(p["good"], p["locked"])  # held open for writing by the "locked" rows
+    shutil.copy(p["good"], p["unreadable"])
+    os.chmod(p["unreadable"], 0)
+    Path(p["garbled"]).write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 8)
+    left_open = (  # a writer that stops without closing: HDF5 marks the file open for write
+        "import h5py, os, sys; f = h5py.File(sys.argv[1], 'w', libver='latest'); "
+        "f['x'] = [1]; f.flush(); os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", left_open, p["left_open"]], check=True)
     from spectrocnn.model.architectures import build_model
 
     build_model("seed", 16).save(p["seed16"])  # untrained, 16x16 input
@@ -499,6 +637,17 @@ def world(tmp_path_factory) -> dict[str, str]:
     np.savez(p["map_nan"], x_mm=grid, y_mm=grid, z_mm=grid, B_T=field_nan)
     np.savez(p["map_shape"], x_mm=grid, y_mm=grid, z_mm=grid, B_T=field[:, :, :3])
     Path(p["map_text"]).write_text("not a field map\n")
+    Path(p["map_empty"]).write_bytes(b"")
+    npz = Path(p["map_nan"]).read_bytes()
+    Path(p["map_truncated"]).write_bytes(npz[: len(npz) // 2])
+    with zipfile.ZipFile(p["map_corrupt"], "w") as z:
+        for name in ("x_mm", "y_mm", "z_mm", "B_T"):
+            z.writestr(f"{name}.npy", b"\x93NUMPY garbage")
+    os.mkdir(p["map_dir"])
+    shutil.copy(p["map_nan"], p["map_unreadable"])
+    os.chmod(p["map_unreadable"], 0)
+    Path(p["cfg_binary"]).write_bytes(b"\xff\xfe\x00\x01 binary")
+    os.chmod(p["cfg_unreadable"], 0)
     return p
 
 
@@ -533,7 +682,7 @@ def _snapshot(directory: str | Path) -> dict[str, tuple[int, int, str]]:
             path = os.path.join(root, name)
             st = os.stat(path)
             digest = ""
-            if os.path.isfile(path):
+            if os.path.isfile(path) and os.access(path, os.R_OK):
                 digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
             out[os.path.relpath(path, directory)] = (st.st_size, st.st_mtime_ns, digest)
     return out
@@ -560,7 +709,7 @@ def output_dir(tmp_path, request):
     def make(env: str) -> Path:
         out = tmp_path / "OUT"
         out.mkdir()
-        if env in ("", "enospc"):
+        if env in ("", "enospc", "locked", "unreadable"):
             (out / "old.h5").write_bytes(b"an existing file that must survive\n")
         elif env in ("full", "small"):
             if not _mount_tmpfs(out, "256k" if env == "full" else "12m"):
@@ -622,9 +771,14 @@ def _check_line(case: Case, err: str, names: dict[str, str]) -> None:
 
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer:UserWarning")
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case, world, output_dir, capsys, monkeypatch):
+def test_bad_input(case, world, output_dir, capsys, monkeypatch, request):
+    if case.env == "unreadable" and os.geteuid() == 0:
+        pytest.skip("root reads a file without read permission (tests/test_eventfile.py "
+                    "simulates it)")  # fmt: skip
     out = output_dir(case.env)
     names = _names(world, out)
+    if case.env == "locked":
+        _hold_open_for_writing(world["locked"], request)
     argv = [a.format(**names) for a in shlex.split(case.args)]
     monkeypatch.chdir(out)  # default outputs would land here
     if case.env == "enospc":
@@ -636,8 +790,8 @@ def test_bad_input(case, world, output_dir, capsys, monkeypatch):
         monkeypatch.setattr(matplotlib.figure.Figure, "savefig", _no_space)
     before_out, before_in = _snapshot(out), _snapshot(os.path.dirname(world["good"]))
     # in a process of its own: a crash (HDF5 on a full disk) must not take pytest along
-    if case.id in PROCESS_ROWS or case.code == 0 or case.env in ("full", "small"):
-        proc = _run_process(case.command, argv)
+    if case.id in PROCESS_ROWS | TF_PROCESS_ROWS or case.code == 0 or case.env in ("full", "small"):
+        proc = _run_process(case.command, argv, tensorflow=case.id in TF_PROCESS_ROWS)
         assert proc.returncode == case.code, proc.stderr
         err = proc.stderr
     else:
@@ -648,14 +802,39 @@ def test_bad_input(case, world, output_dir, capsys, monkeypatch):
     assert _snapshot(os.path.dirname(world["good"])) == before_in
 
 
-def _run_process(command: str, argv: list[str]) -> subprocess.CompletedProcess:
-    module = MAINS[command].__name__
+def _hold_open_for_writing(path: str, request: pytest.FixtureRequest) -> None:
+    """Another process opens ``path`` for writing (HDF5 locks it) until the test ends."""
     code = (
-        f"import sys\nfrom {module} import main\nrc = main()\n"
-        "sys.exit(99 if 'tensorflow' in sys.modules else rc)\n"  # 99: TensorFlow imported
+        "import h5py, sys; f = h5py.File(sys.argv[1], 'a'); print('open', flush=True); "
+        "sys.stdin.read(); f.close()"
     )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+    def release() -> None:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+
+    request.addfinalizer(release)
+    assert proc.stdout.readline().strip() == "open"
+
+
+def _run_process(
+    command: str, argv: list[str], tensorflow: bool = False
+) -> subprocess.CompletedProcess:
+    """Run the command in a process (without TF_CPP_* from the environment); exit code 99
+    if it imported TensorFlow without ``tensorflow``."""
+    module = MAINS[command].__name__
+    code = f"import sys\nfrom {module} import main\nrc = main()\n"
+    if not tensorflow:
+        code += "sys.exit(99 if 'tensorflow' in sys.modules else rc)\n"  # 99: TF imported
+    else:
+        code += "sys.exit(rc)\n"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")}
     return subprocess.run(
-        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300, env=env
     )
 
 

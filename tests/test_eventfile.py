@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import zlib
@@ -328,3 +329,41 @@ def test_directory_is_not_an_event_file(tmp_path):
     with pytest.raises(EventFileError, match="directory"):
         open_events(tmp_path)
     assert os.path.isdir(tmp_path)
+
+
+def test_unreadable_file_says_so(tmp_path, monkeypatch):
+    """No read permission is reported as such (simulated: root reads files of mode 000)."""
+    import spectrocnn._files
+
+    path = tmp_path / "ev.h5"
+    write_events(path, hand_batch(2), SPEC)
+
+    def denied(name, *args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), name)
+
+    monkeypatch.setattr(spectrocnn._files, "open", denied, raising=False)
+    with pytest.raises(EventFileError, match=r"ev.h5: cannot read the event file: no read perm"):
+        open_events(path)
+
+
+def test_locked_file_names_the_lock_and_the_variable(tmp_path):
+    """A file another process holds open for writing is locked, not corrupt."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "ev.h5"
+    write_events(path, hand_batch(2), SPEC)
+    code = "import h5py, sys; f = h5py.File(sys.argv[1], 'a'); print('open', flush=True); input()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout.readline().strip() == b"open"
+        with pytest.raises(EventFileError) as info:
+            open_events(path)
+        assert "locked" in str(info.value) and "HDF5_USE_FILE_LOCKING" in str(info.value)
+        assert "corrupt" not in str(info.value)
+    finally:
+        proc.communicate(b"\n", timeout=60)
+    with open_events(path) as ev:  # released: readable again
+        assert ev.n_events == 2

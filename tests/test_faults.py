@@ -243,7 +243,7 @@ def test_train_cnn_sigkill_then_resume_completes_the_planned_epochs(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert "Traceback" not in resumed.stderr
     rows = (out / "history.csv").read_text().strip().splitlines()[1:]
-    assert [int(r.split(",")[0]) for r in rows] == list(range(epochs))
+    assert [int(r.split(",")[0]) for r in rows] == list(range(1, epochs + 1))  # from 1
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == epochs
     final = json.loads(state.read_text())

@@ -451,7 +451,7 @@ def test_best_checkpoint_is_the_best_epoch(trained):
     result, _, path = trained
     with (result.out_dir / "history.csv").open() as fh:
         rows = list(csv.DictReader(fh))
-    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert [int(r["epoch"]) for r in rows] == [1, 2]  # counted from 1, as on the console
     val_acc = [float(r["val_accuracy"]) for r in rows]
     best = max(val_acc)
     assert result.best_val_accuracy == pytest.approx(best)
@@ -490,6 +490,10 @@ def test_resume_ends_with_the_planned_epochs(tmp_path):
     assert not (out / "metrics.json").exists()
     with pytest.raises(ConfigError, match="not empty"):
         train(config, out)  # no overwrite without resume
+    history = out / "history.csv"
+    assert history.read_text().splitlines()[1].startswith("1,")
+    # a run of an older version counted its epochs from 0: resuming renumbers its history
+    history.write_text(history.read_text().replace("\n1,", "\n0,"))
     lines: list[str] = []
     result = train(config, out, resume=True, report=lines.append)
     assert lines[0].startswith(f"Resuming {out} at epoch 2")
@@ -497,7 +501,7 @@ def test_resume_ends_with_the_planned_epochs(tmp_path):
     assert result.epochs == 3
     assert result.initial_epoch == 1
     with (out / "history.csv").open() as fh:
-        assert [int(r["epoch"]) for r in csv.DictReader(fh)] == [0, 1, 2]
+        assert [int(r["epoch"]) for r in csv.DictReader(fh)] == [1, 2, 3]
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 3
     again = train(config, out, resume=True)
     assert again.already_complete
@@ -526,3 +530,24 @@ def test_failed_run_leaves_no_directory(tmp_path):
         train(TrainConfig(str(path), epochs=2, input_size=8, seed=1), out, report=fail)
     assert out.is_dir()
     assert not list(out.iterdir())
+
+
+@pytest.mark.parametrize("n", [1, 2, 7])
+def test_curves_count_epochs_from_1_with_integer_ticks(tmp_path, monkeypatch, n):
+    """The x axis of accuracy.png/loss.png: epochs 1..n, whole numbers (one epoch: not
+    an axis from -0.045 to 0.045)."""
+    from spectrocnn.model import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    history = {"epoch": list(range(1, n + 1)), "accuracy": [0.5] * n, "val_accuracy": [0.6] * n}
+    plots.plot_curves(history, "accuracy", tmp_path / "accuracy.png")
+    no_epochs = {"loss": [0.7] * n, "val_loss": [0.6] * n}  # numbered 1..n by default
+    plots.plot_curves(no_epochs, "loss", tmp_path / "loss.png")
+    for fig in figures:
+        ax = fig.axes[0]
+        assert [list(line.get_xdata()) for line in ax.get_lines()] == [list(range(1, n + 1))] * 2
+        lo, hi = ax.get_xlim()
+        assert 0 < lo < 1 and n < hi < n + 1
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert ticks and all(float(t).is_integer() and t >= 1 for t in ticks)

@@ -54,6 +54,38 @@ def test_show_event_existing_picture_replaced_only_on_success(small_file, tmp_pa
     assert out.read_bytes()[:4] == b"\x89PNG"
 
 
+#: The first bytes of each picture format (magic numbers).
+MAGIC = {
+    "png": b"\x89PNG\r\n\x1a\n",
+    "pdf": b"%PDF-",
+    "svg": b"<?xml",
+    "jpg": b"\xff\xd8\xff",
+    "jpeg": b"\xff\xd8\xff",
+    "eps": b"%!PS-Adobe",
+    "ps": b"%!PS-Adobe",
+    "tif": b"II*\x00",
+    "webp": b"RIFF",
+}
+
+
+@pytest.mark.parametrize("ext", sorted(MAGIC))
+def test_show_event_writes_the_format_its_extension_names(small_file, tmp_path, ext):
+    out = tmp_path / f"picture.{ext.upper() if ext == 'pdf' else ext}"  # case-insensitive
+    assert show_event.main([str(small_file), "--out", str(out)]) == 0
+    assert out.read_bytes().startswith(MAGIC[ext])
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
+
+
+@pytest.mark.parametrize("name", ["x.bmp", "x", "x.pgf"])
+def test_show_event_refuses_an_unknown_picture_format(small_file, tmp_path, capsys, name):
+    out = tmp_path / name
+    assert show_event.main([str(small_file), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("show-event: error: --out ")
+    assert "the picture formats are avif, eps, gif, jpeg, jpg, pdf, png" in err[0]
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
 def test_fit_tracks_json(small_file, capsys):
     assert fit_tracks.main([str(small_file), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -166,8 +166,102 @@ def test_eval_cnn_errors(run, files, tmp_path, capsys):
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"this is no model")
     assert eval_main([str(bad), str(files / "val.h5"), "--out", str(tmp_path / "e")]) == 1
-    assert "cannot load the model" in _one_error_line(capsys, "eval-cnn")
+    assert "not a Keras model file" in _one_error_line(capsys, "eval-cnn")
     assert not (tmp_path / "e").exists()
+
+
+def test_eval_cnn_says_what_it_assumes_and_takes_flags(run, files, tmp_path, capsys, caplog):
+    """Without config.json beside the model eval-cnn warns that it assumes max pooling;
+    --downsample states it; a --downsample other than the run's is used, with a warning."""
+    import shutil
+
+    out, _ = run
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copy(out / "best_model.keras", lone / "model.keras")
+    val = str(files / "val.h5")
+    assert eval_main([str(lone / "model.keras"), val, "--out", str(tmp_path / "a")]) == 0
+    assert "no run configuration (config.json) beside" in caplog.text
+    assert "assuming max downsampling of the 64x64 images to the model's 16x16 input" in (
+        caplog.text
+    )
+    caplog.clear()
+    args = [str(lone / "model.keras"), val, "--downsample", "nearest", "--input-size", "16"]
+    assert eval_main([*args, "--out", str(tmp_path / "b")]) == 0
+    assert caplog.text == ""
+    m = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert (m["downsample"], m["input_size"]) == ("nearest", 16)
+    # the run's config.json says nearest: --downsample max is used, with a warning
+    model = str(out / "best_model.keras")
+    assert eval_main([model, val, "--downsample", "max", "--out", str(tmp_path / "c")]) == 0
+    assert "--downsample max differs from the run's nearest" in caplog.text
+    assert json.loads((tmp_path / "c" / "metrics.json").read_text())["downsample"] == "max"
+    # an input size the model does not take is refused
+    capsys.readouterr()
+    assert eval_main([model, val, "--input-size", "32", "--out", str(tmp_path / "d")]) == 2
+    assert "--input-size 32 does not match" in _one_error_line(capsys, "eval-cnn")
+    assert not (tmp_path / "d").exists()
+
+
+def test_interrupted_run_prints_a_resume_command_that_runs(files, tmp_path, monkeypatch, capsys):
+    """After Ctrl-C the hint holds every original argument (shell-quoted) and --resume."""
+    import shlex
+    import shutil
+
+    import spectrocnn.cli.train_cnn as cli
+
+    data = tmp_path / "my data"
+    data.mkdir()
+    shutil.copy(files / "train.h5", data / "train set.h5")
+    monkeypatch.chdir(tmp_path)
+
+    def interrupt_in_epoch_2(*args, **kwargs):
+        if args and str(args[0]).startswith("Epoch 2:"):
+            raise KeyboardInterrupt
+        print(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "print", interrupt_in_epoch_2, raising=False)
+    argv = ["my data/train set.h5", "--epochs", "2", "--batch-size", "16", "--input-size", "8",
+            "--seed", "5"]  # fmt: skip
+    assert train_main(argv) == 130  # no --out: the default run directory
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "train-cnn: interrupted"
+    prefix = "train-cnn: continue the run with: "
+    assert len(err) == 2 and err[0].startswith(prefix), err
+    hint = shlex.split(err[0][len(prefix) :])
+    run_dir = hint[hint.index("--out") + 1]
+    assert hint == ["train-cnn", *argv, "--out", run_dir, "--resume"]
+    assert run_dir.startswith("runs/") and (tmp_path / run_dir / "state.json").is_file()
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    assert train_main(hint[1:]) == 0  # the hint runs as printed
+    assert json.loads((tmp_path / run_dir / "metrics.json").read_text())["epochs"] == 2
+    assert "Resuming" in capsys.readouterr().out
+
+
+def test_quiet_runs_print_only_the_summary(files, tmp_path):
+    """--quiet train-cnn and eval-cnn write nothing on stderr (no TensorFlow start-up lines,
+    no absl or Keras warnings) and one summary line on stdout, in a real process."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")}
+    out = tmp_path / "run"
+    train = [sys.executable, "-m", "spectrocnn.cli.train_cnn", str(files / "train.h5"),
+             "--out", str(out), "--epochs", "1", "--batch-size", "16", "--input-size", "8",
+             "--seed", "1", "--legacy-h5", "--quiet"]  # fmt: skip
+    proc = subprocess.run(train, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert proc.stdout.startswith("train-cnn: best val_accuracy ")
+    assert len(proc.stdout.splitlines()) == 1
+    evaluate = [sys.executable, "-m", "spectrocnn.cli.eval_cnn", str(out / "best_model.h5"),
+                str(files / "val.h5"), "--out", str(tmp_path / "eval"), "--quiet"]  # fmt: skip
+    proc = subprocess.run(evaluate, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert proc.stdout.startswith("eval-cnn: accuracy ") and len(proc.stdout.splitlines()) == 1
 
 
 @pytest.mark.slow
@@ -196,5 +290,5 @@ def test_sigkill_then_resume_completes_the_planned_epochs(files, tmp_path):
     assert 1 <= done < 4
     assert train_main([str(files / "train.h5"), "--out", str(out), "--resume", "--quiet"]) == 0
     rows = (out / "history.csv").read_text().strip().splitlines()[1:]
-    assert [int(r.split(",")[0]) for r in rows] == [0, 1, 2, 3]
+    assert [int(r.split(",")[0]) for r in rows] == [1, 2, 3, 4]
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 4

@@ -210,10 +210,20 @@ def load_config(path: str | os.PathLike | None = None, *, preset: str | None = N
         raise ConfigError(f"config file {path!r} does not exist") from None
     except IsADirectoryError:
         raise ConfigError(f"config file {path!r} is a directory") from None
+    except PermissionError:
+        raise ConfigError(
+            f"config file {path!r} cannot be read: no read permission (check the file's mode "
+            "and owner)"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path!r} is not valid TOML: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path!r} cannot be read: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path!r} is not a TOML text file (not UTF-8: {exc.reason} at byte "
+            f"{exc.start})"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path!r} cannot be read: {exc.strerror or exc}") from None
     base = os.path.dirname(os.path.abspath(path))
     try:
         return config_from_dict(data, preset=preset, base_dir=base)

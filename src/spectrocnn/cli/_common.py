@@ -52,7 +52,25 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2
         # "argument --n: --n must be ..." -> "--n must be ..." (our types name the flag)
         m = re.match(r"argument (\S+): (\1 .*)", message)
-        raise UsageError(m.group(2) if m else message)
+        text = m.group(2) if m else message
+        if message.startswith("the following arguments are required"):
+            text += f" (usage: {self.short_usage()}; {self.prog} --help lists every option)"
+        elif message.startswith(("unrecognized arguments", "ambiguous option")):
+            text += f" ({self.prog} --help lists the options)"
+        raise UsageError(text)
+
+    def short_usage(self) -> str:
+        """``prog`` with its required arguments and ``[options]``, on one line."""
+        parts = [self.prog]
+        for action in self._actions:
+            if action.option_strings:
+                if action.required:
+                    choices = "|".join(map(str, action.choices or ()))
+                    metavar = action.metavar or choices or action.dest.upper()
+                    parts.append(f"{action.option_strings[-1]} {metavar}")
+            elif action.nargs not in ("?", "*", argparse.SUPPRESS):
+                parts.append(action.metavar or action.dest)
+        return " ".join(parts) + " [options]"
 
 
 def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -103,7 +121,11 @@ def run(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequence[s
     ``body`` parses ``argv`` itself (with a parser from :func:`make_parser`) and returns an
     exit code. :class:`~spectrocnn.errors.ConfigError` -> 2,
     :class:`~spectrocnn.errors.EventFileError` and ``OSError`` -> 1, ``KeyboardInterrupt``
-    -> 130. With ``--debug`` in argv the traceback is shown as well.
+    -> 130. With ``--debug`` in argv the traceback is shown as well, with debug logging,
+    TensorFlow's C++ log (``TF_CPP_MIN_LOG_LEVEL=0``) and Python warnings; without it
+    TensorFlow's C++ log is off (``TF_CPP_MIN_LOG_LEVEL=3``; either unless set already) and
+    Python warnings (Keras' notices) are dropped, so that a failing command prints one line
+    and a ``--quiet`` one its summary only.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
@@ -111,6 +133,12 @@ def run(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequence[s
         level=logging.DEBUG if debug else logging.WARNING,
         format=f"{prog}: %(levelname)s: %(message)s",
     )
+    # Before anything imports TensorFlow (its C++ core reads this once): no start-up lines
+    # unless --debug. The rest of its chatter is quieted where it is imported (model._tf).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "3")
+    if not debug:  # Python warnings (the libraries' notices): to logging, below its level
+        logging.captureWarnings(True)
+        logging.getLogger("py.warnings").setLevel(logging.ERROR)
     try:
         return body(args)
     except KeyboardInterrupt:

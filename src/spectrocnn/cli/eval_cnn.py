@@ -15,12 +15,14 @@ PROG = "eval-cnn"
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of eval-cnn (imports no TensorFlow)."""
+    from spectrocnn.model.data import DOWNSAMPLE_METHODS
+
     p = make_parser(
         PROG,
         "Evaluate a saved model on an event file: write metrics.json (accuracy, loss, ROC "
         "AUC, confusion matrix), roc.png and scores.png. The input size and downsampling "
         "come from the run's config.json beside the model, else from the model's input "
-        "shape with max pooling.",
+        "shape with max pooling (with a warning; --downsample states it).",
     )
     p.add_argument("model", metavar="MODEL", help="saved model (.keras or .h5)")
     p.add_argument("file", metavar="FILE.h5", help="event file")
@@ -35,7 +37,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="TensorFlow intra-op threads (default: the cores available to this process)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--input-size",
+        type=positive_int("--input-size"),
+        metavar="PX",
+        help="the model's input size in pixels (default: the model's input shape; must match it)",
+    )
+    p.add_argument(
+        "--downsample",
+        choices=DOWNSAMPLE_METHODS,
+        help="how the images are downsampled to the input size (default: the run's "
+        "config.json beside the model, else max with a warning); one that contradicts "
+        "config.json is used with a warning",
+    )
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar and no TensorFlow messages: only the summary line (and warnings)",
+    )
     return p
 
 
@@ -46,6 +65,7 @@ def _body(argv: Sequence[str] | None) -> int:
     result = evaluate(
         args.model, args.file, args.out, threads=args.threads,
         progress=not args.quiet and sys.stderr.isatty(),
+        input_size=args.input_size, downsample=args.downsample,
     )  # fmt: skip
     m = result.metrics
     auc = m.get("roc_auc")

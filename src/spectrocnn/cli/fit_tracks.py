@@ -42,11 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _barrel_radii(config: dict) -> np.ndarray:
+def _barrel_radii(config: dict, path: str) -> np.ndarray:
     layers = config.get("detector", {}).get("layers", [])
     if not layers or any(layer.get("kind", "cylinder") != "cylinder" for layer in layers):
         raise ConfigError(
-            "fit-tracks --no-truth finds tracks in a barrel of cylinders; this file's detector "
+            f"fit-tracks --no-truth finds tracks in a barrel of cylinders; the detector of {path} "
             f"has other layers ({config.get('detector', {}).get('preset', 'custom')})"
         )
     return np.array([float(layer["radius_mm"]) for layer in layers])
@@ -65,16 +65,18 @@ def _gun_abs_charge(config: dict) -> int:
         ) from None
 
 
-def _field_and_resolution(config: dict) -> tuple[float, np.ndarray]:
+def _field_and_resolution(config: dict, path: str) -> tuple[float, np.ndarray]:
     field = config.get("field", {})
     if "B_T" not in field:
         raise ConfigError(
-            "fit-tracks needs a uniform field along z; this file was made with "
+            f"fit-tracks needs a uniform field along z; {path} was made with "
             f"{ {k: v for k, v in field.items() if k != 'stepper_tolerance_mm'} }"
         )
     bx, by, bz = (float(v) for v in field["B_T"])
     if bx != 0 or by != 0 or bz == 0:
-        raise ConfigError(f"fit-tracks needs a field along z, got B_T = {[bx, by, bz]}")
+        raise ConfigError(
+            f"fit-tracks needs a field along z; {path} was made with field.B_T = {[bx, by, bz]}"
+        )
     layers = config.get("detector", {}).get("layers", [])
     res = np.array([float(layer.get("resolution_um", 50.0)) for layer in layers])
     return bz, res
@@ -91,9 +93,9 @@ def _body(argv: Sequence[str] | None) -> int:
     with open_events(args.file) as ev:
         if ev.n_events == 0:
             raise ConfigError(f"event file {args.file} holds no events")
-        bz, res = _field_and_resolution(ev.config)
-        radii = _barrel_radii(ev.config) if args.no_truth else None
         abs_q = _gun_abs_charge(ev.config) if args.no_truth else None
+        bz, res = _field_and_resolution(ev.config, args.file)
+        radii = _barrel_radii(ev.config, args.file) if args.no_truth else None
         n = ev.n_events
         labels = np.asarray(ev.labels)
         scores = np.zeros(n)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -22,6 +23,7 @@ from spectrocnn.cli._common import (
     run,
     terminate_as_exit,
 )
+from spectrocnn.errors import SpectrocnnError
 
 __all__ = ["build_parser", "main"]
 
@@ -118,6 +120,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def resume_command(argv: Sequence[str] | None, out: str) -> str:
+    """The shell command line that resumes a stopped run: the original arguments,
+    ``--out`` (when it was not given) and ``--resume``, each quoted with :func:`shlex.quote`.
+
+    Parameters
+    ----------
+    argv : sequence of str
+        The arguments the run was started with (without the program name).
+    out : str
+        The run directory.
+    """
+    args = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--resume"]
+    has_out = any(a == "--out" or a.startswith("--out=") for a in args)
+    if not has_out:
+        args += ["--out", out]
+    return shlex.join([PROG, *args, "--resume"])
+
+
 #: CLI option -> TrainConfig field (None: not given).
 _OPTIONS = {
     "val": "val", "val_fraction": "val_fraction", "arch": "arch", "epochs": "epochs",
@@ -129,7 +149,13 @@ _OPTIONS = {
 
 def _body(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from spectrocnn.model.train import TrainConfig, load_run_config, train
+    from spectrocnn.model.train import (
+        TrainConfig,
+        completed_epochs,
+        default_run_dir,
+        load_run_config,
+        train,
+    )
 
     given = {field: getattr(args, opt) for opt, field in _OPTIONS.items()}
     given = {k: v for k, v in given.items() if v is not None}
@@ -149,11 +175,18 @@ def _body(argv: Sequence[str] | None) -> int:
         if not args.quiet:
             print(line, flush=True)
 
-    with terminate_as_exit():
-        result = train(
-            config, args.out, resume=args.resume,
-            progress=not args.quiet and sys.stderr.isatty(), report=report,
-        )  # fmt: skip
+    out = args.out if args.out is not None else str(default_run_dir())
+    try:
+        with terminate_as_exit():
+            result = train(
+                config, out, resume=args.resume,
+                progress=not args.quiet and sys.stderr.isatty(), report=report,
+            )  # fmt: skip
+    except BaseException as exc:
+        # a bad input (SpectrocnnError) would stop the resumed run as well: no hint then
+        if not isinstance(exc, SpectrocnnError) and completed_epochs(out) > 0:
+            print(f"{PROG}: continue the run with: {resume_command(argv, out)}", file=sys.stderr)
+        raise
     m = result.metrics
     auc = m.get("roc_auc")
     rate = result.images_per_second

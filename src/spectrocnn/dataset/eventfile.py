@@ -44,6 +44,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from spectrocnn._files import hdf5_open_problem, unreadable_reason
 from spectrocnn.dataset.deflate import encode_zlib
 from spectrocnn.dataset.identity import RUN_ID_ATTR, check_shards, file_identity, new_run_id
 from spectrocnn.dataset.raster import ImageSpec, SparseImages, rasterize_sparse
@@ -796,7 +797,8 @@ def open_events(path: str | os.PathLike) -> EventFile:
     EventFileNotFoundError
         When the file does not exist (a :class:`~spectrocnn.errors.ConfigError` too).
     EventFileError
-        When it is not HDF5, is truncated or corrupt, has another schema or misses a
+        When it cannot be read (permission), is locked or being written by another
+        process, is not HDF5, is truncated or corrupt, has another schema or misses a
         dataset; the message names the path and the problem.
 
     Examples
@@ -811,6 +813,9 @@ def open_events(path: str | os.PathLike) -> EventFile:
         raise EventFileNotFoundError(f"event file {p!r} does not exist")
     if os.path.isdir(p):
         raise EventFileError(f"event file {p!r} is a directory")
+    reason = unreadable_reason(p)
+    if reason is not None:
+        raise EventFileError(f"{p}: cannot read the event file: {reason}")
     try:
         is_hdf5 = h5py.is_hdf5(p)
     except OSError as exc:
@@ -822,10 +827,7 @@ def open_events(path: str | os.PathLike) -> EventFile:
     try:
         f = h5py.File(p, "r")
     except (OSError, RuntimeError) as exc:
-        msg = " ".join(str(exc).split())
-        raise EventFileError(
-            f"{p}: cannot open the HDF5 file, it is truncated or corrupt ({msg})"
-        ) from None
+        raise EventFileError(f"{p}: cannot open the HDF5 file: {hdf5_open_problem(exc)}") from None
     try:
         _validate(p, f)
         _check_virtual_sources(p, f)

@@ -21,18 +21,54 @@ import os
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["available_cores", "configure_threads", "tensorflow"]
+__all__ = ["available_cores", "configure_threads", "quiet_environment", "tensorflow"]
 
 log = logging.getLogger(__name__)
 
 _THREADS: tuple[int, int] | None = None
 
 
+#: Python loggers of TensorFlow and its libraries, quiet below ERROR unless debugging.
+_CHATTY_LOGGERS = ("tensorflow", "absl", "keras")
+
+
+def _verbose() -> bool:
+    """Whether TensorFlow's own messages are wanted: this package's debug logging is on."""
+    return log.isEnabledFor(logging.DEBUG)
+
+
+def quiet_environment() -> None:
+    """Set ``TF_CPP_MIN_LOG_LEVEL`` before TensorFlow is imported (unless already set).
+
+    TensorFlow's C++ core reads it once, at import: 3 hides its info, warning and error
+    start-up lines (oneDNN notices, CUDA plugin registration, device creation), 0 (with
+    debug logging on) shows them all.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if _verbose() else "3")
+
+
 def tensorflow() -> ModuleType:
-    """Import TensorFlow quietly (no C++ info/warning lines unless TF_CPP_MIN_LOG_LEVEL says so)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Import TensorFlow quietly.
+
+    Unless this package's debug logging is on (``--debug``): no C++ start-up lines
+    (:func:`quiet_environment`) and TensorFlow's, absl's and Keras' Python loggers at
+    ERROR; with debug logging everything is shown. (The commands also route Python
+    warnings, Keras' deprecation and format notices, to a logger that shows them only
+    with ``--debug``: :func:`spectrocnn.cli._common.run`.)
+    """
+    quiet_environment()
     import tensorflow as tf
 
+    if not _verbose():
+        for name in _CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        tf.get_logger().setLevel(logging.ERROR)
+        try:
+            from absl import logging as absl_logging
+
+            absl_logging.set_verbosity(absl_logging.ERROR)
+        except ImportError:  # pragma: no cover - absl comes with TensorFlow
+            pass
     return tf
 
 

@@ -91,7 +91,9 @@ def get_architecture(name: str) -> Builder:
         return ARCHITECTURES[name]
     except (KeyError, TypeError):
         known = ", ".join(sorted(ARCHITECTURES))
-        raise ConfigError(f"unknown architecture {name!r} (known: {known})") from None
+        raise ConfigError(
+            f"unknown architecture {name!r} (known: {known}; choose one with --arch)"
+        ) from None
 
 
 def build_model(

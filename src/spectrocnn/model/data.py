@@ -118,8 +118,29 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def check_downsample(image_shape: tuple[int, int], size: int, method: str) -> tuple[int, int]:
+def check_downsample(
+    image_shape: tuple[int, int],
+    size: int,
+    method: str,
+    *,
+    source: str | os.PathLike | None = None,
+    size_flag: str | None = "--input-size",
+    method_flag: str | None = "--downsample",
+) -> tuple[int, int]:
     """Check that ``(H, W)`` images can be downsampled to ``size x size`` by ``method``.
+
+    Parameters
+    ----------
+    image_shape : (int, int)
+        ``(H, W)`` of the images [pixels].
+    size : int
+        Output size [pixels].
+    method : {"max", "mean", "nearest"}
+    source : path-like, optional
+        The event file of the images, named in the messages.
+    size_flag, method_flag : str or None
+        The options that set ``size`` and ``method``, which the messages tell the user to
+        change (None: the value was not the user's choice, e.g. a saved model's input).
 
     Returns
     -------
@@ -130,25 +151,30 @@ def check_downsample(image_shape: tuple[int, int], size: int, method: str) -> tu
     ------
     ConfigError
         Unknown method, ``size`` larger than the images, or (``max``, ``mean``) ``size``
-        not dividing ``H`` and ``W``.
+        not dividing ``H`` and ``W``; the message names the file and the option to change.
     """
     if method not in DOWNSAMPLE_METHODS:
         raise ConfigError(
-            f"downsample method must be one of {', '.join(DOWNSAMPLE_METHODS)}, got {method!r}"
+            f"{method_flag or 'downsample method'} must be one of "
+            f"{', '.join(DOWNSAMPLE_METHODS)}, got {method!r}"
         )
     h, w = (int(v) for v in image_shape)
     if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
-        raise ConfigError(f"input size must be a positive integer, got {size!r}")
+        raise ConfigError(f"{size_flag or 'input size'} must be a positive integer, got {size!r}")
+    of = f" of {os.fspath(source)}" if source is not None else ""
     if size > min(h, w):
+        fix = f"; set {size_flag} to {min(h, w)} or less" if size_flag else ""
         raise ConfigError(
-            f"input size {size} is larger than the {h}x{w} images (downsampling only)"
+            f"input size {size} is larger than the {h}x{w} images{of} (downsampling only){fix}"
         )
     if method != "nearest" and (h % size or w % size):
         common = [d for d in _divisors(math.gcd(h, w)) if d >= 8][-4:]
         hint = ", ".join(str(d) for d in reversed(common)) or str(math.gcd(h, w))
+        what = f"set {size_flag} to a divisor of" if size_flag else "it must divide"
+        alt = f", or use {method_flag} nearest" if method_flag else ""
         raise ConfigError(
-            f"input size {size} cannot be {method}-pooled from {h}x{w} images: it must divide "
-            f"{h if h % size else w} (e.g. {hint}), or use downsample 'nearest'"
+            f"input size {size} cannot be {method}-pooled from {h}x{w} images{of}: {what} "
+            f"{h if h % size else w} (e.g. {hint}){alt}"
         )
     return h // size, w // size
 
@@ -567,12 +593,13 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
         When ``val_fraction`` is not in (0, 1) or leaves either part empty.
     """
     if not (isinstance(val_fraction, int | float) and 0.0 < val_fraction < 1.0):
-        raise ConfigError(f"validation fraction must be in (0, 1), got {val_fraction!r}")
+        raise ConfigError(f"--val-fraction must be in (0, 1), got {val_fraction!r}")
     n_val = round(val_fraction * n)
     if not 0 < n_val < n:
         raise ConfigError(
-            f"validation fraction {val_fraction} of {n} events leaves "
-            f"{n_val} validation and {n - n_val} training events; both need at least one"
+            f"--val-fraction {val_fraction} of {n} events leaves {n_val} validation and "
+            f"{n - n_val} training events; both need at least one (change --val-fraction, "
+            "or give more events)"
         )
     perm = _stream(seed, 0).permutation(n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])

@@ -3,7 +3,10 @@
 The preprocessing must be the one the model was trained with: the input size and the
 downsampling method are read from the ``config.json`` of the run directory that holds the
 model, if there is one; otherwise the input size is the model's input shape and the
-downsampling is max-pooling (the default of ``train-cnn``).
+downsampling is max-pooling (the default of ``train-cnn``), with a warning saying so.
+``downsample`` (``eval-cnn --downsample``) states the method; one that contradicts the
+run's config.json is used with a warning. ``input_size`` (``--input-size``) must match
+the model's input (it is needed only for a model that accepts any size).
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from typing import Any
 import numpy as np
 
 from spectrocnn._atomic import write_json
-from spectrocnn.errors import ConfigError
+from spectrocnn.errors import ConfigError, ModelFileError
 from spectrocnn.metrics import binary_metrics
 from spectrocnn.model.data import check_downsample, load_images, open_event_file
+from spectrocnn.model.modelfile import check_model_file
 from spectrocnn.model.train import _load_model, predict
 
 __all__ = ["EvalResult", "default_eval_dir", "evaluate", "run_preprocessing"]
@@ -75,8 +79,16 @@ def evaluate(
     *,
     threads: int | None = None,
     progress: bool = False,
+    input_size: int | None = None,
+    downsample: str | None = None,
 ) -> EvalResult:
     """Score every event of a file with a saved model; write metrics.json, roc.png, scores.png.
+
+    The preprocessing: ``downsample`` if given, else the run's (config.json beside the
+    model), else max-pooling, with a warning that says so. A ``downsample`` other than
+    the run's is used, with a warning (the model was trained on other images). The input
+    size is the model's; ``input_size``, if given, must match it (it is needed only for a
+    model that accepts any size).
 
     Parameters
     ----------
@@ -91,6 +103,10 @@ def evaluate(
         TensorFlow intra-op threads (default: the available cores).
     progress : bool
         Progress bar on stderr while reading.
+    input_size : int, optional
+        The model's input size [pixels] (``--input-size``).
+    downsample : {"max", "mean", "nearest"}, optional
+        How the images are downsampled to the input size (``--downsample``).
 
     Returns
     -------
@@ -99,11 +115,12 @@ def evaluate(
     Raises
     ------
     ConfigError
-        Missing model or event file; images that cannot be pooled to the model's input.
+        Missing model or event file; images that cannot be pooled to the model's input;
+        an ``input_size`` the model does not take.
     EventFileError
         An unreadable event file.
     ModelFileError
-        A model file that Keras cannot load.
+        A file that is not a Keras model, or that Keras cannot load.
     """
     t0 = time.perf_counter()
     model_path = Path(model_path)
@@ -112,13 +129,29 @@ def evaluate(
     out = Path(out_dir) if out_dir is not None else default_eval_dir(model_path, event_path)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output {out} exists and is not a directory")
-    size, method = run_preprocessing(model_path)
+    run_size, run_method = run_preprocessing(model_path)
+    config_path = model_path.resolve().parent / "config.json"
+    method = downsample or run_method
     with open_event_file(event_path) as ev:
         if ev.n_events == 0:
             raise ConfigError(f"event file {ev.path} holds no events")
-        if size is not None and method is not None:
-            check_downsample(ev.image_shape, size, method)
+        size0 = input_size or run_size
+        if size0 is not None and method is not None:  # before loading TensorFlow
+            check_downsample(
+                ev.image_shape, size0, method, source=ev.path,
+                size_flag="--input-size" if input_size else None,
+                method_flag="--downsample" if downsample else None,
+            )  # fmt: skip
 
+        check_model_file(model_path)  # before TensorFlow: a wrong file fails fast
+        # warnings wait until the images are read: a failing command prints one line
+        notes: list[tuple[Any, ...]] = []
+        if downsample is not None and run_method is not None and downsample != run_method:
+            notes.append((
+                "--downsample %s differs from the run's %s (%s): the model was trained on "
+                "%s-downsampled images",
+                downsample, run_method, config_path, run_method,
+            ))  # fmt: skip
         from spectrocnn.model._tf import configure_threads, tensorflow
 
         tf = tensorflow()
@@ -126,18 +159,51 @@ def evaluate(
         model = _load_model(model_path)
         shape = tuple(model.input_shape)
         if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 1:
-            raise ConfigError(f"{model_path}: expected a (size, size, 1) image input, got {shape}")
-        if size is not None and size != shape[1]:
-            log.warning("run config says input size %d, the model takes %d", size, shape[1])
+            raise ModelFileError(
+                f"{model_path}: expected a model of (size, size, 1) image input, got {shape}"
+            )
+        model_size = shape[1]
+        if model_size is None:  # the model takes any size
+            size = input_size or run_size
+            if size is None:
+                raise ConfigError(
+                    f"{model_path} accepts images of any size: give the input size with "
+                    "--input-size"
+                )
+        else:
+            size = int(model_size)
+            if input_size is not None and input_size != size:
+                raise ConfigError(
+                    f"--input-size {input_size} does not match {model_path}, which takes "
+                    f"{size}x{size} images"
+                )
+            if run_size is not None and run_size != size:
+                notes.append(("%s says input size %d, the model takes %d", config_path,
+                              run_size, size))  # fmt: skip
         for layer in model.layers:  # geometry-aware layers (PolarPool) know their window
             window = getattr(layer, "window_mm", None)
             if window is not None and not np.allclose(window, ev.window_mm):
-                log.warning(
+                notes.append((
                     "%s was trained on images of window %s mm, %s has window %s mm",
                     model_path.name, list(window), Path(ev.path).name, list(ev.window_mm),
-                )  # fmt: skip
-        size, method = int(shape[1]), method or "max"
-        check_downsample(ev.image_shape, size, method)
+                ))  # fmt: skip
+        if method is None:
+            method = "max"
+            notes.append((
+                "no run configuration (config.json) beside %s: assuming max downsampling "
+                "of the %dx%d images to the model's %dx%d input; state it with --downsample",
+                model_path, *ev.image_shape, size, size,
+            ))  # fmt: skip
+        try:
+            check_downsample(
+                ev.image_shape, size, method, source=ev.path,
+                size_flag="--input-size" if input_size else None,
+                method_flag="--downsample" if downsample else None,
+            )  # fmt: skip
+        except ConfigError as exc:
+            if input_size is not None:
+                raise
+            raise ConfigError(f"{model_path} takes {size}x{size} images: {exc}") from None
         from tqdm import tqdm
 
         with tqdm(
@@ -149,6 +215,8 @@ def evaluate(
             leave=False,
         ) as bar:
             data = load_images(ev, size, method, progress=bar.update)
+    for note in notes:
+        log.warning(*note)
     order = np.arange(data.n)
     t_pred = time.perf_counter()
     scores = predict(model, tf.constant(data.images), tf.constant(data.labels), order, data.scale)

@@ -6,6 +6,7 @@ display needed) and written atomically.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 
@@ -40,7 +41,9 @@ def plot_curves(
     Parameters
     ----------
     history : mapping
-        ``metric`` and ``val_<metric>`` lists, one value per epoch (epoch 0 first).
+        ``metric`` and ``val_<metric>`` lists, one value per epoch, and optionally
+        ``epoch``, the epoch numbers (history.csv; default 1, 2, ...). Epochs are counted
+        from 1, as on the console and in metrics.json.
     metric : {"accuracy", "loss"}
     path : path-like
         PNG file to write.
@@ -48,15 +51,21 @@ def plot_curves(
     fig = _figure()
     ax = fig.add_subplot()
     name = metric.capitalize()
+    n = 0
     for key, label in ((metric, f"Train {name}"), (f"val_{metric}", f"Val {name}")):
         values = np.asarray(history.get(key, []), dtype=float)
         if values.size:
-            ax.plot(
-                np.arange(values.size), values, label=label, marker="." if values.size < 3 else None
-            )
+            n = max(n, values.size)
+            epochs = np.asarray(history.get("epoch", []), dtype=float)
+            if epochs.size != values.size or not np.all(np.isfinite(epochs)):
+                epochs = np.arange(1, values.size + 1)
+            ax.plot(epochs, values, label=label, marker="." if values.size < 3 else None)
     from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    if 0 < n < 3:  # a point or two: whole epochs around them, not a range of +-0.05
+        lo, hi = ax.get_xlim()
+        ax.set_xlim(math.floor(lo + 0.5) - 0.5, math.ceil(hi - 0.5) + 0.5)
     ax.set_xlabel("Epoch")
     ax.set_ylabel(name)
     if metric == "loss":

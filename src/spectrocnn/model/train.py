@@ -14,8 +14,10 @@ architecture (:mod:`spectrocnn.model.architectures`), trains it with Keras and w
     The model with its optimizer state after the last completed epoch, the number of
     completed epochs and the best score so far: what ``resume`` continues from.
 ``history.csv``
-    One row per epoch: loss, accuracy, val_loss, val_accuracy, epoch_time_s (seconds
-    since the previous epoch ended, checkpointing included).
+    One row per epoch: epoch (counted from 1, as on the console, in state.json and
+    metrics.json; runs made before this was so counted from 0, and resuming one renumbers
+    its history), loss, accuracy, val_loss, val_accuracy, epoch_time_s (seconds since the
+    previous epoch ended, checkpointing included).
 ``metrics.json``
     The best model on the validation and the training events: accuracy, loss, ROC AUC,
     confusion matrix at 0.5; epochs, wall time, training images per second.
@@ -283,9 +285,15 @@ def default_run_dir(base: str | os.PathLike = "runs") -> Path:
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelFileError(f"{path}: cannot read the {what} ({exc})") from None
+        text = path.read_text()
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # UnicodeDecodeError
+        raise ModelFileError(f"{path}: the {what} is not a text file ({exc})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: the {what} is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise ModelFileError(f"{path}: the {what} is not a JSON object")
     return data
@@ -321,6 +329,14 @@ def _read_state(run_dir: Path | None) -> dict[str, Any]:
     if path is None or not path.is_file():
         return {"completed_epochs": 0, "best_val_accuracy": None, "best_epoch": 0}
     return _read_json(path, "run state")
+
+
+def completed_epochs(run_dir: str | os.PathLike) -> int:
+    """Epochs the run in ``run_dir`` has completed (its state.json; 0 when none or unreadable)."""
+    try:
+        return int(_read_state(Path(run_dir)).get("completed_epochs", 0))
+    except (ModelFileError, TypeError, ValueError):
+        return 0
 
 
 def _check_out_dir(out: Path, resume: bool, config: TrainConfig) -> None:
@@ -394,12 +410,18 @@ def _history(path: Path) -> dict[str, list[float]]:
 
 
 def _truncate_history(path: Path, epochs: int) -> None:
-    """Keep the header and the rows of the first ``epochs`` epochs."""
+    """Keep the header and the rows of the first ``epochs`` epochs.
+
+    A history.csv of a run made before epochs were counted from 1 (its first ``epoch``
+    is 0) is renumbered from 1, so that the rows a resumed run appends continue it.
+    """
     if not path.is_file():
         return
-    lines = path.read_text().splitlines(keepends=True)
+    lines = path.read_text().splitlines(keepends=True)[: 1 + epochs] if epochs else []
+    if len(lines) > 1 and lines[0].startswith("epoch,") and lines[1].startswith("0,"):
+        lines[1:] = [f"{int(r.split(',', 1)[0]) + 1},{r.split(',', 1)[1]}" for r in lines[1:]]
     with atomic_path(path) as tmp:
-        tmp.write_text("".join(lines[: 1 + epochs]) if epochs else "")
+        tmp.write_text("".join(lines))
 
 
 def _remove_outputs(out: Path, created: bool, before: set[str]) -> None:
@@ -449,6 +471,9 @@ def _save_model(model: keras.Model, path: Path) -> None:
 
 
 def _load_model(path: Path) -> keras.Model:
+    from spectrocnn.model.modelfile import check_model_file
+
+    check_model_file(path)  # the real cause, where Keras would say "File not found"
     import keras
 
     import spectrocnn.model.layers  # noqa: F401  (registers the custom layers)
@@ -566,7 +591,14 @@ def _callbacks(
     cbs: list[Any] = [EpochTimer()]
     if progress:
         cbs.append(Progress())
-    cbs += [keras.callbacks.CSVLogger(str(out / "history.csv"), append=True), RunCheckpoint()]
+
+    class History(keras.callbacks.CSVLogger):
+        """history.csv with epochs counted from 1, as on the console and in metrics.json."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch + 1, logs)
+
+    cbs += [History(str(out / "history.csv"), append=True), RunCheckpoint()]
     return cbs
 
 
@@ -576,7 +608,7 @@ def _callbacks(
 def _check_file(ev: Any, config: TrainConfig, role: str) -> None:
     if ev.n_events == 0:
         raise ConfigError(f"{role} file {ev.path} holds no events")
-    check_downsample(ev.image_shape, config.input_size, config.downsample)
+    check_downsample(ev.image_shape, config.input_size, config.downsample, source=ev.path)
     if role == "training":
         classes = np.unique(ev.labels)
         if classes.size < 2:
@@ -794,7 +826,8 @@ def train(
             train_idx, val_idx = split_indices(ev.n_events, config.val_fraction, config.seed)
             if np.unique(ev.labels[train_idx]).size < 2:
                 raise ConfigError(
-                    f"the training part of {ev.path} holds one class only; use more events"
+                    f"the training part of {ev.path} holds one class only; use more events, "
+                    "another --val-fraction or --seed, or a --val file"
                 )
         sets: list[ImageSet] = []
         for f in (ev, vev):
@@ -820,12 +853,12 @@ def train(
         completed = int(_read_state(out).get("completed_epochs", 0)) if out.is_dir() else 0
         if not resume and completed == 0:
             _remove_outputs(out, created, before)
-        elif out.is_dir():
-            log.warning(
-                "run stopped after epoch %d (%s); continue it with --resume --out %s",
+        elif out.is_dir():  # train-cnn prints the command line that resumes it
+            log.info(
+                "run %s stopped after epoch %d (%s); resume=True continues it",
+                out,
                 completed,
                 type(exc).__name__,
-                out,
             )
         raise
 
@@ -908,9 +941,12 @@ def _run(
             else:
                 from spectrocnn.model.architectures import build_model
 
-                model = build_model(
-                    config.arch, config.input_size, window_mm=tset.info["window_mm"]
-                )
+                try:
+                    model = build_model(
+                        config.arch, config.input_size, window_mm=tset.info["window_mm"]
+                    )
+                except ConfigError as exc:  # e.g. polar on a window without the beam line
+                    raise ConfigError(f"--arch {config.arch} on {tset.path}: {exc}") from None
         if config.strategy == "multiworker":
             _multiworker_keras_fixes(model, strategy)
         _truncate_history(out / "history.csv", done)

@@ -121,8 +121,8 @@ class FieldMap:
         Raises
         ------
         ConfigError
-            When the file does not exist, is not a readable .npz, lacks an array, or holds
-            invalid values.
+            When the file does not exist, cannot be read, is not an .npz archive, is
+            corrupt, lacks an array, or holds invalid values.
         """
         return load_field_map(path)
 
@@ -142,9 +142,22 @@ def load_field_map(path: str | os.PathLike) -> FieldMap:
     ConfigError
         Naming the path and the problem.
     """
+    import zipfile
+
+    from spectrocnn._files import unreadable_reason
+
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise ConfigError(f"field map {path!r} does not exist")
+    reason = unreadable_reason(path)
+    if reason is not None:
+        raise ConfigError(f"field map {path!r} cannot be read: {reason}")
+    if os.path.getsize(path) == 0:
+        raise ConfigError(f"field map {path!r} is an empty file, expected an .npz archive")
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(
+            f"field map {path!r} is not an .npz file (not a zip archive, or a truncated one)"
+        )
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in ("x_mm", "y_mm", "z_mm", "B_T") if k not in data.files]
@@ -154,7 +167,8 @@ def load_field_map(path: str | os.PathLike) -> FieldMap:
     except ConfigError:
         raise
     except Exception as exc:  # zipfile.BadZipFile, ValueError, OSError, EOFError ...
-        raise ConfigError(f"field map {path!r} is not a readable .npz file ({exc})") from None
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        raise ConfigError(f"field map {path!r} is a corrupt .npz file ({msg})") from None
     log.debug("loaded field map %s with grid %s", path, arrays["B_T"].shape[:3])
     return FieldMap(**arrays, source=path)
 
