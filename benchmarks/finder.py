@@ -70,24 +70,27 @@ def main() -> None:
             print(f"generated {path} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
         t = time.perf_counter()
         out = _cli("spectrocnn.cli.fit_tracks", str(path), "--no-truth", "--json")
-        wall = time.perf_counter() - t
         r = json.loads(out.stdout)
         rows.append((name, r))
-        print(f"{name}: done in {wall:.1f} s", file=sys.stderr)
+        print(f"{name}: done in {time.perf_counter() - t:.1f} s", file=sys.stderr)
 
-    head = (
-        f"| {'events':>25} | events | found | per findable | efficiency | fake rate "
-        "| duplicates | accuracy | ROC AUC | ms/event |"
-    )
-    print(head)
-    print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
+    cols = ["sample", "events", "findable", "found", "per findable", "efficiency",
+            "fake rate", "duplicate rate", "accuracy", "ROC AUC", "ms/event"]  # fmt: skip
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "|".join("-" * (len(c) + 2) for c in cols) + "|")
     for name, r in rows:
         f = r["finding"]
+        cells = [
+            name, f"{r['n_events']}", f"{f['n_findable']}", f"{r['n_tracks']}",
+            f"{f['tracks_per_findable']:.4f}", f"{f['efficiency']:.4f}",
+            f"{f['fake_rate']:.4f}", f"{f['duplicate_rate']:.4f}", f"{r['accuracy']:.4f}",
+            f"{r['roc_auc']:.4f}", f"{1e3 * r['seconds'] / r['n_events']:.1f}",
+        ]  # fmt: skip
+        print("| " + " | ".join(cells) + " |")
         print(
-            f"| {name:>25} | {r['n_events']:6d} | {r['n_tracks']:5d} | "
-            f"{r['n_tracks'] / max(f['n_findable'], 1):12.3f} | {f['efficiency']:10.4f} | "
-            f"{f['fake_rate']:9.4f} | {f['duplicate_rate']:10.4f} | {r['accuracy']:8.4f} | "
-            f"{r['roc_auc']:7.4f} | {1e3 * r['seconds'] / r['n_events']:8.2f} |"
+            f"  {name}: {f['n_findable_matched']} of {f['n_findable']} findable matched, "
+            f"{f['n_fake']} fakes, {f['n_duplicate']} duplicates",
+            file=sys.stderr,
         )
     print(f"\n(ms/event: fit-tracks' own time, file reading included; {os.cpu_count()} cores)")
 
