@@ -200,3 +200,19 @@ def test_finder_refuses_what_it_cannot_do():
         FinderSettings(min_hits=2)
     with pytest.raises(ConfigError, match="seed_layers"):
         FinderSettings(seed_layers=((0, 0, 1),))
+
+
+def test_roads_widen_for_multiple_scattering():
+    """1 % X0 layers: without the widening most tracks are lost, with it nearly none."""
+    det = lecture_detector(thickness_x0=0.01)
+    batch = simulate_events(Simulation(det, n_particles=50), 20, rng=13)
+    h = batch.hits
+    settings, sigma = finder_resolution(det.layers, 2.0)
+    assert sigma > 0.2 and settings.road_mm == pytest.approx(8 * sigma)
+    found = find_tracks(h.x, h.y, h.z, h.layer, h.event, 20, det.layers, sigma, settings)
+    r = _rates_from_truth(found.hits, h.particle, 8)
+    assert r["efficiency"] >= 0.98 and r["fake_rate"] <= 0.02 and r["duplicate_rate"] == 0
+    narrow = find_tracks(h.x, h.y, h.z, h.layer, h.event, 20, det.layers, 0.05)
+    assert len(narrow.event) < 0.5 * len(found.event)
+    # no scattering: the settings stay as they are
+    assert finder_resolution(lecture_detector().layers, 2.0) == (FinderSettings(), 0.05)
