@@ -400,8 +400,9 @@ CASES: list[Case] = [
       "{corrupt}: cannot read hits/layer"),
     C("fit-zero-events", "fit-tracks", "file with zero events", "{zero}", 2,
       "event file {zero} holds no events"),
-    C("fit-no-truth-planes", "fit-tracks", "--no-truth on a telescope of planes",
-      "{telescope} --no-truth", 2, "fit-tracks --no-truth finds tracks in a barrel of cylinders"),
+    C("fit-no-truth-tilted", "fit-tracks", "--no-truth with planes not parallel to the field",
+      "{tilted} --no-truth", 2,
+      "track finding needs planes parallel to the field (z); layer 0 has normal [0.6, 0.0, 0.8]"),
     C("fit-unknown-flag", "fit-tracks", "unknown flag", "{good} --bogus", 2,
       "unrecognized arguments: --bogus (fit-tracks --help lists the options)"),
     C("fit-nan-hits", "fit-tracks", "NaN/inf in /hits/x (the fit goes on)", "{nan_hits}", 0,
@@ -423,6 +424,7 @@ del C
 DOC_NAMES = {
     "good": "events.h5",
     "telescope": "telescope.h5",
+    "tilted": "tilted.h5",
     "missing": "missing.h5",
     "empty": "empty.h5",
     "text": "text.h5",
@@ -582,6 +584,12 @@ def world(tmp_path_factory) -> dict[str, str]:
     generate_file(
         preset_config("telescope").with_image_size(32), 4, p["telescope"], seed=1, workers=1
     )
+    shutil.copy(p["telescope"], p["tilted"])  # the same file, its planes tilted in z
+    with h5py.File(p["tilted"], "a") as f:
+        config = json.loads(f.attrs["config"])
+        for layer in config["detector"]["layers"]:
+            layer["normal"] = [0.6, 0.0, 0.8]
+        f.attrs["config"] = json.dumps(config)
     Path(p["empty"]).write_bytes(b"")
     Path(p["text"]).write_text("event,x,y\n1,2.0,3.0\n" * 50)
     with h5py.File(p["foreign"], "w") as f:

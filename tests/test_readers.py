@@ -18,7 +18,7 @@ from spectrocnn.config import preset_config
 from spectrocnn.dataset import ImageSpec, generate_file, open_events, write_events
 from spectrocnn.dataset.eventfile import SCHEMA, slice_batch
 from spectrocnn.reco import find_tracks, fit_truth_tracks
-from spectrocnn.simulate import HIT_COLUMNS, PARTICLE_COLUMNS
+from spectrocnn.simulate import HIT_COLUMNS, PARTICLE_COLUMNS, lecture_detector
 
 N = 24
 
@@ -80,14 +80,14 @@ def test_truth_fit_leaves_out_non_finite_hits(damaged):
 
 def test_finder_ignores_non_finite_hits_and_keeps_row_numbers(damaged, good):
     path, bad = damaged
-    radii = np.arange(50.0, 201.0, 10.0)
+    layers = lecture_detector().layers
     found = {}
     for name, p in (("good", good), ("damaged", path)):
         with open_events(p) as ev:
             h = ev.truth().hits
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            found[name] = find_tracks(h.x, h.y, h.layer, h.event, N, radii, 0.05)
+            found[name] = find_tracks(h.x, h.y, h.z, h.layer, h.event, N, layers, 0.05)
     f = found["damaged"]
     rows = f.hits[f.hits >= 0]
     assert not np.isin(rows, bad).any()  # never a damaged hit

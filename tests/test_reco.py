@@ -93,7 +93,7 @@ def test_track_finder_without_truth():
     sim = Simulation(det, noise_hits_per_layer=0.5)
     batch = simulate_events(sim, 300, rng=8)
     h = batch.hits
-    found = find_tracks(h.x, h.y, h.layer, h.event, 300, np.arange(50.0, 201.0, 10.0), 0.05)
+    found = find_tracks(h.x, h.y, h.z, h.layer, h.event, 300, det.layers, 0.05)
     # every true track (all 16 hits) is found as a candidate made of its own hits only
     owner = np.where(found.hits >= 0, h.particle[np.maximum(found.hits, 0)], -2)
     pure = np.all((owner == owner[:, :1]) | (owner == -2), axis=1) & (found.n_hits == 16)

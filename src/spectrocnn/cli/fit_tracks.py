@@ -34,22 +34,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-truth",
         action="store_true",
-        help="find the tracks without the truth association (seeded road search for tracks "
-        "from the origin in a barrel of cylinders), then fit them; p_T uses the |q| of the "
-        "gun particle named in the file's configuration (2 for He4)",
+        help="find the tracks without the truth association (triplet seeds with a free "
+        "impact parameter, a road search, a hit belongs to at most one track; cylinders "
+        "about z or planes parallel to z), then fit them; where the file holds the truth, "
+        "also report efficiency, fake rate and duplicate rate; p_T uses the |q| of the gun "
+        "particle named in the file's configuration (2 for He4)",
     )
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     return p
 
 
-def _barrel_radii(config: dict, path: str) -> np.ndarray:
+def _layers(config: dict) -> list:
+    """The detector's layers (for the track finder) from the file's configuration."""
+    from spectrocnn.simulate.geometry import CylinderLayer, PlaneLayer
+
     layers = config.get("detector", {}).get("layers", [])
-    if not layers or any(layer.get("kind", "cylinder") != "cylinder" for layer in layers):
-        raise ConfigError(
-            f"fit-tracks --no-truth finds tracks in a barrel of cylinders; the detector of {path} "
-            f"has other layers ({config.get('detector', {}).get('preset', 'custom')})"
-        )
-    return np.array([float(layer["radius_mm"]) for layer in layers])
+    keys = {
+        "cylinder": ("radius_mm", "half_length_mm"),
+        "plane": ("center_mm", "normal", "half_width_mm", "half_height_mm"),
+    }
+    response = ("resolution_um", "efficiency", "thickness_x0")
+    out = []
+    for i, layer in enumerate(layers):
+        kind = layer.get("kind", "cylinder")
+        if kind not in keys:
+            raise ConfigError(f"fit-tracks --no-truth: layer {i} has an unknown kind {kind!r}")
+        cls = CylinderLayer if kind == "cylinder" else PlaneLayer
+        out.append(cls(**{k: layer[k] for k in (*keys[kind], *response) if k in layer}))
+    return out
 
 
 def _gun_abs_charge(config: dict) -> int:
@@ -82,11 +94,43 @@ def _field_and_resolution(config: dict, path: str) -> tuple[float, np.ndarray]:
     return bz, res
 
 
+#: counts of :func:`spectrocnn.reco.finding_performance`, summed over chunks
+_COUNTS = ("n_tracks", "n_findable", "n_findable_matched", "n_fake", "n_duplicate")
+
+
+def _finding(counts: dict, min_hits: int) -> dict:
+    """Rates from the summed counts; warns where the finding is poor."""
+    nan = float("nan")
+    t, f = counts["n_tracks"], counts["n_findable"]
+    out = {
+        "efficiency": counts["n_findable_matched"] / f if f else nan,
+        "fake_rate": counts["n_fake"] / t if t else nan,
+        "duplicate_rate": counts["n_duplicate"] / t if t else nan,
+        "tracks_per_findable": t / f if f else nan,
+        **counts,
+        "match_fraction": 0.5,
+        "findable_min_hits": min_hits,
+    }
+    if f and (out["efficiency"] < 0.95 or out["fake_rate"] > 0.05 or out["duplicate_rate"] > 0.05):
+        log.warning(
+            "track finding without truth is poor on this file: efficiency %.3f, fake rate %.3f, "
+            "duplicate rate %.3f; the classification is not to be trusted",
+            out["efficiency"], out["fake_rate"], out["duplicate_rate"],
+        )  # fmt: skip
+    return out
+
+
 def _body(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from spectrocnn.dataset import open_events
     from spectrocnn.metrics import best_cut_accuracy, roc_auc
-    from spectrocnn.reco import find_tracks, fit_truth_tracks
+    from spectrocnn.reco import (
+        FinderSettings,
+        find_tracks,
+        finder_resolution,
+        finding_performance,
+        fit_truth_tracks,
+    )
     from spectrocnn.reco.circlefit import pt_from_curvature
 
     t0 = time.perf_counter()
@@ -95,11 +139,15 @@ def _body(argv: Sequence[str] | None) -> int:
             raise ConfigError(f"event file {args.file} holds no events")
         abs_q = _gun_abs_charge(ev.config) if args.no_truth else None
         bz, res = _field_and_resolution(ev.config, args.file)
-        radii = _barrel_radii(ev.config, args.file) if args.no_truth else None
+        layers = _layers(ev.config) if args.no_truth else None
+        settings = FinderSettings()
+        if args.no_truth:
+            settings, sigma_mm = finder_resolution(layers, bz, settings)
         n = ev.n_events
         labels = np.asarray(ev.labels)
         scores = np.zeros(n)
         n_tracks = n_bad = 0
+        counts = dict.fromkeys(_COUNTS, 0)
         for start in range(0, n, _CHUNK):
             stop = min(n, start + _CHUNK)
             batch = ev.truth(start, stop)
@@ -107,9 +155,12 @@ def _body(argv: Sequence[str] | None) -> int:
             if args.no_truth:
                 h = batch.hits
                 found = find_tracks(
-                    h.x, h.y, h.layer, h.event, stop - start, radii, float(np.mean(res)) * 1e-3
+                    h.x, h.y, h.z, h.layer, h.event, stop - start, layers, sigma_mm, settings
                 )
                 event, pt = found.event, pt_from_curvature(found.fit.rho, bz, abs_q)
+                perf = finding_performance(found.hits, h.particle, settings.min_hits)
+                for k in _COUNTS:
+                    counts[k] += perf[k]
             else:
                 fits = fit_truth_tracks(batch, bz, res)
                 event, pt = fits.event, fits.pt_GeV
@@ -118,6 +169,7 @@ def _body(argv: Sequence[str] | None) -> int:
     if n_bad:
         log.warning("%d hits with a NaN or infinite x or y in %s were left out", n_bad, args.file)
     acc, cut = best_cut_accuracy(labels, scores)
+    finding = _finding(counts, settings.min_hits) if args.no_truth else None
     result = {
         "file": args.file,
         "method": (
@@ -132,6 +184,8 @@ def _body(argv: Sequence[str] | None) -> int:
         "roc_auc": roc_auc(labels, scores),
         "seconds": round(time.perf_counter() - t0, 3),
     }
+    if finding is not None:
+        result["finding"] = finding
     if args.json:  # valid JSON: an undefined AUC (one class only) is null
         print(json.dumps(clean_json(result), allow_nan=False))
     else:
@@ -141,6 +195,14 @@ def _body(argv: Sequence[str] | None) -> int:
             f"accuracy {acc:.4f} at "
             f"p_T >= {cut:.3g} GeV/c, ROC AUC {'n/a' if math.isnan(auc) else f'{auc:.4f}'}"
         )
+        if finding is not None and finding["n_findable"]:
+            print(
+                f"{PROG}: track finding: efficiency {finding['efficiency']:.4f} "
+                f"({finding['n_findable_matched']} of {finding['n_findable']} particles with "
+                f">= {finding['findable_min_hits']} hits), fake rate "
+                f"{finding['fake_rate']:.4f}, duplicate rate {finding['duplicate_rate']:.4f} "
+                "(a track matches the particle that left > 50 % of its hits)"
+            )
     return 0
 
 

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 from spectrocnn.reco.baseline import TrackFits, classify_events, fit_truth_tracks
-from spectrocnn.reco.circlefit import CircleFit, fit_circles, gluckstern_sigma_k
-from spectrocnn.reco.finder import FinderSettings, FoundTracks, find_tracks
+from spectrocnn.reco.circlefit import (
+    CircleFit,
+    circle_from_moments,
+    fit_circles,
+    gluckstern_sigma_k,
+)
+from spectrocnn.reco.finder import (
+    FinderSettings,
+    FoundTracks,
+    find_tracks,
+    finder_resolution,
+    finding_performance,
+)
 
 __all__ = [
     "CircleFit",
     "FinderSettings",
     "FoundTracks",
     "TrackFits",
+    "circle_from_moments",
     "classify_events",
     "find_tracks",
+    "finder_resolution",
+    "finding_performance",
     "fit_circles",
     "fit_truth_tracks",
     "gluckstern_sigma_k",

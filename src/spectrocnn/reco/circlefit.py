@@ -20,7 +20,13 @@ import numpy as np
 
 from spectrocnn.simulate.propagation import C_GEV_PER_T_MM
 
-__all__ = ["CircleFit", "fit_circles", "gluckstern_sigma_k", "pt_from_curvature"]
+__all__ = [
+    "CircleFit",
+    "circle_from_moments",
+    "fit_circles",
+    "gluckstern_sigma_k",
+    "pt_from_curvature",
+]
 
 
 @dataclass(frozen=True)
@@ -105,15 +111,8 @@ def fit_circles(
     cxr = wsum(x * r2) / wt - xm * r2m
     cyr = wsum(y * r2) / wt - ym * r2m
     crr = wsum(r2 * r2) / wt - r2m * r2m
-    q1 = crr * cxy - cxr * cyr
-    q2 = crr * (cxx - cyy) - cxr * cxr + cyr * cyr
-    phi = 0.5 * np.arctan2(2.0 * q1, q2)
+    rho, phi, d = circle_from_moments(xm, ym, r2m, cxx, cxy, cyy, cxr, cyr, crr)
     s, c = np.sin(phi), np.cos(phi)
-    kappa = (s * cxr - c * cyr) / crr
-    delta = -kappa * r2m + s * xm - c * ym
-    root = np.sqrt(1.0 - 4.0 * delta * kappa)
-    rho = 2.0 * kappa / root
-    d = 2.0 * delta / (1.0 + root)
     # orient phi along the motion (the solution is defined up to phi -> phi + pi)
     if direction is None:
         last = offsets[1:] - 1
@@ -141,6 +140,45 @@ def fit_circles(
     cov = np.linalg.inv(info)
     chi2 = np.add.reduceat(w * eps * eps, starts)
     return CircleFit(rho, phi, d, cov, chi2, counts - 3)
+
+
+def circle_from_moments(
+    xm: np.ndarray,
+    ym: np.ndarray,
+    r2m: np.ndarray,
+    cxx: np.ndarray,
+    cxy: np.ndarray,
+    cyy: np.ndarray,
+    cxr: np.ndarray,
+    cyr: np.ndarray,
+    crr: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Karimaki's closed-form circle parameters from the weighted moments of the hits.
+
+    With ``<.>`` the weighted mean over a track's hits and ``r2 = x^2 + y^2``, the inputs
+    are ``xm = <x>``, ``ym = <y>``, ``r2m = <r2>`` and the centred second moments
+    ``cxx = <x x> - xm xm``, ``cxy``, ``cyy``, ``cxr = <x r2> - xm r2m``, ``cyr``,
+    ``crr = <r2 r2> - r2m r2m`` (all arrays of one shape, [mm^k]). The solution is
+    V. Karimaki, Nucl. Instrum. Meth. A305 (1991) 187, eqs. 9-13; it is stable for
+    straight tracks (``rho -> 0``) and needs only these sums, so a track finder can keep
+    them as running sums and refit in O(1) per added hit.
+
+    Returns
+    -------
+    rho, phi, d : ndarray
+        Curvature [1/mm], direction [rad] and distance of closest approach to the origin
+        [mm], up to the orientation ``(rho, phi, d) -> (-rho, phi + pi, -d)``.
+    """
+    q1 = crr * cxy - cxr * cyr
+    q2 = crr * (cxx - cyy) - cxr * cxr + cyr * cyr
+    phi = 0.5 * np.arctan2(2.0 * q1, q2)
+    s, c = np.sin(phi), np.cos(phi)
+    kappa = (s * cxr - c * cyr) / crr
+    delta = -kappa * r2m + s * xm - c * ym
+    root = np.sqrt(1.0 - 4.0 * delta * kappa)
+    rho = 2.0 * kappa / root
+    d = 2.0 * delta / (1.0 + root)
+    return rho, phi, d
 
 
 def gluckstern_sigma_k(
