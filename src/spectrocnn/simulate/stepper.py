@@ -41,7 +41,8 @@ import numpy as np
 import spectrocnn.simulate.propagation as _propagation
 from spectrocnn.errors import ConfigError
 from spectrocnn.simulate.geometry import Detector, on_active_area, surface_normal
-from spectrocnn.simulate.material import beta_of, highland_theta0, scatter_directions
+from spectrocnn.simulate.material import scatter_at_layers
+from spectrocnn.simulate.propagation import StopReason
 
 if TYPE_CHECKING:
     from spectrocnn.simulate.propagation import Crossings
@@ -57,8 +58,13 @@ _CHUNK_ELEMENTS = 1 << 20
 _H_MIN_MM = 1e-6
 #: Newton iterations on the interpolant stop when the point is this close to the surface [mm].
 _SURFACE_TOL_MM = 1e-11
-#: Smallest |cos| of the incidence angle used for the material path (grazing crossings).
-_MIN_COS_INCIDENCE = 1e-3
+#: Largest turn of the direction about the field within one step [rad]. Below pi/2, the
+#: signed distance from a layer along a step has the few extrema that
+#: :func:`_first_root` relies on to find every crossing, grazes included.
+_MAX_TURN_PER_STEP = 0.5
+#: Safety factor on the sagitta ``kappa h^2 / 8`` of a step, the most its trajectory (and
+#: interpolant) strays from the chord: a layer nearer the chord than this is examined.
+_REACH_SAFETY = 2.0
 #: Upper bound on the number of steps of one call (a guard against non-terminating fields).
 _MAX_ITERATIONS = 200_000
 
@@ -168,7 +174,7 @@ def propagate_rk(
             raise ConfigError(f"max_step_mm must be positive, got {max_step_mm!r}")
     rng = np.random.default_rng(rng)
 
-    run = _Run(detector, tol, max_path, h_max, rng)
+    run = _Run(detector, tol, max_path, h_max, rng, n)
     chunk = max(1024, _CHUNK_ELEMENTS // detector.n_layers)
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
@@ -187,9 +193,12 @@ def propagate_rk(
         run.n_steps,
         run.n_rejected,
     )
+    if np.any(run.stop < 0):  # pragma: no cover - every exit of the loop sets a reason
+        raise RuntimeError("propagate_rk: a particle ended without a stop reason")
     return _propagation.Crossings.collect(
-        run.out_particle, run.out_layer, run.out_position, run.out_momentum, run.out_path
-    )
+        run.out_particle, run.out_layer, run.out_position, run.out_momentum, run.out_path,
+        run.stop,
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -259,6 +268,38 @@ class _Layers:
         self.pln = np.flatnonzero(~self.is_cyl)
         self.thickness = np.array([layer.thickness_x0 for layer in detector.layers])
 
+    def chord_approach(
+        self, x0: np.ndarray, x1: np.ndarray, d0: np.ndarray, d1: np.ndarray
+    ) -> np.ndarray:
+        """How near each surface the chord of a step comes, from the side it starts on.
+
+        Parameters
+        ----------
+        x0, x1 : ndarray, shape (3, n)
+            The step's ends [mm].
+        d0, d1 : ndarray, shape (n, L)
+            Signed distances of the ends from every surface [mm].
+
+        Returns
+        -------
+        ndarray, shape (n, L)
+            ``min |g|`` over the chord for a plane, and for a cylinder entered from inside
+            (``|g|`` is linear, resp. convex, along the chord, so its minimum over the chord is
+            at an end); for a cylinder approached from outside, the distance of the chord's
+            point nearest the axis from the surface (negative when the chord enters the
+            cylinder) [mm].
+        """
+        near = np.minimum(np.abs(d0), np.abs(d1))
+        if self.cyl.size:
+            ux, uy = x1[0] - x0[0], x1[1] - x0[1]
+            den = np.maximum(ux * ux + uy * uy, 1e-300)
+            tc = np.clip(-(x0[0] * ux + x0[1] * uy) / den, 0.0, 1.0)
+            rho_c = np.hypot(x0[0] + tc * ux, x0[1] + tc * uy)
+            dc = np.subtract.outer(rho_c, self.radius[self.cyl])
+            cols = self.cyl if not self.all_cyl else slice(None)
+            near[:, cols] = np.where(d0[:, cols] > 0, dc, near[:, cols])
+        return near
+
     def distances(self, x: np.ndarray) -> np.ndarray:
         """Signed distances (n, L) [mm] of points ``x`` (3, n) from every layer surface.
 
@@ -273,159 +314,189 @@ class _Layers:
         out[:, self.pln] = x.T @ nrm.T - self.offset[self.pln]
         return out
 
-    def locate(
-        self,
-        layer: np.ndarray,
-        coef: np.ndarray,
-        g0: np.ndarray,
-        g1: np.ndarray,
-        h: np.ndarray,
-    ) -> np.ndarray:
-        """Parameter ``theta in [0, 1]`` where the interpolant crosses each pair's surface.
+    def locate(self, layer: np.ndarray, coef: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """Parameter ``theta in (0, 1]`` of the first crossing of each pair's surface.
 
         Parameters
         ----------
         layer : ndarray of int, shape (m,)
-            The crossed layer of each pair.
+            The layer of each pair (particle, layer) to examine.
         coef : ndarray, shape (6, 3, m)
-            Interpolant coefficients (:func:`_hermite_coefficients`).
-        g0, g1 : ndarray, shape (m,)
-            Signed distances at the step's ends [mm], of opposite signs.
+            Interpolant coefficients of the pair's step (:func:`_hermite_coefficients`).
         h : ndarray, shape (m,)
             Step lengths [mm].
 
         Returns
         -------
         ndarray, shape (m,)
+            The first root of the signed distance along the interpolant, NaN where the
+            interpolant does not cross the surface within the step.
+
+        Notes
+        -----
+        The signed distance is replaced by a polynomial of the same sign: ``n . p - c``
+        (degree 5) for a plane, ``|p_xy|^2 - r^2`` (degree 10) for a cylinder. See
+        :func:`_first_root` for how the first root is bracketed.
         """
+        theta = np.empty(len(layer))
         cyl = self.is_cyl[layer]
-        if cyl.all():
-            return _newton(_CylinderPoly(coef, self.radius[layer]), g0, g1, h)
-        theta = np.empty_like(g0)
         pc, pp = np.flatnonzero(cyl), np.flatnonzero(~cyl)
         if pc.size:
-            poly = _CylinderPoly(coef[:, :, pc], self.radius[layer[pc]])
-            theta[pc] = _newton(poly, g0[pc], g1[pc], h[pc])
-        nrm = self.normal[layer[pp]].T
-        scalar = np.einsum("jm,kjm->km", nrm, coef[:, :, pp])
-        scalar[0] -= self.offset[layer[pp]]
-        theta[pp] = _newton(_PlanePoly(scalar), g0[pp], g1[pp], h[pp])
+            cx, cy = coef[:, 0, pc], coef[:, 1, pc]
+            poly = np.zeros((11, pc.size))
+            for i in range(6):
+                for j in range(i, 6):
+                    term = cx[i] * cx[j] + cy[i] * cy[j]
+                    poly[i + j] += term if i == j else 2.0 * term
+            r = self.radius[layer[pc]]
+            poly[0] -= r * r
+            # |g| <= tol  <=>  |rho^2 - r^2| <= tol (rho + r), with rho ~ r near the root
+            theta[pc] = _first_root(poly, (2.0 * _SURFACE_TOL_MM) * r, h[pc])
+        if pp.size:
+            nrm = self.normal[layer[pp]].T
+            poly = np.einsum("jm,kjm->km", nrm, coef[:, :, pp])
+            poly[0] -= self.offset[layer[pp]]
+            theta[pp] = _first_root(poly, np.full(pp.size, _SURFACE_TOL_MM), h[pp])
         return theta
 
 
-class _CylinderPoly:
-    """``g(theta) = |p_xy(theta)| - r`` and its derivative for pairs crossing cylinders."""
-
-    def __init__(self, coef: np.ndarray, radius: np.ndarray) -> None:
-        self.c = coef[:, :2]  # (6, 2, m)
-        self.radius = radius
-
-    def __call__(self, theta: np.ndarray, rows: np.ndarray | None) -> tuple[np.ndarray, ...]:
-        c = self.c if rows is None else self.c[:, :, rows]
-        r = self.radius if rows is None else self.radius[rows]
-        p, dp = _poly_eval(c, theta)
-        rho = np.hypot(p[0], p[1])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return rho - r, (p[0] * dp[0] + p[1] * dp[1]) / rho
-
-    def end_slopes(self) -> tuple[np.ndarray, np.ndarray]:
-        """``g'(0)`` and ``g'(1)``."""
-        c = self.c
-        p1 = c.sum(axis=0)
-        dp1 = c[1] + 2.0 * c[2] + 3.0 * c[3] + 4.0 * c[4] + 5.0 * c[5]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s0 = (c[0, 0] * c[1, 0] + c[0, 1] * c[1, 1]) / np.hypot(c[0, 0], c[0, 1])
-            s1 = (p1[0] * dp1[0] + p1[1] * dp1[1]) / np.hypot(p1[0], p1[1])
-        return s0, s1
+def _derivative(c: np.ndarray) -> np.ndarray:
+    """Coefficients (k - 1, m) of the derivative of polynomials ``c`` (k, m) (power basis)."""
+    return c[1:] * np.arange(1, len(c), dtype=np.float64)[:, None]
 
 
-class _PlanePoly:
-    """``g(theta) = n . p(theta) - c`` (a scalar quintic) and its derivative."""
-
-    def __init__(self, scalar: np.ndarray) -> None:
-        self.c = scalar  # (6, m)
-
-    def __call__(self, theta: np.ndarray, rows: np.ndarray | None) -> tuple[np.ndarray, ...]:
-        return _poly_eval(self.c if rows is None else self.c[:, rows], theta)
-
-    def end_slopes(self) -> tuple[np.ndarray, np.ndarray]:
-        """``g'(0)`` and ``g'(1)``."""
-        c = self.c
-        return c[1], c[1] + 2.0 * c[2] + 3.0 * c[3] + 4.0 * c[4] + 5.0 * c[5]
+def _horner(c: np.ndarray, theta: np.ndarray | float) -> np.ndarray:
+    """Values at ``theta`` (m,) of polynomials ``c`` (k, m) (power basis)."""
+    out = c[-1] * theta + c[-2]
+    for ck in c[-3::-1]:
+        out = out * theta + ck
+    return out
 
 
-def _newton(
-    poly: _CylinderPoly | _PlanePoly, g0: np.ndarray, g1: np.ndarray, h: np.ndarray
-) -> np.ndarray:
-    """Safeguarded Newton iterations for a root of ``poly`` in ``[0, 1]``.
+def _first_root(c: np.ndarray, tol: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """First root in ``(0, 1]`` of polynomials ``c`` (k, m), NaN where there is none.
 
     Parameters
     ----------
-    poly : _CylinderPoly or _PlanePoly
-        ``g(theta)`` and ``g'(theta)`` of the pairs.
-    g0, g1 : ndarray, shape (m,)
-        ``g(0)`` and ``g(1)`` [mm], of opposite signs.
+    c : ndarray, shape (k, m)
+        Power-basis coefficients of ``P(theta)``, a polynomial with the sign of the signed
+        distance from a surface along a step's interpolant.
+    tol : ndarray, shape (m,)
+        A point with ``|P| <= tol`` is on the surface.
     h : ndarray, shape (m,)
-        Step lengths [mm] (for the bracket-length criterion).
+        Step lengths [mm] (a bracket shorter than 1e-14 mm ends the search).
 
     Returns
     -------
     ndarray, shape (m,)
-        The root of each pair.
 
     Notes
     -----
-    Starts from the root of the cubic through ``g`` and ``g'`` at both ends (or, failing
-    that, of the straight line through ``g0, g1``); a Newton step that leaves the current
-    bracket is replaced by bisection. Stops when ``|g| <= _SURFACE_TOL_MM`` or the
-    bracket is shorter than 1e-14 mm.
+    The stepper keeps the turn of the direction about the field within one step below
+    :data:`_MAX_TURN_PER_STEP` (< pi/2). Along a helix arc that turns by less than pi the
+    distance from a cylinder about the field axis is a sinusoid of the turning angle (one
+    extremum at most), and the distance from a plane is a linear function plus such a
+    sinusoid, whose second derivative changes sign at most once. So ``P''`` has at most one
+    zero ``t2`` in ``[0, 1]``, ``P'`` at most one zero ``c1`` in ``[0, t2]`` and one
+    ``c2`` in ``[t2, 1]``, each found by a sign change at the ends, and ``P`` is monotonic
+    on ``[0, c1]``, ``[c1, c2]`` and ``[c2, 1]``: the first of these intervals whose ends
+    differ in sign brackets the first root. This finds a graze, a surface entered and left
+    again within one step, as deep as the root tolerance, wherever in the step it lies.
     """
-    lo = np.zeros_like(g0)
-    hi = np.ones_like(g0)
-    neg_lo = g0 <= 0  # the sign of g at lo
+    m = c.shape[1]
+    d1 = _derivative(c)
+    d2 = _derivative(d1)
+    one = np.ones(m)
+    zero = np.zeros(m)
+    neg0 = c[0] <= 0
+    # the zero of P'' (an inflection of P) splits [0, 1] into two intervals where P' is monotonic
+    t2 = one.copy()
+    k = np.flatnonzero((d2[0] <= 0) != (d2.sum(axis=0) <= 0))
+    if k.size:
+        t2[k] = _bracketed_root(d2[:, k], zero[k], one[k], d2[0, k] <= 0, zero[k], h[k])
+    # the zeros of P' (extrema of P) in [0, t2] and [t2, 1]
+    q0, qt, q1 = d1[0], _horner(d1, t2), d1.sum(axis=0)
+    c1 = t2.copy()
+    k = np.flatnonzero((q0 <= 0) != (qt <= 0))
+    if k.size:
+        c1[k] = _bracketed_root(d1[:, k], zero[k], t2[k], q0[k] <= 0, zero[k], h[k])
+    c2 = one.copy()
+    k = np.flatnonzero((qt <= 0) != (q1 <= 0))
+    if k.size:
+        c2[k] = _bracketed_root(d1[:, k], t2[k], one[k], qt[k] <= 0, zero[k], h[k])
+    # the first monotonic piece whose ends differ in sign
+    lo = np.full(m, np.nan)
+    hi = np.full(m, np.nan)
+    a = zero
+    for b in (c1, c2, one):
+        new = np.isnan(lo) & ((_horner(c, b) <= 0) != neg0)
+        lo = np.where(new, a, lo)
+        hi = np.where(new, b, hi)
+        a = b
+    theta = np.full(m, np.nan)
+    k = np.flatnonzero(~np.isnan(lo))
+    if k.size:
+        theta[k] = _bracketed_root(c[:, k], lo[k], hi[k], neg0[k], tol[k], h[k])
+    return theta
+
+
+def _bracketed_root(
+    c: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    neg_lo: np.ndarray,
+    tol: np.ndarray,
+    h: np.ndarray,
+) -> np.ndarray:
+    """Root of polynomials ``c`` (k, m) in brackets ``[lo, hi]`` by safeguarded Newton.
+
+    Parameters
+    ----------
+    c : ndarray, shape (k, m)
+        Power-basis coefficients; ``P(lo)`` and ``P(hi)`` differ in sign.
+    lo, hi : ndarray, shape (m,)
+        The brackets.
+    neg_lo : ndarray of bool, shape (m,)
+        ``P(lo) <= 0``.
+    tol : ndarray, shape (m,)
+        Iterations stop at ``|P| <= tol``.
+    h : ndarray, shape (m,)
+        Step lengths [mm]; iterations also stop when the bracket is shorter than 1e-14 mm.
+
+    Returns
+    -------
+    ndarray, shape (m,)
+
+    Notes
+    -----
+    Starts at the secant root of the bracket; a Newton step that leaves the current
+    bracket is replaced by bisection.
+    """
+    dc = _derivative(c)
+    lo, hi = lo.copy(), hi.copy()
+    p_lo, p_hi = _horner(c, lo), _horner(c, hi)
     with np.errstate(divide="ignore", invalid="ignore"):
-        theta = g0 / (g0 - g1)
-    theta = np.where((theta > 0) & (theta < 1), theta, 0.5)
-    # Refine on the cubic through g and g' at both ends (cheap, no interpolant needed).
-    gd0, gd1 = poly.end_slopes()
-    c1, c2 = gd0, 3.0 * (g1 - g0) - 2.0 * gd0 - gd1
-    c3 = 2.0 * (g0 - g1) + gd0 + gd1
-    guess = theta
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for _ in range(3):
-            guess = guess - (((c3 * guess + c2) * guess + c1) * guess + g0) / (
-                (3.0 * c3 * guess + 2.0 * c2) * guess + c1
-            )
-    theta = np.where((guess > 0) & (guess < 1), guess, theta)
-    rows: np.ndarray | None = None  # None: all pairs still iterate
-    n_todo = len(g0)
+        theta = lo + (hi - lo) * p_lo / (p_lo - p_hi)
+    theta = np.where((theta > lo) & (theta < hi), theta, 0.5 * (lo + hi))
+    rows = np.arange(len(lo))
     for _ in range(200):
-        th = theta if rows is None else theta[rows]
-        g, gp = poly(th, rows)
-        sl = slice(None) if rows is None else rows
-        lo_, hi_ = lo[sl], hi[sl]
-        done = (np.abs(g) <= _SURFACE_TOL_MM) | ((hi_ - lo_) * h[sl] < 1e-14)
-        same = (g <= 0) == neg_lo[sl]
+        cc = c[:, rows]
+        th = theta[rows]
+        g = _horner(cc, th)
+        gp = _horner(dc[:, rows], th)
+        lo_, hi_ = lo[rows], hi[rows]
+        done = (np.abs(g) <= tol[rows]) | ((hi_ - lo_) * h[rows] < 1e-14)
+        same = (g <= 0) == neg_lo[rows]
         lo_ = np.where(same, th, lo_)
         hi_ = np.where(same, hi_, th)
         with np.errstate(divide="ignore", invalid="ignore"):
             new = th - g / gp
-        bad = ~((new > lo_) & (new < hi_))
-        new = np.where(bad, 0.5 * (lo_ + hi_), new)
-        new = np.where(done, th, new)
-        if rows is None:
-            lo, hi, theta = lo_, hi_, new
-        else:
-            lo[rows], hi[rows], theta[rows] = lo_, hi_, new
-        n_done = int(np.count_nonzero(done))
-        if n_done == len(th):
+        new = np.where((new > lo_) & (new < hi_), new, 0.5 * (lo_ + hi_))
+        lo[rows], hi[rows] = lo_, hi_
+        theta[rows] = np.where(done, th, new)
+        rows = rows[~done]
+        if rows.size == 0:
             break
-        if n_done:
-            # Keep iterating only the unconverged pairs once enough have converged.
-            if rows is None and 4 * n_done >= n_todo:
-                rows = np.flatnonzero(~done)
-            elif rows is not None:
-                rows = rows[~done]
     return theta
 
 
@@ -439,6 +510,7 @@ class _Run:
         max_path: float,
         h_max: float,
         rng: np.random.Generator,
+        n_particles: int,
     ) -> None:
         self.detector = detector
         self.field = detector.field
@@ -454,6 +526,8 @@ class _Run:
         self.out_position: list[np.ndarray] = []
         self.out_momentum: list[np.ndarray] = []
         self.out_path: list[np.ndarray] = []
+        #: why each particle stopped (StopReason codes; -1 until it stops)
+        self.stop = np.full(n_particles, -1, dtype=np.int8)
         self.n_steps = 0
         self.n_rejected = 0
 
@@ -506,9 +580,12 @@ class _Run:
         kappa = np.sqrt(np.einsum("ij,ij->j", a, a))
         with np.errstate(divide="ignore"):
             h = np.where(kappa > 0, (2.0 * tol / np.maximum(kappa, 1e-300) ** 3) ** 0.25, h_max)
+            omega = np.abs(lam) * np.sqrt(np.einsum("ij,ij->j", b, b))  # turn rate [1/mm]
+            h = np.minimum(h, _MAX_TURN_PER_STEP / omega)
         h = np.clip(h, _H_MIN_MM, h_max)
         inside = (np.hypot(x[0], x[1]) <= self.r_max) & (np.abs(x[2]) <= self.z_max)
         if not inside.all():
+            self.stop[idx[~inside]] = StopReason.LEFT_DETECTOR
             keep = np.flatnonzero(inside)
             idx, x, t, a, b, d, hit, s, phi, h = _take(keep, idx, x, t, a, b, d, hit, s, phi, h)
             lam, pmag, charge, mass = lam[keep], pmag[keep], charge[keep], mass[keep]
@@ -522,6 +599,7 @@ class _Run:
                     idx.size,
                     _MAX_ITERATIONS,
                 )
+                self.stop[idx] = StopReason.STEP_LIMIT
                 break
             # ---- one Runge-Kutta-Nystrom step of length h for every active particle
             hh = 0.5 * h
@@ -536,9 +614,12 @@ class _Run:
             k4 = _cross(t + h * k3, b3, lam)
             err = h2 * np.abs(k1 - k2 - k3 + k4).sum(axis=0)
             accept = (err <= tol) | (h <= _H_MIN_MM)
+            # the direction turns about the field at the rate |lam B| (midpoint rule)
+            omega = np.abs(lam) * np.sqrt(np.einsum("ij,ij->j", b2, b2))
             with np.errstate(divide="ignore"):
                 scale = np.clip((tol / (2.0 * np.maximum(err, 1e-300))) ** 0.25, 0.25, 4.0)
-            h_next = np.clip(h * scale, _H_MIN_MM, h_max)
+                h_next = np.minimum(h * scale, _MAX_TURN_PER_STEP / omega)
+            h_next = np.clip(h_next, _H_MIN_MM, h_max)
             x1 = x + h * t + (h2 / 6.0) * (k1 + k2 + k3)
             t1 = t + (h / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
             t1 /= np.sqrt(np.einsum("ij,ij->j", t1, t1))
@@ -553,23 +634,30 @@ class _Run:
             else:
                 h_step = h
             a1 = _cross(t1, b3, lam)
-            dphi = np.arctan2(t[0] * t1[1] - t[1] * t1[0], t[0] * t1[0] + t[1] * t1[1])
+            dphi = omega * h_step
             phi1 = phi + dphi
             s1 = s + h_step
             d1 = layers.distances(x1)
-            crossed = (d > 0) != (d1 > 0)
-            crossed &= ~hit
-            stopped = (
-                (np.hypot(x1[0], x1[1]) > self.r_max)
-                | (np.abs(x1[2]) > self.z_max)
-                | (np.abs(phi1) > math.pi)
-                | (s1 > self.max_path)
-                | ~np.isfinite(x1).all(axis=0)
+            # Pairs to examine: a sign change over the step, or a surface within reach of
+            # the chord: the trajectory strays from its chord by at most kappa h^2 / 8.
+            kmax = np.sqrt(
+                np.maximum(
+                    np.maximum(np.einsum("ij,ij->j", k1, k1), np.einsum("ij,ij->j", k2, k2)),
+                    np.einsum("ij,ij->j", k4, k4),
+                )
             )
+            reach = (_REACH_SAFETY / 8.0) * kmax * h_step * h_step
+            examine = ((d > 0) != (d1 > 0)) | (layers.chord_approach(x, x1, d, d1) < reach[:, None])
+            examine &= ~hit
+            left = (np.hypot(x1[0], x1[1]) > self.r_max) | (np.abs(x1[2]) > self.z_max)
+            looped = phi1 > math.pi
+            too_long = s1 > self.max_path
+            not_finite = ~np.isfinite(x1).all(axis=0)
+            stopped = left | looped | too_long | not_finite
             trunc = None
-            if crossed.any():
+            if examine.any():
                 trunc = self._crossings(
-                    crossed, idx, x, t, a, x1, t1, a1, d, d1, h_step, s, phi, dphi, hit,
+                    examine, idx, x, t, a, x1, t1, a1, d, d1, h_step, s, phi, dphi, hit,
                     pmag, charge, mass,
                 )  # fmt: skip
             x, t, a, b, d, s, phi, h = x1, t1, a1, b3, d1, s1, phi1, h_next
@@ -582,13 +670,21 @@ class _Run:
                 s[j], phi[j] = sj, phij
                 stopped[j] = False
             if stopped.any():
+                k = np.flatnonzero(stopped)
+                # one reason each; the first that applies in this order
+                reason = np.select(
+                    [not_finite[k], left[k], looped[k]],
+                    [StopReason.NOT_FINITE, StopReason.LEFT_DETECTOR, StopReason.LOOPED],
+                    StopReason.PATH_LIMIT,
+                )
+                self.stop[idx[k]] = reason
                 keep = np.flatnonzero(~stopped)
                 idx, x, t, a, b, d, hit, s, phi, h = _take(keep, idx, x, t, a, b, d, hit, s, phi, h)
                 lam, pmag, charge, mass = lam[keep], pmag[keep], charge[keep], mass[keep]
 
     def _crossings(
         self,
-        crossed: np.ndarray,
+        examine: np.ndarray,
         idx: np.ndarray,
         x: np.ndarray,
         t: np.ndarray,
@@ -609,32 +705,41 @@ class _Run:
     ) -> tuple[np.ndarray, ...] | None:
         """Locate, record and (with material) scatter at the crossings found in a step.
 
-        ``crossed`` (n, L) marks the layers whose signed distance changed sign over the
-        step; the other arguments are the state at the step's start (``x, t, a, d, s,
-        phi``; vectors (3, n)) and end (``x1, t1, a1, d1``), the step lengths ``h``, the
-        turning ``dphi`` over the step and the particles' constants. Marks recorded
-        layers in ``hit``.
+        ``examine`` (n, L) marks the (particle, layer) pairs that may cross within the
+        step: a sign change of the signed distance over the step, or a surface within
+        reach of the step's chord (a possible graze); the other arguments are the state at
+        the step's start (``x, t, a, d, s, phi``; vectors (3, n)) and end (``x1, t1, a1,
+        d1``), the step lengths ``h``, the turn ``dphi`` over the step and the particles'
+        constants. Marks recorded layers in ``hit``.
 
         Returns
         -------
         tuple or None
             ``None`` when no step is truncated; else, for the particles whose step ends at
             a crossing of a layer with material, ``(rows (k,), position (3, k), scattered
-            direction (3, k), path (k,), turning (k,))``.
+            direction (3, k), path (k,), turn (k,))``.
         """
         layers = self.layers
-        pi, li = np.nonzero(crossed)
+        pi, li = np.nonzero(examine)
         hp = h[pi]
         hp2 = hp * hp
         coef = _hermite_coefficients(
             x[:, pi], t[:, pi] * hp, a[:, pi] * hp2, x1[:, pi], t1[:, pi] * hp, a1[:, pi] * hp2
         )
-        theta = layers.locate(li, coef, d[pi, li], d1[pi, li], hp)
+        theta = layers.locate(li, coef, hp)
+        # A sign change at the ends that the polynomial misses by rounding (|d1| ~ 1e-12 mm)
+        # is a crossing at the step's end.
+        sign_change = (d[pi, li] > 0) != (d1[pi, li] > 0)
+        theta = np.where(np.isnan(theta) & sign_change, 1.0, theta)
+        found = np.flatnonzero(~np.isnan(theta))
+        if found.size == 0:
+            return None
+        pi, li, theta, coef, hp = pi[found], li[found], theta[found], coef[..., found], hp[found]
         pos, dpos = _poly_eval(coef, theta)
         direction = dpos / np.sqrt(np.einsum("ij,ij->j", dpos, dpos))
         path = s[pi] + theta * hp
         turn = phi[pi] + theta * dphi[pi]
-        ok = (np.abs(turn) <= math.pi) & (path <= self.max_path)
+        ok = (turn <= math.pi) & (path <= self.max_path)
         ok &= on_active_area(self.detector, pos.T, li)
         material = ok & (layers.thickness[li] > 0)
         trunc = None
@@ -645,13 +750,15 @@ class _Run:
             rows, m = np.unique(pi[material & (theta == first[pi])], return_index=True)
             m = np.flatnonzero(material & (theta == first[pi]))[m]
             tm = direction[:, m]
-            cos = np.abs(
-                np.einsum("ij,ji->j", tm, surface_normal(self.detector, pos[:, m].T, li[m]))
-            )
-            x_over_x0 = layers.thickness[li[m]] / np.maximum(cos, _MIN_COS_INCIDENCE)
-            p, q = pmag[rows], charge[rows]
-            theta0 = highland_theta0(p, beta_of(p, mass[rows]), q, x_over_x0)
-            scattered = scatter_directions(tm.T, theta0, self.rng).T
+            scattered = scatter_at_layers(
+                tm.T,
+                surface_normal(self.detector, pos[:, m].T, li[m]),
+                layers.thickness[li[m]],
+                pmag[rows],
+                mass[rows],
+                charge[rows],
+                self.rng,
+            ).T
             trunc = (rows, pos[:, m], np.ascontiguousarray(scattered), path[m], turn[m])
         if ok.any():
             pk, lk = pi[ok], li[ok]
