@@ -62,6 +62,9 @@ _SURFACE_TOL_MM = 1e-11
 #: signed distance from a layer along a step has the few extrema that
 #: :func:`_first_root` relies on to find every crossing, grazes included.
 _MAX_TURN_PER_STEP = 0.5
+#: A step whose field's second difference exceeds this fraction of the field straddles an
+#: edge (a jump, a map's boundary) and must localise it (:func:`_edge_error`).
+_EDGE_FRACTION = 0.25
 #: Safety factor on the sagitta ``kappa h^2 / 8`` of a step, the most its trajectory (and
 #: interpolant) strays from the chord: a layer nearer the chord than this is examined.
 _REACH_SAFETY = 2.0
@@ -520,6 +523,8 @@ class _Run:
         self.h_max = h_max
         self.r_max = detector.r_max_mm
         self.z_max = detector.z_max_mm
+        #: lever arm of a direction error: the outer boundary's diagonal [mm]
+        self.lever = 2.0 * math.hypot(self.r_max, self.z_max)
         self.rng = rng
         self.out_particle: list[np.ndarray] = []
         self.out_layer: list[np.ndarray] = []
@@ -613,11 +618,18 @@ class _Run:
             b3 = self.field_at(x4)
             k4 = _cross(t + h * k3, b3, lam)
             err = h2 * np.abs(k1 - k2 - k3 + k4).sum(axis=0)
-            accept = (err <= tol) | (h <= _H_MIN_MM)
+            # A step that does not resolve the field (an edge inside it, a map's boundary):
+            # the field's second difference over the step is comparable to the field. The
+            # direction error of such a step, about h |lam| |b - 2 b2 + b3| / 2, carried
+            # over the lever arm to the detector's far side, must stay within the tolerance
+            # too: the step shrinks until it localises the edge (_edge_steps).
+            kink = _edge_error(h, lam, b, b2, b3, self.lever)
+            accept = ((err <= tol) & (kink <= tol)) | (h <= _H_MIN_MM)
             # the direction turns about the field at the rate |lam B| (midpoint rule)
             omega = np.abs(lam) * np.sqrt(np.einsum("ij,ij->j", b2, b2))
             with np.errstate(divide="ignore"):
                 scale = np.clip((tol / (2.0 * np.maximum(err, 1e-300))) ** 0.25, 0.25, 4.0)
+                scale = np.minimum(scale, np.clip(tol / np.maximum(kink, 1e-300), 0.1, 4.0))
                 h_next = np.minimum(h * scale, _MAX_TURN_PER_STEP / omega)
             h_next = np.clip(h_next, _H_MIN_MM, h_max)
             x1 = x + h * t + (h2 / 6.0) * (k1 + k2 + k3)
@@ -769,6 +781,42 @@ class _Run:
             self.out_momentum.append((direction[:, ok] * pmag[pk]).T)
             self.out_path.append(path[ok])
         return trunc
+
+
+def _edge_error(
+    h: np.ndarray,
+    lam: np.ndarray,
+    b1: np.ndarray,
+    b2: np.ndarray,
+    b3: np.ndarray,
+    lever_mm: float,
+) -> np.ndarray:
+    """Position error [mm] a step across a field edge makes over the lever arm.
+
+    Parameters
+    ----------
+    h : ndarray, shape (n,)
+        Step lengths [mm].
+    lam : ndarray, shape (n,)
+        ``C q / |p|`` [1/(T mm)].
+    b1, b2, b3 : ndarray, shape (3, n)
+        The field at the step's start, middle and end [T].
+    lever_mm : float
+        Distance over which a direction error is carried [mm].
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        ``h lever |lam| |b1 - 2 b2 + b3|_1`` where the second difference exceeds
+        :data:`_EDGE_FRACTION` of the largest ``|b|_1`` (the step does not resolve the
+        field: a jump or a map's boundary lies inside it); 0 elsewhere (a field that the
+        step resolves, where the Runge-Kutta-Nystrom estimate controls the error).
+    """
+    second = np.abs(b1 - 2.0 * b2 + b3).sum(axis=0)
+    big = np.maximum(
+        np.maximum(np.abs(b1).sum(axis=0), np.abs(b2).sum(axis=0)), np.abs(b3).sum(axis=0)
+    )
+    return np.where(second > _EDGE_FRACTION * big, (h * lever_mm) * np.abs(lam) * second, 0.0)
 
 
 def _take(keep: np.ndarray, *state: np.ndarray) -> tuple[np.ndarray, ...]:
