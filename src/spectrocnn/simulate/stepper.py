@@ -661,8 +661,15 @@ class _Run:
             reach = (_REACH_SAFETY / 8.0) * kmax * h_step * h_step
             examine = ((d > 0) != (d1 > 0)) | (layers.chord_approach(x, x1, d, d1) < reach[:, None])
             examine &= ~hit
-            left = (np.hypot(x1[0], x1[1]) > self.r_max) | (np.abs(x1[2]) > self.z_max)
+            rho1 = np.hypot(x1[0], x1[1])
+            left = (rho1 > self.r_max) | (np.abs(x1[2]) > self.z_max)
             looped = phi1 > math.pi
+            both = np.flatnonzero(left & looped)
+            if both.size:  # which came first within the step (the chord's estimate)
+                left[both] = self._exit_fraction(x[:, both], x1[:, both], rho1[both]) < (
+                    (math.pi - phi[both]) / dphi[both]
+                )
+                looped[both] = ~left[both]
             too_long = s1 > self.max_path
             not_finite = ~np.isfinite(x1).all(axis=0)
             stopped = left | looped | too_long | not_finite
@@ -693,6 +700,16 @@ class _Run:
                 keep = np.flatnonzero(~stopped)
                 idx, x, t, a, b, d, hit, s, phi, h = _take(keep, idx, x, t, a, b, d, hit, s, phi, h)
                 lam, pmag, charge, mass = lam[keep], pmag[keep], charge[keep], mass[keep]
+
+    def _exit_fraction(self, x0: np.ndarray, x1: np.ndarray, rho1: np.ndarray) -> np.ndarray:
+        """Fraction (k,) of steps from ``x0`` to ``x1`` (3, k) [mm] at which their chords
+        leave the outer boundary (linear in rho and |z|)."""
+        rho0 = np.hypot(x0[0], x0[1])
+        z0, z1 = np.abs(x0[2]), np.abs(x1[2])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fr = np.where(rho1 > self.r_max, (self.r_max - rho0) / (rho1 - rho0), np.inf)
+            fz = np.where(z1 > self.z_max, (self.z_max - z0) / (z1 - z0), np.inf)
+        return np.minimum(fr, fz)
 
     def _crossings(
         self,
