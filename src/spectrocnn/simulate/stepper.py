@@ -286,21 +286,30 @@ class _Layers:
         Returns
         -------
         ndarray, shape (n, L)
-            ``min |g|`` over the chord for a plane, and for a cylinder entered from inside
-            (``|g|`` is linear, resp. convex, along the chord, so its minimum over the chord is
-            at an end); for a cylinder approached from outside, the distance of the chord's
-            point nearest the axis from the surface (negative when the chord enters the
-            cylinder) [mm].
+            The least distance from the surface over the chord, on the start's side [mm];
+            zero or negative when the chord reaches the surface (a sign change). The
+            distance is linear along the chord for a plane and convex for a cylinder, so
+            the extreme lies at an end, except for a cylinder approached from outside: there
+            it is the chord's point nearest the axis.
         """
-        near = np.minimum(np.abs(d0), np.abs(d1))
+        start_out = d0 > 0
+        near = -np.maximum(d0, d1)  # from inside; from outside, planes: min(d0, d1)
+        if not self.all_cyl:
+            pln = self.pln
+            near[:, pln] = np.where(
+                start_out[:, pln], np.minimum(d0[:, pln], d1[:, pln]), near[:, pln]
+            )
         if self.cyl.size:
             ux, uy = x1[0] - x0[0], x1[1] - x0[1]
             den = np.maximum(ux * ux + uy * uy, 1e-300)
             tc = np.clip(-(x0[0] * ux + x0[1] * uy) / den, 0.0, 1.0)
             rho_c = np.hypot(x0[0] + tc * ux, x0[1] + tc * uy)
-            dc = np.subtract.outer(rho_c, self.radius[self.cyl])
-            cols = self.cyl if not self.all_cyl else slice(None)
-            near[:, cols] = np.where(d0[:, cols] > 0, dc, near[:, cols])
+            if self.all_cyl:
+                np.copyto(near, np.subtract.outer(rho_c, self.radius), where=start_out)
+            else:
+                cols = self.cyl
+                dc = np.subtract.outer(rho_c, self.radius[cols])
+                near[:, cols] = np.where(start_out[:, cols], dc, near[:, cols])
         return near
 
     def distances(self, x: np.ndarray) -> np.ndarray:
@@ -409,9 +418,49 @@ def _first_root(c: np.ndarray, tol: np.ndarray, h: np.ndarray) -> np.ndarray:
     m = c.shape[1]
     d1 = _derivative(c)
     d2 = _derivative(d1)
+    neg0 = c[0] <= 0
+    # most pairs: P' of one sign over the step (P'' keeps its sign, P' too): the ends bracket
+    lo = np.zeros(m)
+    hi = np.ones(m)
+    found = (c.sum(axis=0) <= 0) != neg0
+    hard = np.flatnonzero(
+        ((d2[0] <= 0) != (d2.sum(axis=0) <= 0)) | ((d1[0] <= 0) != (d1.sum(axis=0) <= 0))
+    )
+    if hard.size:
+        lo[hard], hi[hard], found[hard] = _monotonic_bracket(
+            c[:, hard], d1[:, hard], d2[:, hard], neg0[hard], h[hard]
+        )
+    theta = np.full(m, np.nan)
+    k = np.flatnonzero(found)
+    if k.size:
+        theta[k] = _bracketed_root(c[:, k], lo[k], hi[k], neg0[k], tol[k], h[k])
+    return theta
+
+
+def _monotonic_bracket(
+    c: np.ndarray, d1: np.ndarray, d2: np.ndarray, neg0: np.ndarray, h: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first piece of ``[0, 1]`` where ``P`` is monotonic and changes sign.
+
+    Parameters
+    ----------
+    c, d1, d2 : ndarray, shapes (k, m), (k - 1, m), (k - 2, m)
+        ``P``, ``P'`` and ``P''`` (power basis).
+    neg0 : ndarray of bool, shape (m,)
+        ``P(0) <= 0``.
+    h : ndarray, shape (m,)
+        Step lengths [mm].
+
+    Returns
+    -------
+    lo, hi : ndarray, shape (m,)
+        The bracket (meaningful where ``found``).
+    found : ndarray of bool, shape (m,)
+        Whether ``P`` changes sign in ``[0, 1]``.
+    """
+    m = c.shape[1]
     one = np.ones(m)
     zero = np.zeros(m)
-    neg0 = c[0] <= 0
     # the zero of P'' (an inflection of P) splits [0, 1] into two intervals where P' is monotonic
     t2 = one.copy()
     k = np.flatnonzero((d2[0] <= 0) != (d2.sum(axis=0) <= 0))
@@ -436,11 +485,7 @@ def _first_root(c: np.ndarray, tol: np.ndarray, h: np.ndarray) -> np.ndarray:
         lo = np.where(new, a, lo)
         hi = np.where(new, b, hi)
         a = b
-    theta = np.full(m, np.nan)
-    k = np.flatnonzero(~np.isnan(lo))
-    if k.size:
-        theta[k] = _bracketed_root(c[:, k], lo[k], hi[k], neg0[k], tol[k], h[k])
-    return theta
+    return lo, hi, ~np.isnan(lo)
 
 
 def _bracketed_root(
@@ -478,28 +523,45 @@ def _bracketed_root(
     dc = _derivative(c)
     lo, hi = lo.copy(), hi.copy()
     p_lo, p_hi = _horner(c, lo), _horner(c, hi)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        theta = lo + (hi - lo) * p_lo / (p_lo - p_hi)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        u = p_lo / (p_lo - p_hi)  # the secant's root, refined on the cubic through P, P'
+        w = hi - lo
+        s0, s1 = _horner(dc, lo) * w, _horner(dc, hi) * w
+        k2, k3 = 3.0 * (p_hi - p_lo) - 2.0 * s0 - s1, 2.0 * (p_lo - p_hi) + s0 + s1
+        for _ in range(3):
+            u = u - (((k3 * u + k2) * u + s0) * u + p_lo) / ((3.0 * k3 * u + 2.0 * k2) * u + s0)
+        theta = lo + u * w
     theta = np.where((theta > lo) & (theta < hi), theta, 0.5 * (lo + hi))
-    rows = np.arange(len(lo))
+    rows: np.ndarray | None = None  # None: every pair still iterates (no copies)
+    n_todo = len(lo)
     for _ in range(200):
-        cc = c[:, rows]
-        th = theta[rows]
+        if rows is None:
+            cc, dd, th, lo_, hi_, tl, hr, nl = c, dc, theta, lo, hi, tol, h, neg_lo
+        else:
+            cc, dd, th, lo_, hi_ = c[:, rows], dc[:, rows], theta[rows], lo[rows], hi[rows]
+            tl, hr, nl = tol[rows], h[rows], neg_lo[rows]
         g = _horner(cc, th)
-        gp = _horner(dc[:, rows], th)
-        lo_, hi_ = lo[rows], hi[rows]
-        done = (np.abs(g) <= tol[rows]) | ((hi_ - lo_) * h[rows] < 1e-14)
-        same = (g <= 0) == neg_lo[rows]
+        gp = _horner(dd, th)
+        done = (np.abs(g) <= tl) | ((hi_ - lo_) * hr < 1e-14)
+        same = (g <= 0) == nl
         lo_ = np.where(same, th, lo_)
         hi_ = np.where(same, hi_, th)
         with np.errstate(divide="ignore", invalid="ignore"):
             new = th - g / gp
         new = np.where((new > lo_) & (new < hi_), new, 0.5 * (lo_ + hi_))
-        lo[rows], hi[rows] = lo_, hi_
-        theta[rows] = np.where(done, th, new)
-        rows = rows[~done]
-        if rows.size == 0:
+        new = np.where(done, th, new)
+        if rows is None:
+            lo, hi, theta = lo_, hi_, new
+        else:
+            lo[rows], hi[rows], theta[rows] = lo_, hi_, new
+        n_done = int(np.count_nonzero(done))
+        if n_done == len(th):
             break
+        if n_done:  # iterate only the unconverged pairs once enough have converged
+            if rows is None and 4 * n_done >= n_todo:
+                rows = np.flatnonzero(~done)
+            elif rows is not None:
+                rows = rows[~done]
     return theta
 
 
@@ -659,7 +721,7 @@ class _Run:
                 )
             )
             reach = (_REACH_SAFETY / 8.0) * kmax * h_step * h_step
-            examine = ((d > 0) != (d1 > 0)) | (layers.chord_approach(x, x1, d, d1) < reach[:, None])
+            examine = layers.chord_approach(x, x1, d, d1) <= reach[:, None]
             examine &= ~hit
             rho1 = np.hypot(x1[0], x1[1])
             left = (rho1 > self.r_max) | (np.abs(x1[2]) > self.z_max)
@@ -763,7 +825,9 @@ class _Run:
         found = np.flatnonzero(~np.isnan(theta))
         if found.size == 0:
             return None
-        pi, li, theta, coef, hp = pi[found], li[found], theta[found], coef[..., found], hp[found]
+        if found.size < len(theta):
+            pi, li, theta, hp = pi[found], li[found], theta[found], hp[found]
+            coef = coef[..., found]
         pos, dpos = _poly_eval(coef, theta)
         direction = dpos / np.sqrt(np.einsum("ij,ij->j", dpos, dpos))
         path = s[pi] + theta * hp
