@@ -14,17 +14,32 @@ of the ATLAS and ACTS track extrapolators (Bugge and Myrheim, NIM 179 (1981) 365
 field evaluations per step, the field at the last stage reused as the first stage of the
 next step, the local error estimate ``h^2 |k1 - k2 - k3 + k4|_1`` held below the tolerance
 by a per-particle step size. The direction is renormalised after every step, so ``|p|`` is
-conserved exactly (a magnetic field does no work).
+conserved exactly (a magnetic field does no work). Two more rules bound the step:
+
+- a step may turn the direction about the field by at most ``_MAX_TURN_PER_STEP`` (0.5 rad),
+  which the crossing search relies on (below);
+- a step whose field does not vary smoothly (the second difference of its three field
+  samples above a quarter of the field: a hard edge, a map's boundary inside the step) must
+  keep its direction error ``h |C q / p| |B1 - 2 B2 + B3|_1``, carried over the outer
+  boundary's diagonal, within the tolerance. Runge-Kutta's error estimate assumes a smooth
+  field and misjudges a jump: without this rule a hard-edged 1 T dipole gave 3-7 um rms
+  (33 um at most) at planes 250 mm behind it; with it, 2-4 nm (12 nm at most).
 
 All particles of a call are stepped together: the Python loop runs over steps, every
 operation inside acts on the arrays of the still-active particles, which shrink as
 particles stop.
 
-Layer crossings are found as sign changes, over a step, of the signed distance to each
-layer not yet hit. Each is located by safeguarded Newton iterations on the quintic Hermite
-interpolant of the step (positions, directions and curvatures at both ends, the dense
-output of the stepper, accurate to ``O(h^6)``), so the crossing lies on the surface to
-``1e-11`` mm and on the integrated trajectory far below the step tolerance. A step is
+Layer crossings are searched on the quintic Hermite interpolant of each step (positions,
+directions and curvatures at both ends, the dense output of the stepper, accurate to
+``O(h^6)``) for every layer not yet hit whose surface the step's chord comes nearer than
+twice the sagitta ``kappa h^2 / 8``: a sign change of the signed distance over the step, and
+also a graze (a surface entered and left again within one step, which a sign test at the
+ends misses). Along the interpolant the distance is a polynomial whose first root is
+bracketed between its extrema (:func:`_first_root`) and located by safeguarded Newton
+iterations, so the crossing lies on the surface to ``1e-11`` mm and on the integrated
+trajectory far below the step tolerance. On a uniform field the stepper and the exact
+helix then agree on every crossing but grazes shallower than the two paths' difference
+(far below 1 micrometre; none in 10^5 test tracks). A step is
 truncated at the first crossing of a layer with material, where the particle scatters and
 a new step starts; crossings of layers without material do not change the trajectory, so
 every one inside a step is recorded without restarting the step.
@@ -110,15 +125,15 @@ def propagate_rk(
     max_step_mm : float, optional
         Upper bound of the step length [mm]; default a quarter of the smaller of the outer
         boundary's radius and half length. A surface touched twice within one step (a
-        graze shallower than about ``h^2 / (8 R)``) is not seen, so this also bounds the
-        depth of a graze that can be missed.
+        graze) is found all the same.
 
     Returns
     -------
     Crossings
         Every particle's crossings of the layers' active areas, at most one per layer (its
         first), ordered by particle then path length; positions on the surfaces [mm] and
-        momenta arriving at the layers, before scattering in them [GeV/c].
+        momenta arriving at the layers, before scattering in them [GeV/c]; and why each
+        particle stopped (``stop``).
 
     Raises
     ------
@@ -129,12 +144,16 @@ def propagate_rk(
     Notes
     -----
     A particle stops when it leaves the outer boundary (``rho > r_max_mm`` or
-    ``|z| > z_max_mm``), when the accumulated turning angle of its transverse direction
-    exceeds pi (half a turn, loop protection), or beyond ``max_path_mm``; crossings past
-    the turning or path limit inside the last step are dropped. At a crossing of a layer
-    with ``thickness_x0 > 0`` the direction is deflected by two Gaussian angles of RMS
-    given by the Highland formula for ``x/X0 = thickness_x0 / |t . n|``
-    (``|t . n|`` floored at 1e-3 for grazing crossings).
+    ``|z| > z_max_mm``), when its direction has turned about the field by more than pi
+    (half a turn, loop protection: the turn accumulates ``|C q / p| |B| ds``, not the
+    deflections by scattering), beyond ``max_path_mm``, or after ``_MAX_ITERATIONS``
+    steps; :attr:`Crossings.stop` says which
+    (:class:`~spectrocnn.simulate.propagation.StopReason`). Crossings past the turning or
+    path limit inside the last step are dropped. At a crossing of a layer with
+    ``thickness_x0 > 0`` the direction is scattered by
+    :func:`~spectrocnn.simulate.material.scatter_at_layers` (Highland, with the grazing
+    cap of :data:`~spectrocnn.simulate.material.MIN_COS_INCIDENCE`), as on the exact helix
+    path.
 
     Particles are processed in fixed-size groups in input order, so the result is a
     deterministic function of the inputs and the state of ``rng``.
