@@ -609,3 +609,17 @@ def test_near_axial_tracks_in_a_solenoid_stop_after_half_a_turn_on_both_paths():
         # crossings within half a turn only: |z| <= half_turn sin(dip)
         i = cr.particle
         assert np.all(cr.position[:, 2] <= half_turn * np.sin(dip[i]) + UM)
+
+
+def test_a_field_that_turns_nan_stops_the_tracks_there_and_says_why():
+    def field(points):
+        b = np.zeros((len(points), 3))
+        b[:, 2] = np.where(np.hypot(points[:, 0], points[:, 1]) > 125.0, np.nan, 2.0)
+        return b
+
+    det = lecture_detector(CallableField(field, "NaN beyond r = 125 mm"))
+    pos, mom, q = shoot([1.0, 2.0, 5.0], [0.0, 1.0, 2.0], [0.0, 0.1, -0.1], [1.0, -1.0, 1.0])
+    cr = propagate_rk(det, pos, mom, q, np.full(3, PION_MASS), rng=0)
+    assert cr.stop_counts()["not_finite"] == 3
+    assert np.all(cr.layer <= 7)  # r = 50..120 mm only
+    assert len(cr) == 3 * 8

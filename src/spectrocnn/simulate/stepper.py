@@ -217,6 +217,9 @@ def propagate_rk(
     )
     if np.any(run.stop < 0):  # pragma: no cover - every exit of the loop sets a reason
         raise RuntimeError("propagate_rk: a particle ended without a stop reason")
+    n_bad = int(np.count_nonzero(run.stop == StopReason.NOT_FINITE))
+    if n_bad:
+        log.warning("propagate_rk: %d particles stopped where the field is not finite", n_bad)
     return _propagation.Crossings.collect(
         run.out_particle, run.out_layer, run.out_position, run.out_momentum, run.out_path,
         run.stop,
@@ -711,7 +714,10 @@ class _Run:
             with np.errstate(divide="ignore"):
                 scale = np.clip((tol / (2.0 * np.maximum(err, 1e-300))) ** 0.25, 0.25, 4.0)
                 scale = np.minimum(scale, np.clip(tol / np.maximum(kink, 1e-300), 0.1, 4.0))
-                h_next = np.minimum(h * scale, _MAX_TURN_PER_STEP / omega)
+                # a field that is NaN or inf on the step: shrink the step until it stops
+                # short of that region, or at _H_MIN_MM from it, where the particle stops
+                scale = np.where(np.isnan(scale), 0.25, scale)
+                h_next = np.fmin(h * scale, _MAX_TURN_PER_STEP / omega)  # fmin: omega NaN
             h_next = np.clip(h_next, _H_MIN_MM, h_max)
             x1 = x + h * t + (h2 / 6.0) * (k1 + k2 + k3)
             t1 = t + (h / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
@@ -727,7 +733,7 @@ class _Run:
             else:
                 h_step = h
             a1 = _cross(t1, b3, lam)
-            dphi = omega * h_step
+            dphi = np.where(h_step > 0, omega * h_step, 0.0)  # omega NaN on a rejected step
             phi1 = phi + dphi
             s1 = s + h_step
             d1 = layers.distances(x1)
