@@ -31,6 +31,7 @@ from spectrocnn.simulate import (
     simulate_events,
 )
 from spectrocnn.simulate.gun import shoot
+from spectrocnn.simulate.propagation import StopReason
 
 C_GEV_PER_T_M = 0.299792458  # p[GeV/c] = C |q| B[T] R[m] (DESIGN 4), written out here
 
@@ -157,6 +158,8 @@ def test_neutral_particles_leave_no_crossings(field):
     assert set(np.unique(cr.particle).tolist()) == set(np.flatnonzero(q != 0).tolist())
     # every charged track crosses all 16 layers on its circle, R = p_T / (C |q| B)
     assert np.all(np.bincount(cr.particle, minlength=n)[q != 0] == 16)
+    # both propagators say why: neutral ones were never propagated
+    assert np.all((cr.stop == StopReason.NEUTRAL) == (q == 0))
     pt = np.hypot(mom[:, 0], mom[:, 1])
     radius_mm = 1e3 * pt / (C_GEV_PER_T_M * np.abs(np.where(q != 0, q, 1.0)) * bz)
     i = cr.particle

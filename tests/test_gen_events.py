@@ -178,6 +178,7 @@ def test_command_writes_file_and_summary(tmp_path, capsys):
     summary = capsys.readouterr().out.strip().splitlines()
     assert len(summary) == 1
     assert "20 events" in summary[0] and "events/s" in summary[0] and "seed 7" in summary[0]
+    assert "0 of 200 tracks stopped early" in summary[0]  # lecture: 10 tracks per event
     with open_events(out) as ev:
         assert ev.n_events == 20 and ev.image_shape == (16, 16) and ev.seed == 7
         assert ev.images.compression == "lzf"

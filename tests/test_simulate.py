@@ -284,3 +284,23 @@ def test_custom_geometry_in_python():
     assert set(np.unique(batch.hits.layer)) <= {0, 1}
     assert len(batch.hits) > 0
     assert dataclasses.is_dataclass(det)
+
+
+def test_simulate_events_counts_why_every_track_stopped():
+    # 2 T, from the origin: a track of p_T < 0.06 GeV/c (2R < r_max = 201 mm) makes half a
+    # turn inside the detector and stops there (looped); the 5-10 GeV/c tracks leave it.
+    sim = Simulation(
+        gun=ParticleGun(p_low_GeV=(0.02, 0.05), p_high_GeV=(5.0, 10.0)), high_fraction=1.0
+    )
+    from spectrocnn.simulate import StopReason, concatenate_batches
+
+    batch = simulate_events(sim, 30, rng=3)
+    high = batch.particles.is_high.astype(bool)
+    np.testing.assert_array_equal(
+        batch.stop, np.where(high, StopReason.LEFT_DETECTOR, StopReason.LOOPED)
+    )
+    counts = batch.stop_counts()
+    assert counts["looped"] == np.count_nonzero(~high) and counts["left_detector"] == 30
+    assert sum(counts.values()) == len(batch.particles)
+    joined = concatenate_batches([batch, simulate_events(sim, 5, rng=4)])
+    assert joined.stop_counts()["left_detector"] == 35

@@ -177,9 +177,21 @@ def _body(argv: Sequence[str] | None) -> int:
             f"{PROG}: wrote {plural(n, 'event')} to {where} in {result.elapsed_s:.1f} s "
             f"({result.events_per_s:.0f} events/s), {_size(result.file_bytes)}, "
             f"labels {result.n_high}/{n} high ({100 * result.n_high / n:.1f}%), "
-            f"seed {result.seed}"
+            f"seed {result.seed}{_stops(result)}"
         )
     return EXIT_OK
+
+
+def _stops(result) -> str:
+    """``", 3 of 100000 tracks stopped early (2 looped, 1 step_limit)"``; the tracks that
+    ended other than by leaving the detector (neutral particles, never propagated, are not
+    counted as stopped). Empty for a sharded run (not counted there)."""
+    stops = getattr(result, "track_stops", None)
+    if stops is None:
+        return ""
+    early = {k: v for k, v in stops.items() if k not in ("left_detector", "neutral") and v}
+    detail = f" ({', '.join(f'{v} {k}' for k, v in early.items())})" if early else ""
+    return f", {sum(early.values())} of {sum(stops.values())} tracks stopped early{detail}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -131,6 +131,9 @@ class GenerateResult:
         Wall time [s].
     file_bytes : int
         Size of the file [bytes].
+    track_stops : dict of str to int
+        Tracks per reason their propagation ended (``left_detector``, the normal end;
+        ``looped``, ``path_limit``, ``step_limit``, ... :class:`~spectrocnn.simulate.StopReason`).
     """
 
     path: str
@@ -140,11 +143,17 @@ class GenerateResult:
     workers: int
     elapsed_s: float
     file_bytes: int
+    track_stops: dict[str, int]
 
     @property
     def events_per_s(self) -> float:
         """Events per second of wall time."""
         return self.n_events / self.elapsed_s if self.elapsed_s > 0 else float("inf")
+
+    @property
+    def tracks_stopped_early(self) -> int:
+        """Tracks that ended other than by leaving the detector (looped, limits)."""
+        return sum(n for k, n in self.track_stops.items() if k != "left_detector")
 
 
 # -- the work of one chunk (in a worker process or in the caller) ---------------------------
@@ -525,6 +534,7 @@ def generate_file(
     )
     t0 = time.perf_counter()
     n_high = 0
+    track_stops: dict[str, int] = {}
     with (
         _atomic_output(out, overwrite) as tmp,
         _open_writer(
@@ -545,6 +555,8 @@ def generate_file(
                 except (OSError, RuntimeError) as exc:  # h5py: RuntimeError for some
                     raise _write_error(out_path, exc) from None
                 n_high += int(res.batch.labels.sum())
+                for reason, count in (res.batch.stop_counts() or {}).items():
+                    track_stops[reason] = track_stops.get(reason, 0) + count
                 if progress is not None:
                     progress(res.batch.n_events)
         finally:
@@ -564,4 +576,5 @@ def generate_file(
         workers=workers,
         elapsed_s=elapsed,
         file_bytes=size,
+        track_stops=track_stops,
     )

@@ -32,7 +32,7 @@ from spectrocnn.simulate.geometry import (
 )
 from spectrocnn.simulate.gun import ParticleGun
 from spectrocnn.simulate.material import highland_theta0
-from spectrocnn.simulate.propagation import C_GEV_PER_T_MM, Crossings, propagate
+from spectrocnn.simulate.propagation import C_GEV_PER_T_MM, Crossings, StopReason, propagate
 
 __all__ = [
     "C_GEV_PER_T_MM",
@@ -50,6 +50,7 @@ __all__ = [
     "ParticleTable",
     "PlaneLayer",
     "Simulation",
+    "StopReason",
     "UniformField",
     "concatenate_batches",
     "highland_theta0",

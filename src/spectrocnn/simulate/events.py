@@ -12,7 +12,7 @@ from spectrocnn.errors import ConfigError
 from spectrocnn.simulate.geometry import Detector, lecture_detector
 from spectrocnn.simulate.gun import ParticleGun, shoot
 from spectrocnn.simulate.hits import measure, noise_hits
-from spectrocnn.simulate.propagation import propagate
+from spectrocnn.simulate.propagation import StopReason, propagate, stop_counts
 
 __all__ = [
     "HIT_COLUMNS",
@@ -136,14 +136,35 @@ class EventBatch:
     particles : ParticleTable
     hits : HitTable
         Event indices in both tables run from 0 to ``n_events - 1``.
+    stop : ndarray int8 (n_particles,) or None
+        Why the propagation of each particle (row of ``particles``) ended, a
+        :class:`~spectrocnn.simulate.propagation.StopReason` code; None where not known
+        (a batch read back from an event file, which does not store it).
     """
 
     labels: np.ndarray
     particles: ParticleTable
     hits: HitTable
+    stop: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", np.asarray(self.labels, dtype=np.uint8))
+        if self.stop is not None:
+            stop = np.asarray(self.stop, dtype=np.int8)
+            if stop.shape != (len(self.particles),):
+                raise ValueError(f"stop has shape {stop.shape}, expected ({len(self.particles)},)")
+            object.__setattr__(self, "stop", stop)
+
+    def stop_counts(self) -> dict[str, int] | None:
+        """Number of particles per stop reason (``left_detector``, ``looped``, ...).
+
+        Returns
+        -------
+        dict or None
+            Every :class:`~spectrocnn.simulate.propagation.StopReason`, lower-case, with its
+            count; None when :attr:`stop` is not known.
+        """
+        return None if self.stop is None else stop_counts(self.stop)
 
     @property
     def n_events(self) -> int:
@@ -199,10 +220,13 @@ def concatenate_batches(batches: list[EventBatch]) -> EventBatch:
         }
 
     labels = np.concatenate([b.labels for b in batches]) if batches else np.empty(0, np.uint8)
+    known = all(b.stop is not None for b in batches)
+    stop = np.concatenate([b.stop for b in batches] or [np.empty(0, np.int8)]) if known else None
     return EventBatch(
         labels,
         ParticleTable(**cat(parts, PARTICLE_COLUMNS)),
         HitTable(**cat(hits, HIT_COLUMNS)),
+        stop,
     )
 
 
@@ -268,6 +292,8 @@ def simulate_events(
     Returns
     -------
     EventBatch
+        With :attr:`EventBatch.stop`, why each particle's propagation ended
+        (:meth:`EventBatch.stop_counts` counts them).
     """
     if isinstance(n_events, bool) or not isinstance(n_events, int | np.integer) or n_events < 0:
         raise ConfigError(f"n_events must be an integer >= 0, got {n_events!r}")
@@ -307,4 +333,9 @@ def simulate_events(
         is_high=prim.is_high,
     )
     log.debug("simulated %d events, %d particles", n_events, n)
-    return EventBatch(prim.labels, particles, HitTable(**hit_cols))
+    early = int(
+        np.count_nonzero(~np.isin(crossings.stop, (StopReason.LEFT_DETECTOR, StopReason.NEUTRAL)))
+    )
+    if early:
+        log.debug("%d of %d tracks stopped early: %s", early, n, crossings.stop_counts())
+    return EventBatch(prim.labels, particles, HitTable(**hit_cols), crossings.stop)

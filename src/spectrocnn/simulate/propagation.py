@@ -9,21 +9,60 @@ other field.
 
 Rules (DESIGN 4): each particle leaves at most one crossing per layer, at its first crossing
 of the layer's active area; it stops when it leaves the detector's outer boundary or has
-turned by half a turn (pi) in the transverse plane. A neutral particle (charge 0) ionises
+made half a turn about the field. The turn is the angle by which the direction has rotated
+about the local field, ``integral |q C B| / p ds`` (a magnetic field turns the direction
+about itself at that rate; in a uniform field it is the turning angle of the track's helix
+in its bending plane). Scattering deflections do not count: a track whose momentum
+component normal to the field is tiny (a track along the field, or a forward track in a
+dipole whose transverse direction flips when a scatter passes p_T through zero) is not
+taken for a looper. Both propagators apply this rule and report why each particle stopped
+(:class:`StopReason`, :attr:`Crossings.stop`). A neutral particle (charge 0) ionises
 nothing and leaves no crossing in the tracking layers, whichever propagator runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 from functools import partial
 
 import numpy as np
 
-__all__ = ["C_GEV_PER_T_MM", "Crossings", "propagate"]
+__all__ = ["C_GEV_PER_T_MM", "Crossings", "StopReason", "propagate"]
 
 #: Curvature constant: p[GeV/c] = C * |q| * B[T] * R[mm] (0.299792458 GeV/(T m)).
 C_GEV_PER_T_MM = 0.299792458e-3
+
+
+class StopReason(IntEnum):
+    """Why a particle's propagation ended (:attr:`Crossings.stop`)."""
+
+    #: left the detector's outer boundary (or started outside it): the normal end
+    LEFT_DETECTOR = 0
+    #: made half a turn about the field (loop protection, DESIGN 4)
+    LOOPED = 1
+    #: reached the stepper's path-length limit (``max_path_mm``)
+    PATH_LIMIT = 2
+    #: still stepping after the stepper's iteration limit
+    STEP_LIMIT = 3
+    #: the state became NaN or infinite (a field returning NaN)
+    NOT_FINITE = 4
+    #: ``|p| = 0``: a particle at rest goes nowhere (exact helix path only)
+    AT_REST = 5
+    #: charge 0: a neutral particle is not propagated and leaves no crossings
+    NEUTRAL = 6
+
+
+def stop_counts(stop: np.ndarray) -> dict[str, int]:
+    """Number of particles per stop reason, every reason listed (lower-case names).
+
+    Parameters
+    ----------
+    stop : ndarray of int, shape (n,)
+        :class:`StopReason` codes.
+    """
+    counts = np.bincount(np.asarray(stop, dtype=np.int64), minlength=len(StopReason))
+    return {r.name.lower(): int(counts[r]) for r in StopReason}
 
 
 @dataclass(frozen=True)
@@ -40,18 +79,25 @@ class Crossings:
         True crossing point on the layer surface [mm].
     momentum : ndarray float64 (m, 3)
         Momentum arriving at the layer, before scattering in it [GeV/c].
+    stop : ndarray int8 (n_particles,)
+        Why each particle given to :func:`propagate` stopped (:class:`StopReason`).
     """
 
     particle: np.ndarray
     layer: np.ndarray
     position: np.ndarray
     momentum: np.ndarray
+    stop: np.ndarray
 
     def __len__(self) -> int:
         return len(self.particle)
 
+    def stop_counts(self) -> dict[str, int]:
+        """Number of particles per stop reason (:func:`stop_counts`)."""
+        return stop_counts(self.stop)
+
     @classmethod
-    def collect(cls, particle, layer, position, momentum, path) -> Crossings:
+    def collect(cls, particle, layer, position, momentum, path, stop) -> Crossings:
         """Build from per-step pieces (lists of arrays), sorted by particle, then path length.
 
         Parameters
@@ -61,10 +107,17 @@ class Crossings:
         path : list of ndarray
             Path length of each crossing from the particle's start [mm], the sort key
             within a particle.
+        stop : ndarray of int, shape (n_particles,)
+            :class:`StopReason` of every particle.
         """
+        stop = np.asarray(stop, dtype=np.int8)
         if not particle:
             return cls(
-                np.empty(0, np.int64), np.empty(0, np.int16), np.empty((0, 3)), np.empty((0, 3))
+                np.empty(0, np.int64),
+                np.empty(0, np.int16),
+                np.empty((0, 3)),
+                np.empty((0, 3)),
+                stop,
             )
         p = np.concatenate(particle).astype(np.int64)
         if len(particle) == 1 and path[0] is None:  # already ordered
@@ -78,6 +131,7 @@ class Crossings:
             np.concatenate(layer).astype(np.int16)[idx],
             np.concatenate(position)[idx],
             np.concatenate(momentum)[idx],
+            stop,
         )
 
 
@@ -323,7 +377,22 @@ def _candidates(detector, pos, t, pmag, q, bz, turned, hit, layers=None):
             sc, xc, yc = sl, xl, yl
         sigma[:, idx], px[:, idx], py[:, idx] = sc, xc, yc
 
-    # Limits: half a turn, the outer boundary (r_max, z_max), layers already hit.
+    limit = _limits(detector, pos, g, turned)
+    with np.errstate(invalid="ignore"):
+        z = pos[:, 2][:, None] + sigma * g["cot"][:, None]
+    bad = (sigma > limit[:, None]) | hit | ~g["moving"][:, None]
+    sigma = np.where(bad, np.inf, sigma)
+    return sigma, px, py, z, g
+
+
+def _limits(detector, pos, g, turned) -> np.ndarray:
+    """Transverse path (n,) [mm] to the end of each track: the outer boundary (r_max, z_max)
+    or half a turn, whichever comes first; records ``g["looped"]`` (bool (n,)): the turn
+    comes first."""
+    x0, y0 = pos[:, 0][:, None], pos[:, 1][:, None]
+    dx, dy = g["dx"][:, None], g["dy"][:, None]
+    cx, cy, R = g["cx"][:, None], g["cy"][:, None], g["inv_h"][:, None]
+    curved = g["curved"][:, None]
     rmax = np.array([[detector.r_max_mm]])
     sc, *_ = _circle_candidates(x0, y0, dx, dy, R, *_cylinder_points(cx, cy, R, rmax))
     sl, *_ = _line_candidates(x0, y0, dx, dy, *_line_circle_points(x0, y0, dx, dy, rmax))
@@ -335,13 +404,10 @@ def _candidates(detector, pos, t, pmag, q, bz, turned, hit, layers=None):
             cot > 0, (zmax - pos[:, 2]) / cot, np.where(cot < 0, (-zmax - pos[:, 2]) / cot, np.inf)
         )
     s_exit = np.minimum(s_exit, s_z)
+    # the turn about the field: |h| per unit transverse path (|q C B| / p per unit path)
     s_turn = np.where(g["curved"], (np.pi - turned) * g["inv_h"], np.inf)
-    limit = np.minimum(s_exit, s_turn)
-    with np.errstate(invalid="ignore"):
-        z = pos[:, 2][:, None] + sigma * cot[:, None]
-    bad = (sigma > limit[:, None]) | hit | ~g["moving"][:, None]
-    sigma = np.where(bad, np.inf, sigma)
-    return sigma, px, py, z, g
+    g["looped"] = s_turn < s_exit
+    return np.minimum(s_exit, s_turn)
 
 
 def propagate_helix(detector, position, momentum, charge, mass, rng) -> Crossings:
@@ -350,16 +416,22 @@ def propagate_helix(detector, position, momentum, charge, mass, rng) -> Crossing
     Crossing points are circle-circle and circle-line intersections computed in a
     cancellation-free form, so they lie on the layer surface to rounding (~1e-12 mm) for
     any radius of curvature. Multiple scattering, where a layer has material, changes the
-    direction at the crossing and the remaining crossings are recomputed from there.
+    direction at the crossing
+    (:func:`~spectrocnn.simulate.material.scatter_at_layers`, the stepper's rule too) and
+    the remaining crossings are recomputed from there. The turn about the field
+    accumulates ``|h| sigma`` (transverse curvature times transverse path, equal to
+    ``|q C B| / p`` times the path), so a deflection by scattering does not count.
     Neutral particles (charge 0) and particles at rest leave no crossings.
     """
     from spectrocnn.simulate.geometry import on_active_area, surface_normal
-    from spectrocnn.simulate.material import beta_of, highland_theta0, scatter_directions
+    from spectrocnn.simulate.material import scatter_at_layers
 
     bz = float(detector.field.B_T[2])
     thickness = np.array([layer.thickness_x0 for layer in detector.layers])
     n_layers = len(thickness)
     pmag = np.linalg.norm(momentum, axis=1)
+    stop = np.full(len(pmag), StopReason.AT_REST, dtype=np.int8)
+    stop[np.asarray(charge) == 0] = StopReason.NEUTRAL
     with np.errstate(invalid="ignore", divide="ignore"):
         t = momentum / pmag[:, None]
     alive = np.flatnonzero((pmag > 0) & (charge != 0))  # a neutral particle leaves no hits
@@ -371,11 +443,19 @@ def propagate_helix(detector, position, momentum, charge, mass, rng) -> Crossing
     hit = np.zeros((len(alive), n_layers), dtype=bool)
     out_p, out_l, out_x, out_m, out_s = [], [], [], [], []
     scattering = bool(np.any(thickness > 0))
+
+    def ended(rows, g):
+        """Record why the particles ``rows`` (of the state arrays) end: the first limit."""
+        stop[alive[rows]] = np.where(g["looped"][rows], StopReason.LOOPED, StopReason.LEFT_DETECTOR)
+
     while len(alive):
         # only the layers some particle has still to hit (in an ordered geometry, the
         # outer ones): the same result as all layers, for less work
         todo = np.flatnonzero(~hit.all(axis=0))
-        if todo.size == 0:
+        if todo.size == 0:  # every layer hit: the tracks go on to their limits
+            g = _track_geometry(pos, t, pm, q, bz)
+            _limits(detector, pos, g, turned)
+            ended(np.arange(len(alive)), g)
             break
         sigma, px, py, z, g = _candidates(detector, pos, t, pm, q, bz, turned, hit[:, todo], todo)
         # Keep only crossings on the layers' active areas; retry the others' next crossing
@@ -383,6 +463,7 @@ def propagate_helix(detector, position, momentum, charge, mass, rng) -> Crossing
         # of the same surface, if any, comes later and is found when sigma is recomputed.
         finite = np.isfinite(sigma)
         if not scattering:
+            ended(np.arange(len(alive)), g)
             # all crossings at once, ordered by particle then path length
             order = np.argsort(sigma, axis=1, kind="stable")
             srt = np.take_along_axis(sigma, order, axis=1)
@@ -401,7 +482,9 @@ def propagate_helix(detector, position, momentum, charge, mass, rng) -> Crossing
             out_s.append(None)
             break
         first = np.argmin(sigma, axis=1)
-        rows = np.flatnonzero(finite[np.arange(len(alive)), first])
+        has_next = finite[np.arange(len(alive)), first]
+        ended(np.flatnonzero(~has_next), g)
+        rows = np.flatnonzero(has_next)
         cols = todo[first[rows]]
         fr = first[rows]
         s = sigma[rows, fr]
@@ -416,11 +499,15 @@ def propagate_helix(detector, position, momentum, charge, mass, rng) -> Crossing
         out_m.append(mom[ok])
         out_s.append(path[sel] + s[ok] * pm[sel] / np.hypot(mom[ok, 0], mom[ok, 1]))
         # scatter in the layer material (only on the active area: elsewhere there is none)
-        normal = surface_normal(detector, pts[ok], cols[ok])
-        cosi = np.abs(np.einsum("ij,ij->i", newt[ok], normal))
-        x0 = thickness[cols[ok]] / np.maximum(cosi, 1e-6)
-        theta0 = highland_theta0(pm[sel], beta_of(pm[sel], m[sel]), q[sel], x0)
-        newt[ok] = scatter_directions(newt[ok], theta0, rng)
+        newt[ok] = scatter_at_layers(
+            newt[ok],
+            surface_normal(detector, pts[ok], cols[ok]),
+            thickness[cols[ok]],
+            pm[sel],
+            m[sel],
+            q[sel],
+            rng,
+        )
         # advance: outside the active area the particle moves on but the layer stays unhit
         pt_before = pm[rows] * np.hypot(t[rows, 0], t[rows, 1])
         path[rows] += s * pm[rows] / pt_before
@@ -432,7 +519,7 @@ def propagate_helix(detector, position, momentum, charge, mass, rng) -> Crossing
         keep[rows] = True
         alive, pos, t, pm, q, m = alive[keep], pos[keep], t[keep], pm[keep], q[keep], m[keep]
         turned, path, hit = turned[keep], path[keep], hit[keep]
-    return Crossings.collect(out_p, out_l, out_x, out_m, out_s)
+    return Crossings.collect(out_p, out_l, out_x, out_m, out_s, stop)
 
 
 def _momentum_at(g, rows, pts, t, pm, sigma) -> np.ndarray:
