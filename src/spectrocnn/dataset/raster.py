@@ -13,6 +13,11 @@ and is drawn only when ``0 <= col < W`` and ``0 <= row < H``. So the window is h
 ``x = x_min`` is column 0 but ``x = x_max`` is outside; ``y = y_max`` is row 0 but
 ``y = y_min`` is outside. Hits with a NaN or infinite coordinate are not drawn.
 
+The formulas are evaluated exactly, as real numbers on the float values (not as rounded
+floating-point arithmetic): a hit one ulp below ``x_max`` is in column ``W - 1``, one ulp
+above ``y_min`` in row ``H - 1``, one ulp below ``x_min`` outside, and a hit a few ulp from
+an inner pixel edge lands on the side of the edge where it really is (:func:`pixel_floor`).
+
 Pixel values count the hits that light a pixel, capped at 255 (uint8).
 
 With ``hit_radius_px = r > 0`` a hit lights its own pixel ``(row, col)`` and every pixel
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
@@ -40,6 +46,7 @@ __all__ = [
     "ImageSpec",
     "SparseImages",
     "disk_offsets",
+    "pixel_floor",
     "pixel_indices",
     "rasterize",
     "rasterize_sparse",
@@ -181,10 +188,61 @@ def disk_offsets(radius: int) -> tuple[np.ndarray, np.ndarray]:
     return _disk(int(radius))
 
 
+#: Largest distance [pixels] between the floating-point value of a pixel coordinate and the
+#: real-number value of the formula: 4 roundings of relative size ``2**-53`` each on values
+#: below ``MAX_IMAGE_SIZE + 2`` make less than ``1e-11`` pixel; this margin is 100 times that.
+_EDGE_TOL_PX = 1e-9
+
+
+def pixel_floor(
+    a: np.ndarray | float, b: np.ndarray | float, lo: float, hi: float, n: int
+) -> np.ndarray:
+    """The exact ``floor((a - b) / (hi - lo) * n)`` of float inputs, as a float array.
+
+    The formula is evaluated in floating point first; wherever the result lies within
+    ``_EDGE_TOL_PX`` of an integer (a value a few ulp from a pixel edge, where rounding may
+    have crossed the edge) or overflowed, it is evaluated again in exact rational arithmetic
+    (:class:`fractions.Fraction` of the float values). The result is therefore the floor of
+    the real-number formula for every finite input, edges included.
+
+    Parameters
+    ----------
+    a, b : array_like float64 (broadcastable to one shape)
+        Coordinates [mm], e.g. ``a = x``, ``b = x_min`` for columns or ``a = y_max``,
+        ``b = y`` for rows.
+    lo, hi : float
+        The window's extent along the axis [mm], ``lo < hi``, finite.
+    n : int
+        Pixels along the axis.
+
+    Returns
+    -------
+    ndarray float64
+        The pixel coordinate (an integer value); NaN or +-inf where ``a`` or ``b`` is not
+        finite.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        raw = (a - b) / (hi - lo) * n
+        t = np.floor(raw)
+        near = ~(np.abs(raw - np.rint(raw)) > _EDGE_TOL_PX)  # True for NaN / inf too
+    if near.any():
+        a_b, b_b, t_b, near_b = np.broadcast_arrays(a, b, t, near)
+        idx = np.flatnonzero(near_b & np.isfinite(a_b) & np.isfinite(b_b))
+        if idx.size:
+            t = np.array(t_b, dtype=np.float64)  # writable, full shape
+            flat, fa, fb = t.reshape(-1), a_b.reshape(-1), b_b.reshape(-1)
+            width = Fraction(hi) - Fraction(lo)
+            for i in idx.tolist():
+                flat[i] = math.floor((Fraction(float(fa[i])) - Fraction(float(fb[i]))) * n / width)
+    return t
+
+
 def pixel_indices(
     x_mm: np.ndarray, y_mm: np.ndarray, spec: ImageSpec
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pixel of each hit, by the module's pixel convention.
+    """Pixel of each hit, by the module's pixel convention, exactly.
 
     Parameters
     ----------
@@ -195,9 +253,12 @@ def pixel_indices(
     Returns
     -------
     row, col : ndarray int64 (n,)
-        Pixel row and column (meaningful where ``inside``; 0 elsewhere).
+        Pixel row and column (meaningful where ``inside``; 0 elsewhere): the exact floor of
+        the real-number formulas, also for hits a few ulp from a pixel or window edge
+        (:func:`pixel_floor`).
     inside : ndarray bool (n,)
-        True when the hit's pixel lies in the image.
+        True when the hit's pixel lies in the image, i.e. exactly when
+        ``x_min <= x < x_max`` and ``y_min < y <= y_max``.
     """
     x = np.asarray(x_mm, dtype=np.float64)
     y = np.asarray(y_mm, dtype=np.float64)
@@ -205,9 +266,9 @@ def pixel_indices(
         raise ValueError(f"x_mm and y_mm must be 1-D of one length, got {x.shape} and {y.shape}")
     h = w = spec.size
     x0, x1, y0, y1 = spec.window_mm
-    with np.errstate(invalid="ignore", over="ignore"):
-        colf = np.floor((x - x0) / (x1 - x0) * w)
-        rowf = np.floor((y1 - y) / (y1 - y0) * h)
+    colf = pixel_floor(x, x0, x0, x1, w)
+    rowf = pixel_floor(y1, y, y0, y1, h)
+    with np.errstate(invalid="ignore"):
         inside = (colf >= 0) & (colf < w) & (rowf >= 0) & (rowf < h)  # False for NaN
     col = np.where(inside, colf, 0).astype(np.int64)
     row = np.where(inside, rowf, 0).astype(np.int64)
