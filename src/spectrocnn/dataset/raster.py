@@ -311,28 +311,114 @@ def rasterize_sparse(
     npix = h * w
     if not inside.all():
         row, col, ev = row[inside], col[inside], ev[inside]
-    if spec.hit_radius_px > 0:
-        dr, dc = disk_offsets(spec.hit_radius_px)
-        row = (row[:, None] + dr[None, :]).ravel()
-        col = (col[:, None] + dc[None, :]).ravel()
-        ev = np.repeat(ev, len(dr))
-        ok = (row >= 0) & (row < h) & (col >= 0) & (col < w)
-        row, col, ev = row[ok], col[ok], ev[ok]
-    key = ev * npix + row * w + col
-    key.sort()
-    if key.size:
-        first = np.empty(key.size, dtype=bool)
-        first[0] = True
-        np.not_equal(key[1:], key[:-1], out=first[1:])
-        starts = np.flatnonzero(first)
-        index = key[starts]
-        counts = np.diff(np.append(starts, key.size))
-        value = np.minimum(counts, 255).astype(np.uint8)
-    else:
-        index = key
-        value = np.empty(0, dtype=np.uint8)
+    if ev.size > 1 and np.any(ev[1:] < ev[:-1]):
+        order = np.argsort(ev, kind="stable")
+        row, col, ev = row[order], col[order], ev[order]
+    k = len(disk_offsets(spec.hit_radius_px)[0])
+    # Light events in groups of at most STAMP_BUDGET stamped pixels, rasterized by sorting
+    # their keys; an event with more stamped pixels than a quarter of its image, or than the
+    # budget, is counted pixel by pixel instead (_dense_event: faster there, and bounded).
+    first_hit = np.searchsorted(ev, np.arange(n_events + 1, dtype=np.int64))
+    stamped = np.diff(first_hit) * k
+    heavy = np.flatnonzero((stamped * 4 >= npix) | (stamped > STAMP_BUDGET))
+    indices: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    e0 = 0
+    while e0 < n_events:
+        a = int(first_hit[e0])
+        j = int(np.searchsorted(heavy, e0))
+        nxt = int(heavy[j]) if j < heavy.size else n_events
+        if nxt == e0:
+            b = int(first_hit[e0 + 1])
+            idx, val = _dense_event(row[a:b], col[a:b], spec)
+            indices.append(idx + e0 * npix)
+            values.append(val)
+            e0 += 1
+            continue
+        e1 = int(np.searchsorted(first_hit, a + STAMP_BUDGET // k, side="right")) - 1
+        e1 = min(max(e1, e0 + 1), nxt)
+        b = int(first_hit[e1])
+        idx, val = _sorted_counts(row[a:b], col[a:b], ev[a:b], spec)
+        indices.append(idx)
+        values.append(val)
+        e0 = e1
+    index = np.concatenate(indices) if indices else np.empty(0, np.int64)
+    value = np.concatenate(values) if values else np.empty(0, np.uint8)
     offsets = np.searchsorted(index, np.arange(n_events + 1, dtype=np.int64) * npix)
     return SparseImages((n_events, h, w), index, value, offsets.astype(np.int64))
+
+
+#: Largest number of (hit, disk pixel) pairs rasterized at once: the temporaries take about
+#: 40 bytes each (80 MiB), whatever the number of hits, events and the disk radius.
+STAMP_BUDGET = 1 << 21
+
+#: Largest number of pixels accumulated at once in the dense path (int64 counts: 32 MiB).
+_BAND_PIXELS = 1 << 22
+
+
+def _stamp(
+    row: np.ndarray, col: np.ndarray, spec: ImageSpec
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Disk pixels of each hit, clipped to the image: (hit number, row, col), int64."""
+    h = w = spec.size
+    if spec.hit_radius_px == 0:
+        return np.arange(len(row), dtype=np.int64), row, col
+    dr, dc = disk_offsets(spec.hit_radius_px)
+    rr = (row[:, None] + dr[None, :]).ravel()
+    cc = (col[:, None] + dc[None, :]).ravel()
+    ok = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+    hit = np.repeat(np.arange(len(row), dtype=np.int64), len(dr))
+    return hit[ok], rr[ok], cc[ok]
+
+
+def _sorted_counts(
+    row: np.ndarray, col: np.ndarray, ev: np.ndarray, spec: ImageSpec
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lit pixels of a few events (hits times disk size <= STAMP_BUDGET): flat index
+    (event * H + row) * W + col, strictly increasing, and capped count."""
+    h = w = spec.size
+    hit, rr, cc = _stamp(row, col, spec)
+    key = ev[hit] * (h * w) + rr * w + cc
+    del hit, rr, cc
+    key.sort()
+    if not key.size:
+        return key, np.empty(0, dtype=np.uint8)
+    first = np.empty(key.size, dtype=bool)
+    first[0] = True
+    np.not_equal(key[1:], key[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    counts = np.diff(np.append(starts, key.size))
+    return key[starts], np.minimum(counts, 255).astype(np.uint8)
+
+
+def _dense_event(
+    row: np.ndarray, col: np.ndarray, spec: ImageSpec
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lit pixels of one heavy event (pixel index row * W + col, capped count), counted in
+    bands of at most _BAND_PIXELS pixels from at most STAMP_BUDGET stamped pixels at once."""
+    h = w = spec.size
+    rad = spec.hit_radius_px
+    k = len(disk_offsets(rad)[0])
+    band_rows = max(1, _BAND_PIXELS // w)
+    per_batch = max(1, STAMP_BUDGET // k)
+    order = np.argsort(row, kind="stable")
+    row, col = row[order], col[order]
+    indices: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    for r0 in range(0, h, band_rows):
+        r1 = min(h, r0 + band_rows)
+        a = int(np.searchsorted(row, r0 - rad, side="left"))
+        b = int(np.searchsorted(row, r1 + rad, side="left"))
+        counts = np.zeros((r1 - r0) * w, dtype=np.int64)
+        for c0 in range(a, b, per_batch):
+            c1 = min(b, c0 + per_batch)
+            _, rr, cc = _stamp(row[c0:c1], col[c0:c1], spec)
+            sel = (rr >= r0) & (rr < r1)
+            counts += np.bincount((rr[sel] - r0) * w + cc[sel], minlength=counts.size)
+        nz = np.flatnonzero(counts)
+        indices.append(nz + r0 * w)
+        values.append(np.minimum(counts[nz], 255).astype(np.uint8))
+    return np.concatenate(indices), np.concatenate(values)
 
 
 def rasterize(
