@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import numpy as np
 import pytest
+from _helpers import brute_force_images, exact_pixel
 
 from spectrocnn.dataset.raster import (
     ImageSpec,
@@ -187,19 +187,6 @@ def test_invalid_image_spec_is_a_config_error(kwargs):
 # -- exactness at pixel and window edges (issue 14, item 5) ----------------------------------
 
 
-def _exact_pixel(x: float, y: float, spec: ImageSpec) -> tuple[int, int] | None:
-    """The documented convention in exact rational arithmetic on the float values."""
-    x0, x1, y0, y1 = (Fraction(v) for v in spec.window_mm)
-    n = spec.size
-    if not (math.isfinite(x) and math.isfinite(y)):
-        return None
-    col = math.floor((Fraction(x) - x0) / (x1 - x0) * n)
-    row = math.floor((y1 - Fraction(y)) / (y1 - y0) * n)
-    if 0 <= col < n and 0 <= row < n:
-        return row, col
-    return None
-
-
 def _random_window(rng: np.random.Generator) -> tuple[float, float, float, float]:
     """x_min < x_max, y_min < y_max at random scales and offsets (widths 1e-3..1e4 mm)."""
     out = []
@@ -224,7 +211,7 @@ def _check_exact(x: np.ndarray, y: np.ndarray, spec: ImageSpec) -> int:
     sp = rasterize_sparse(x, y, np.arange(len(x)), len(x), spec)
     n = spec.size
     for i, (xi, yi) in enumerate(zip(x.tolist(), y.tolist(), strict=True)):
-        pix = _exact_pixel(xi, yi, spec)
+        pix = exact_pixel(xi, yi, spec)
         got = (int(row[i]), int(col[i])) if inside[i] else None
         assert got == pix, (xi, yi, spec)
         lit = sp.index[sp.offsets[i] : sp.offsets[i + 1]] - i * n * n
@@ -233,7 +220,7 @@ def _check_exact(x: np.ndarray, y: np.ndarray, spec: ImageSpec) -> int:
 
 
 @pytest.mark.parametrize("size", [1, 2, 37, 512, 513, 16384])
-def test_window_edges_a_few_ulp_away_light_the_exact_pixel(size):
+def test_window_edges_a_few_ulp_away_light_theexact_pixel(size):
     """nextafter at all four edges of random windows: the half-open window is honoured."""
     rng = np.random.default_rng(size)
     n_inside = 0
@@ -281,7 +268,7 @@ def test_thousands_of_random_hits_match_exact_arithmetic():
         x = rng.uniform(x0 - 0.1 * (x1 - x0), x1 + 0.1 * (x1 - x0), n)
         y = rng.uniform(y0 - 0.1 * (y1 - y0), y1 + 0.1 * (y1 - y0), n)
         row, col, inside = pixel_indices(x, y, spec)
-        exact = [_exact_pixel(a, b, spec) for a, b in zip(x.tolist(), y.tolist(), strict=True)]
+        exact = [exact_pixel(a, b, spec) for a, b in zip(x.tolist(), y.tolist(), strict=True)]
         got = [
             (r, c) if i else None
             for r, c, i in zip(row.tolist(), col.tolist(), inside, strict=True)
@@ -325,7 +312,7 @@ def test_disks_at_the_window_edges_follow_the_documented_rule(radius):
         y = np.array([ym, ym, y1, np.nextafter(y0, np.inf), ym, y0])
         img = rasterize(x, y, np.arange(6), 6, spec)
         for i in range(6):
-            pix = _exact_pixel(float(x[i]), float(y[i]), spec)
+            pix = exact_pixel(float(x[i]), float(y[i]), spec)
             expected = set()
             if pix is not None:
                 for a, b in zip(dr.tolist(), dc.tolist(), strict=True):
@@ -334,3 +321,28 @@ def test_disks_at_the_window_edges_follow_the_documented_rule(radius):
                         expected.add((r, c))
             assert {tuple(p) for p in np.argwhere(img[i]).tolist()} == expected
             assert (pix is None) == (i >= 4)
+
+
+@pytest.mark.parametrize(("stamp", "band"), [(None, None), (64, 50), (7, 37)])
+@pytest.mark.parametrize("radius", [0, 3, 9])
+def test_bounded_batches_give_the_same_images(monkeypatch, stamp, band, radius):
+    """Small stamp and band budgets (many batches, heavy events counted in bands) give
+    the images of the pixel-by-pixel definition, light and heavy events mixed."""
+    import spectrocnn.dataset.raster as raster
+
+    if stamp is not None:
+        monkeypatch.setattr(raster, "STAMP_BUDGET", stamp)
+        monkeypatch.setattr(raster, "_BAND_PIXELS", band)
+    rng = np.random.default_rng(radius)
+    spec = ImageSpec(size=37, window_mm=(-10.0, 27.0, -3.0, 5.0), hit_radius_px=radius)
+    n_events = 9
+    per_event = [0, 1, 3, 40, 2, 120, 0, 5, 400]  # empty, light and heavy events
+    ev = np.repeat(np.arange(n_events), per_event)
+    x = rng.uniform(-12, 29, len(ev))
+    y = rng.uniform(-4, 6, len(ev))
+    x[::17] = 27.0  # on the excluded edge
+    y[::13] = np.nextafter(-3.0, 0.0)  # one ulp inside the bottom edge
+    perm = rng.permutation(len(ev))  # hits need not be sorted by event
+    sp = rasterize_sparse(x[perm], y[perm], ev[perm], n_events, spec)
+    assert np.all(np.diff(sp.index) > 0)
+    assert np.array_equal(sp.todense(), brute_force_images(x, y, ev, n_events, spec))
