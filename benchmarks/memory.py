@@ -4,10 +4,10 @@ Each setting runs ``gen-events --workers 1`` under a small helper process that r
 peak resident set size of its one child from ``resource.getrusage(RUSAGE_CHILDREN)``. Two
 axes from the ``lecture`` preset: ``hit_radius_px`` 0, 2, 16, 64 (10 particles), and
 ``n_particles`` 10, 100, 1000 (radius 2, with 5 noise hits per layer); the corner of both
-(1000 particles, radius 64, few events: about 2 s per event); then N and 4N events at one
-setting to show that the peak does not grow with N. The slow settings run ``--heavy-n``
-events, enough to fill a whole chunk (65 events at 1000 particles) or image group (32
-events at radius 64). Target: every figure below 1 GiB.
+(1000 particles, radius 64, few events: about 2 s per event); then N and 4N events (N >=
+600, two chunks or more) at one setting to show that the peak does not grow with N. The
+slow settings run ``--heavy-n`` events, enough to fill a whole chunk (65 events at 1000
+particles) or image group (32 events at radius 64). Target: every figure below 1 GiB.
 
 Usage::
 
@@ -89,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             peak, wall = _run(toml, n, d)
             rows.append((name, n, peak, wall))
             print(f"{name:48s} N={n:5d}  peak {peak / 2**20:7.1f} MiB  {wall:6.1f} s", flush=True)
-        for n in (args.n, 4 * args.n):  # flat in N
-            toml = _toml(16, 100, 5.0)
-            peak, wall = _run(toml, n, d)
-            rows.append(("n_particles = 100, hit_radius_px = 16", n, peak, wall))
+        flat_n = max(args.n, 600)  # at least two whole chunks (256 events each)
+        for n in (flat_n, 4 * flat_n):  # flat in N
+            peak, wall = _run(_toml(2, 100, 5.0), n, d)
+            rows.append(("n_particles = 100, hit_radius_px = 2, noise 5/layer", n, peak, wall))
             print(f"{rows[-1][0]:48s} N={n:5d}  peak {peak / 2**20:7.1f} MiB  {wall:6.1f} s",
                   flush=True)  # fmt: skip
     worst = max(r[2] for r in rows)

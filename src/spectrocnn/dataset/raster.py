@@ -356,19 +356,16 @@ STAMP_BUDGET = 1 << 21
 _BAND_PIXELS = 1 << 22
 
 
-def _stamp(
-    row: np.ndarray, col: np.ndarray, spec: ImageSpec
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Disk pixels of each hit, clipped to the image: (hit number, row, col), int64."""
+def _stamp(row: np.ndarray, col: np.ndarray, spec: ImageSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Disk pixels of each hit, clipped to the image: (row, col), int64."""
     h = w = spec.size
     if spec.hit_radius_px == 0:
-        return np.arange(len(row), dtype=np.int64), row, col
+        return row, col
     dr, dc = disk_offsets(spec.hit_radius_px)
     rr = (row[:, None] + dr[None, :]).ravel()
     cc = (col[:, None] + dc[None, :]).ravel()
     ok = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
-    hit = np.repeat(np.arange(len(row), dtype=np.int64), len(dr))
-    return hit[ok], rr[ok], cc[ok]
+    return rr[ok], cc[ok]
 
 
 def _sorted_counts(
@@ -377,9 +374,22 @@ def _sorted_counts(
     """Lit pixels of a few events (hits times disk size <= STAMP_BUDGET): flat index
     (event * H + row) * W + col, strictly increasing, and capped count."""
     h = w = spec.size
-    hit, rr, cc = _stamp(row, col, spec)
-    key = ev[hit] * (h * w) + rr * w + cc
-    del hit, rr, cc
+    r = spec.hit_radius_px
+    base = (ev * h + row) * w + col
+    if r == 0:
+        key = base.copy()
+    else:
+        # A disk is a fixed pattern of flat offsets, except where it meets the border.
+        dr, dc = disk_offsets(r)
+        inner = (row >= r) & (row < h - r) & (col >= r) & (col < w - r)
+        key = (base[inner][:, None] + (dr * w + dc)[None, :]).ravel()
+        if not inner.all():
+            edge = ~inner
+            rr = (row[edge][:, None] + dr[None, :]).ravel()
+            cc = (col[edge][:, None] + dc[None, :]).ravel()
+            ok = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+            eb = np.repeat(ev[edge], len(dr))
+            key = np.concatenate([key, ((eb * h + rr) * w + cc)[ok]])
     key.sort()
     if not key.size:
         return key, np.empty(0, dtype=np.uint8)
@@ -412,7 +422,7 @@ def _dense_event(
         counts = np.zeros((r1 - r0) * w, dtype=np.int64)
         for c0 in range(a, b, per_batch):
             c1 = min(b, c0 + per_batch)
-            _, rr, cc = _stamp(row[c0:c1], col[c0:c1], spec)
+            rr, cc = _stamp(row[c0:c1], col[c0:c1], spec)
             sel = (rr >= r0) & (rr < r1)
             counts += np.bincount((rr[sel] - r0) * w + cc[sel], minlength=counts.size)
         nz = np.flatnonzero(counts)
