@@ -4,14 +4,14 @@ Each setting runs ``gen-events --workers 1`` under a small helper process that r
 peak resident set size of its one child from ``resource.getrusage(RUSAGE_CHILDREN)``. Two
 axes from the ``lecture`` preset: ``hit_radius_px`` 0, 2, 16, 64 (10 particles), and
 ``n_particles`` 10, 100, 1000 (radius 2, with 5 noise hits per layer); the corner of both
-(1000 particles, radius 64, few events: about 2 s per event); then N and 4N events (N >=
+(1000 particles, radius 64, few events: 10-30 s per event); then N and 4N events (N >=
 600, two chunks or more) at one setting to show that the peak does not grow with N. The
 slow settings run ``--heavy-n`` events, enough to fill a whole chunk (65 events at 1000
 particles) or image group (32 events at radius 64). Target: every figure below 1 GiB.
 
 Usage::
 
-    python benchmarks/memory.py [--n 200] [--heavy-n 80] [--corner-n 8] [--dir DIR]
+    python benchmarks/memory.py [--n 200] [--heavy-n 80] [--corner-n 4] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         "--heavy-n", type=int, default=80,
         help="events for the slow settings (radius 64, 1000 particles; default 80)",
     )  # fmt: skip
-    ap.add_argument("--corner-n", type=int, default=8, help="events at 1000 particles, radius 64")
+    ap.add_argument("--corner-n", type=int, default=4, help="events at the corner (default 4)")
     ap.add_argument("--dir", default=None, help="scratch directory (default: a temporary one)")
     args = ap.parse_args(argv)
     rows: list[tuple[str, int, int, float]] = []
