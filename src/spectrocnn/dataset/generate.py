@@ -14,7 +14,8 @@ Each chunk is simulated, rasterized and compressed (the images straight to zlib 
 only NumPy, SciPy, h5py and this package, never TensorFlow) make chunks, and the calling
 process, which writes the file in chunk order, makes one itself whenever the next chunk is
 not ready yet: W processes keep W cores busy. At most ``2 * (W - 1)`` chunks are in flight,
-so memory does not grow with the number of events.
+and fewer when their results would take more than 256 MiB, so memory does not grow with
+the number of events.
 
 The output is written to a temporary file beside the target (same directory, name
 starting with a dot) and renamed over the target only when complete; on any error or
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHUNK_EVENTS",
-    "MEMORY_BUDGET_BYTES",
     "GenerateResult",
     "chunk_events",
     "chunk_rng",
@@ -71,17 +71,14 @@ log = logging.getLogger(__name__)
 #: workers.
 CHUNK_EVENTS = 256
 
-#: Memory budget of one process [bytes]: the simulation of a chunk, its images and the
-#: results held for writing are sized to stay below it together (Python, NumPy, SciPy and
-#: h5py themselves take about 120 MiB more).
-MEMORY_BUDGET_BYTES = 640 << 20
-
 #: Peak simulation memory per hit slot (one particle crossing one layer, or one noise hit)
 #: [bytes]: 256 events of 1 000 particles and 10 noise hits per layer on 16 layers peak at
 #: 965 MiB in ``simulate_events``, 245 bytes per slot.
 _SIM_BYTES_PER_SLOT = 256
 
-#: Share of MEMORY_BUDGET_BYTES for the simulation of one chunk.
+#: Memory for the simulation of one chunk [bytes]. With the image groups, the stamps and
+#: the results held for writing below, and about 120 MiB for Python, NumPy, SciPy and h5py,
+#: a process stays below 1 GiB (benchmarks/memory.py).
 _SIM_BUDGET_BYTES = 256 << 20
 
 #: Lit pixels (an upper bound: hits times disk pixels, at most the image) rasterized and
