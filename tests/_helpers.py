@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from spectrocnn.dataset.raster import ImageSpec
 from spectrocnn.simulate import HIT_COLUMNS, PARTICLE_COLUMNS, EventBatch
 
 
@@ -17,6 +20,35 @@ def assert_batches_equal(a: EventBatch, b: EventBatch) -> None:
             x, y = getattr(ta, col), getattr(tb, col)
             assert x.dtype == dtype and y.dtype == dtype, (name, col)
             assert np.array_equal(x, y, equal_nan=dtype.kind == "f"), (name, col)
+
+
+def exact_pixel(x: float, y: float, spec: ImageSpec) -> tuple[int, int] | None:
+    """The documented convention in exact rational arithmetic on the float values."""
+    x0, x1, y0, y1 = (Fraction(v) for v in spec.window_mm)
+    n = spec.size
+    if not (math.isfinite(x) and math.isfinite(y)):
+        return None
+    col = math.floor((Fraction(x) - x0) / (x1 - x0) * n)
+    row = math.floor((y1 - Fraction(y)) / (y1 - y0) * n)
+    if 0 <= col < n and 0 <= row < n:
+        return row, col
+    return None
+
+
+def brute_force_images(x, y, ev, n_events, spec):
+    """Disk of every in-window hit, pixel by pixel (exact pixel, documented offsets)."""
+    n = spec.size
+    counts = np.zeros((n_events, n, n), dtype=np.int64)
+    r = spec.hit_radius_px
+    offs = [(a, b) for a in range(-r, r + 1) for b in range(-r, r + 1) if a * a + b * b <= r * r]
+    for xi, yi, ei in zip(x.tolist(), y.tolist(), ev.tolist(), strict=True):
+        pix = exact_pixel(xi, yi, spec)
+        if pix is None:
+            continue
+        for a, b in offs:
+            if 0 <= pix[0] + a < n and 0 <= pix[1] + b < n:
+                counts[ei, pix[0] + a, pix[1] + b] += 1
+    return np.minimum(counts, 255).astype(np.uint8)
 
 
 def sparse_images(rng: np.random.Generator, n: int, h: int, w: int, hits: int) -> np.ndarray:

@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from _helpers import assert_batches_equal
+from _helpers import assert_batches_equal, brute_force_images
 
 from spectrocnn.cli.gen_events import main
 from spectrocnn.config import config_from_dict
@@ -319,3 +319,66 @@ def test_write_error_is_one_line_and_leaves_nothing(tmp_path):
     assert lines[0].startswith(f"gen-events: error: cannot write '{out}'"), lines
     assert _leftovers(tmp_path) == ["ev.h5"]
     assert out.read_bytes() == b"keep me"
+
+
+# -- memory bounds (issue 14, item 6) --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("particles", "noise", "expected"),
+    [
+        (10, 0.0, 256),  # the lecture preset: the chunk of every existing file
+        (256, 0.0, 256),  # 256 * 16 slots * 256 B * 256 events = 256 MiB exactly
+        (257, 0.0, 255),  # floor(2**28 / (256 * 257 * 16))
+        (1000, 10.0, 64),  # floor(2**28 / (256 * 1010 * 16)) = floor(64.88)
+        (100_000, 0.0, 1),
+    ],
+)
+def test_chunk_events_from_the_memory_budget(particles, noise, expected):
+    from spectrocnn.dataset.generate import chunk_events
+
+    sim = config_from_dict({"n_particles": particles, "noise": {"hits_per_layer": noise}})
+    assert chunk_events(sim.simulation) == expected
+
+
+def test_small_budgets_split_chunks_and_images_without_changing_the_file(tmp_path, monkeypatch):
+    """Heavy settings (a small simulation budget: chunks of 20 events; small raster groups)
+    give the images of the documented convention for the simulated hits, chunk by chunk."""
+    import spectrocnn.dataset.generate as gen
+
+    cfg = config_from_dict(
+        {"image": {"size": 37, "hit_radius_px": 3}, "noise": {"hits_per_layer": 1.0}}
+    )
+    per_event = 256 * (cfg.simulation.n_particles + 1.0) * 16
+    monkeypatch.setattr(gen, "_SIM_BUDGET_BYTES", int(20 * per_event))
+    monkeypatch.setattr(gen, "_RASTER_PIXELS", 3000)  # about 2 events per group
+    assert gen.chunk_events(cfg.simulation) == 20
+    n = 50
+    for compression in ("gzip", "lzf"):
+        out = tmp_path / f"{compression}.h5"
+        generate_file(cfg, n, out, seed=3, workers=1, compression=compression)
+        expected = concatenate_batches(
+            [simulate_chunk(cfg.simulation, 3, i, min(20, n - 20 * i)) for i in range(3)]
+        )
+        h = expected.hits
+        with open_events(out) as ev:
+            assert_batches_equal(ev.truth(), expected)
+            images = ev.read_images()
+        assert np.array_equal(images, brute_force_images(h.x, h.y, h.event, n, cfg.image))
+
+
+def test_results_held_by_the_writer_are_bounded_and_do_not_change_the_file(
+    tmp_path, monkeypatch, made
+):
+    """With room for a single result in the writing process, two workers still make the
+    file of one worker."""
+    import spectrocnn.dataset.generate as gen
+
+    monkeypatch.setattr(gen, "_RESULTS_BUDGET_BYTES", 1)
+    r1, _ = made
+    out = tmp_path / "tight.h5"
+    generate_file(config_from_dict(SMALL), N, out, seed=42, workers=2)
+    a, b = _datasets(Path(r1.path)), _datasets(out)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f"), k

@@ -6,10 +6,12 @@ import math
 
 import numpy as np
 import pytest
+from _helpers import brute_force_images, exact_pixel
 
 from spectrocnn.dataset.raster import (
     ImageSpec,
     disk_offsets,
+    pixel_floor,
     pixel_indices,
     rasterize,
     rasterize_sparse,
@@ -180,3 +182,167 @@ def test_sparse_and_dense_agree():
 def test_invalid_image_spec_is_a_config_error(kwargs):
     with pytest.raises(ConfigError):
         ImageSpec(**kwargs)
+
+
+# -- exactness at pixel and window edges (issue 14, item 5) ----------------------------------
+
+
+def _random_window(rng: np.random.Generator) -> tuple[float, float, float, float]:
+    """x_min < x_max, y_min < y_max at random scales and offsets (widths 1e-3..1e4 mm)."""
+    out = []
+    for _ in range(2):
+        width = 10.0 ** rng.uniform(-3, 4)
+        lo = rng.uniform(-2, 1) * width * rng.choice([1.0, 10.0, 1000.0])
+        out += [lo, lo + width]
+    return tuple(out)
+
+
+def _ulp_steps(v: float, k: int) -> list[float]:
+    """``v`` and its k nearest floats on either side."""
+    out, lo, hi = [v], v, v
+    for _ in range(k):
+        lo, hi = np.nextafter(lo, -np.inf), np.nextafter(hi, np.inf)
+        out += [float(lo), float(hi)]
+    return out
+
+
+def _check_exact(x: np.ndarray, y: np.ndarray, spec: ImageSpec) -> int:
+    row, col, inside = pixel_indices(x, y, spec)
+    sp = rasterize_sparse(x, y, np.arange(len(x)), len(x), spec)
+    n = spec.size
+    for i, (xi, yi) in enumerate(zip(x.tolist(), y.tolist(), strict=True)):
+        pix = exact_pixel(xi, yi, spec)
+        got = (int(row[i]), int(col[i])) if inside[i] else None
+        assert got == pix, (xi, yi, spec)
+        lit = sp.index[sp.offsets[i] : sp.offsets[i + 1]] - i * n * n
+        assert lit.tolist() == ([] if pix is None else [pix[0] * n + pix[1]]), (xi, yi, spec)
+    return int(inside.sum())
+
+
+@pytest.mark.parametrize("size", [1, 2, 37, 512, 513, 16384])
+def test_window_edges_a_few_ulp_away_light_theexact_pixel(size):
+    """nextafter at all four edges of random windows: the half-open window is honoured."""
+    rng = np.random.default_rng(size)
+    n_inside = 0
+    for _ in range(40):
+        spec = ImageSpec(size=size, window_mm=_random_window(rng), hit_radius_px=0)
+        x0, x1, y0, y1 = spec.window_mm
+        xm, ym = (x0 + x1) / 2, (y0 + y1) / 2
+        xs = _ulp_steps(x0, 3) + _ulp_steps(x1, 3)
+        ys = _ulp_steps(y0, 3) + _ulp_steps(y1, 3)
+        x = np.array(xs + [xm] * len(ys))
+        y = np.array([ym] * len(xs) + ys)
+        n_inside += _check_exact(x, y, spec)
+        # the documented corner cases, spelled out
+        row, col, inside = pixel_indices(
+            np.array([x0, np.nextafter(x1, -np.inf), x1, xm, xm, xm]),
+            np.array([ym, ym, ym, y1, np.nextafter(y0, np.inf), y0]),
+            spec,
+        )
+        assert inside.tolist() == [True, True, False, True, True, False]
+        assert col[0] == 0 and col[1] == size - 1
+        assert row[3] == 0 and row[4] == size - 1
+    assert n_inside > 0
+
+
+@pytest.mark.parametrize("size", [37, 512, 513])
+def test_interior_pixel_edges_a_few_ulp_away(size):
+    rng = np.random.default_rng(100 + size)
+    for _ in range(10):
+        spec = ImageSpec(size=size, window_mm=_random_window(rng), hit_radius_px=0)
+        x0, x1, y0, y1 = spec.window_mm
+        k = rng.integers(0, size + 1, 8)
+        ex = [x0 + float(i) * (x1 - x0) / size for i in k]  # pixel edges, rounded
+        ey = [y1 - float(i) * (y1 - y0) / size for i in k]
+        xs = [v for e in ex for v in _ulp_steps(e, 2)]
+        ys = [v for e in ey for v in _ulp_steps(e, 2)]
+        _check_exact(np.array(xs), np.array(ys), spec)
+
+
+def test_thousands_of_random_hits_match_exact_arithmetic():
+    rng = np.random.default_rng(11)
+    for size in (37, 513):
+        spec = ImageSpec(size=size, window_mm=_random_window(rng), hit_radius_px=0)
+        x0, x1, y0, y1 = spec.window_mm
+        n = 3000
+        x = rng.uniform(x0 - 0.1 * (x1 - x0), x1 + 0.1 * (x1 - x0), n)
+        y = rng.uniform(y0 - 0.1 * (y1 - y0), y1 + 0.1 * (y1 - y0), n)
+        row, col, inside = pixel_indices(x, y, spec)
+        exact = [exact_pixel(a, b, spec) for a, b in zip(x.tolist(), y.tolist(), strict=True)]
+        got = [
+            (r, c) if i else None
+            for r, c, i in zip(row.tolist(), col.tolist(), inside, strict=True)
+        ]
+        assert got == exact
+        assert 0 < inside.sum() < n
+
+
+def test_ulp_below_x_max_in_the_issue_window():
+    """The issue's example: 512 px over [-400, 400] mm, x = nextafter(400, 0)."""
+    spec = ImageSpec(size=512, window_mm=(-400.0, 400.0, -400.0, 400.0), hit_radius_px=0)
+    x = np.nextafter(400.0, 0.0)
+    y = np.nextafter(-400.0, 0.0)
+    img = rasterize([x, 0.0], [0.0, y], [0, 1], 2, spec)
+    assert img[0, 256, 511] == 1 and img[0].sum() == 1
+    assert img[1, 511, 256] == 1 and img[1].sum() == 1
+
+
+def test_pixel_floor_tiny_negative_offsets_and_overflow():
+    # (x - x_min) a subnormal negative number: the float quotient underflows to -0.0
+    assert pixel_floor(np.array([-5e-324]), 0.0, 0.0, 1e300, 4)[0] == -1
+    assert pixel_floor(np.array([5e-324]), 0.0, 0.0, 1e300, 4)[0] == 0
+    # a window so wide that its width overflows a float
+    v = pixel_floor(np.array([0.0, -1e308, np.nextafter(1e308, 0)]), -1e308, -1e308, 1e308, 512)
+    assert v.tolist() == [256.0, 0.0, 511.0]
+    v = pixel_floor(np.array([np.nan, np.inf, -np.inf]), 0.0, 0.0, 1.0, 4)
+    assert np.isnan(v[0]) and v[1] == np.inf and v[2] == -np.inf
+
+
+@pytest.mark.parametrize("radius", [1, 2, 5])
+def test_disks_at_the_window_edges_follow_the_documented_rule(radius):
+    """A disk is centred on the hit's (exact) pixel and clipped by the image; a hit a few
+    ulp outside the half-open window draws nothing."""
+    rng = np.random.default_rng(radius)
+    dr, dc = disk_offsets(radius)
+    for size in (37, 513):
+        spec = ImageSpec(size=size, window_mm=_random_window(rng), hit_radius_px=radius)
+        x0, x1, y0, y1 = spec.window_mm
+        xm, ym = (x0 + x1) / 2, (y0 + y1) / 2
+        x = np.array([x0, np.nextafter(x1, -np.inf), xm, xm, x1, xm])
+        y = np.array([ym, ym, y1, np.nextafter(y0, np.inf), ym, y0])
+        img = rasterize(x, y, np.arange(6), 6, spec)
+        for i in range(6):
+            pix = exact_pixel(float(x[i]), float(y[i]), spec)
+            expected = set()
+            if pix is not None:
+                for a, b in zip(dr.tolist(), dc.tolist(), strict=True):
+                    r, c = pix[0] + a, pix[1] + b
+                    if 0 <= r < size and 0 <= c < size:
+                        expected.add((r, c))
+            assert {tuple(p) for p in np.argwhere(img[i]).tolist()} == expected
+            assert (pix is None) == (i >= 4)
+
+
+@pytest.mark.parametrize(("stamp", "band"), [(None, None), (64, 50), (7, 37)])
+@pytest.mark.parametrize("radius", [0, 3, 9])
+def test_bounded_batches_give_the_same_images(monkeypatch, stamp, band, radius):
+    """Small stamp and band budgets (many batches, heavy events counted in bands) give
+    the images of the pixel-by-pixel definition, light and heavy events mixed."""
+    import spectrocnn.dataset.raster as raster
+
+    if stamp is not None:
+        monkeypatch.setattr(raster, "STAMP_BUDGET", stamp)
+        monkeypatch.setattr(raster, "_BAND_PIXELS", band)
+    rng = np.random.default_rng(radius)
+    spec = ImageSpec(size=37, window_mm=(-10.0, 27.0, -3.0, 5.0), hit_radius_px=radius)
+    n_events = 9
+    per_event = [0, 1, 3, 40, 2, 120, 0, 5, 400]  # empty, light and heavy events
+    ev = np.repeat(np.arange(n_events), per_event)
+    x = rng.uniform(-12, 29, len(ev))
+    y = rng.uniform(-4, 6, len(ev))
+    x[::17] = 27.0  # on the excluded edge
+    y[::13] = np.nextafter(-3.0, 0.0)  # one ulp inside the bottom edge
+    perm = rng.permutation(len(ev))  # hits need not be sorted by event
+    sp = rasterize_sparse(x[perm], y[perm], ev[perm], n_events, spec)
+    assert np.all(np.diff(sp.index) > 0)
+    assert np.array_equal(sp.todense(), brute_force_images(x, y, ev, n_events, spec))

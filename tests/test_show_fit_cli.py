@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 
+import numpy as np
 import pytest
 
 from spectrocnn.cli import fit_tracks, show_event
@@ -118,3 +120,46 @@ def test_fit_tracks_finds_telescope_tracks_without_truth(tmp_path, capsys):
     assert finding["efficiency"] >= 0.98
     assert finding["fake_rate"] <= 0.02 and finding["duplicate_rate"] <= 0.02
     assert fit_tracks.main([str(path)]) == 0
+
+
+@pytest.mark.parametrize(("size", "max_pixels"), [(517, 256), (9, 4), (37, 37), (513, 256)])
+def test_pooled_picture_draws_each_hit_over_its_own_pixel(size, max_pixels):
+    """Max-pooling to picture resolution keeps every hit, and a pooled pixel is drawn where
+    its stored pixels are, also when the factor does not divide the image (padding)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spectrocnn.display import draw_event
+
+    window = (-30.0, 50.0, -7.0, 3.0)
+    x0, x1, y0, y1 = window
+    rng = np.random.default_rng(size)
+    image = np.zeros((size, size), np.uint8)
+    hits = [(0, 0), (size - 1, size - 1), (size - 1, 0), (0, size - 1)]
+    hits += [tuple(p) for p in rng.integers(0, size, (20, 2)).tolist()]
+    for r, c in hits:
+        image[r, c] = 1
+    fig, ax = plt.subplots()
+    try:
+        draw_event(ax, image, window, max_pixels=max_pixels)
+        shown = ax.images[0].get_array()
+        ex0, ex1, ey0, ey1 = ax.images[0].get_extent()
+    finally:
+        plt.close(fig)
+    ph, pw = shown.shape
+    f = math.ceil(size / max_pixels)  # the smallest factor that fits (documented)
+    assert (ph, pw) == (math.ceil(size / f), math.ceil(size / f))
+    for r, c in hits:
+        # the stored pixel's area [mm] ...
+        sx0, sx1 = x0 + c * (x1 - x0) / size, x0 + (c + 1) * (x1 - x0) / size
+        sy1, sy0 = y1 - r * (y1 - y0) / size, y1 - (r + 1) * (y1 - y0) / size
+        # ... lies inside the drawn pooled pixel that shows it
+        pr, pc = r // f, c // f
+        assert shown[pr, pc] == 1
+        dx0, dx1 = ex0 + pc * (ex1 - ex0) / pw, ex0 + (pc + 1) * (ex1 - ex0) / pw
+        dy1, dy0 = ey1 - pr * (ey1 - ey0) / ph, ey1 - (pr + 1) * (ey1 - ey0) / ph
+        tol = 1e-9 * (x1 - x0)
+        assert dx0 - tol <= sx0 and sx1 <= dx1 + tol
+        assert dy0 - tol <= sy0 and sy1 <= dy1 + tol

@@ -74,10 +74,17 @@ def draw_event(
     from matplotlib.collections import LineCollection
 
     x0, x1, y0, y1 = window_mm
-    shown = np.ma.masked_equal(_max_pool(np.asarray(image), max_pixels), 0)
+    image = np.asarray(image)
+    pooled, f = _max_pool(image, max_pixels)
+    shown = np.ma.masked_equal(pooled, 0)
+    # A pooled pixel covers f x f stored pixels; when f does not divide the image, the last
+    # pooled row and column reach past the window (zero padding), and the extent says so,
+    # so that every hit is drawn over its own stored pixel. The axes limits clip the rest.
+    h, w = image.shape
+    ph, pw = pooled.shape
     ax.imshow(
         shown,
-        extent=(x0, x1, y0, y1),
+        extent=(x0, x0 + (x1 - x0) * (pw * f) / w, y1 - (y1 - y0) * (ph * f) / h, y1),
         origin="upper",
         cmap="gray_r",
         vmin=0,
@@ -138,15 +145,20 @@ def _momentum_norm(pmag: np.ndarray):
     return mcolors.LogNorm(vmin=max(lo, 1e-3) * 0.9, vmax=max(hi, 1e-3) * 1.1)
 
 
-def _max_pool(image: np.ndarray, max_pixels: int) -> np.ndarray:
-    """Max-pool a 2-D image by the smallest integer factor that fits ``max_pixels``."""
+def _max_pool(image: np.ndarray, max_pixels: int) -> tuple[np.ndarray, int]:
+    """Max-pool a 2-D image by the smallest integer factor ``f`` that fits ``max_pixels``.
+
+    Returns the pooled image, ``(ceil(H / f), ceil(W / f))`` (the image is padded with zeros
+    at the bottom and right to whole blocks: stored pixel ``(r, c)`` shows in pooled pixel
+    ``(r // f, c // f)``), and ``f``.
+    """
     h, w = image.shape
     f = max(1, math.ceil(max(h, w) / max_pixels))
     if f == 1:
-        return image
+        return image, 1
     ph, pw = -h % f, -w % f
     padded = np.pad(image, ((0, ph), (0, pw)))
-    return padded.reshape((h + ph) // f, f, (w + pw) // f, f).max(axis=(1, 3))
+    return padded.reshape((h + ph) // f, f, (w + pw) // f, f).max(axis=(1, 3)), f
 
 
 def event_figure(events, indices: Sequence[int], *, truth: bool = False):

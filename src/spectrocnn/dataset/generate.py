@@ -14,7 +14,8 @@ Each chunk is simulated, rasterized and compressed (the images straight to zlib 
 only NumPy, SciPy, h5py and this package, never TensorFlow) make chunks, and the calling
 process, which writes the file in chunk order, makes one itself whenever the next chunk is
 not ready yet: W processes keep W cores busy. At most ``2 * (W - 1)`` chunks are in flight,
-so memory does not grow with the number of events.
+and fewer when their results would take more than 256 MiB, so memory does not grow with
+the number of events.
 
 The output is written to a temporary file beside the target (same directory, name
 starting with a dot) and renamed over the target only when complete; on any error or
@@ -44,7 +45,7 @@ import numpy as np
 
 from spectrocnn.dataset.deflate import encode_zlib
 from spectrocnn.dataset.eventfile import EventFileWriter, _check_compression, _check_seed
-from spectrocnn.dataset.raster import ImageSpec, SparseImages, rasterize_sparse
+from spectrocnn.dataset.raster import ImageSpec, SparseImages, disk_offsets, rasterize_sparse
 from spectrocnn.errors import ConfigError, EventFileError
 from spectrocnn.simulate.events import EventBatch, Simulation, simulate_events
 
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHUNK_EVENTS",
     "GenerateResult",
+    "chunk_events",
     "chunk_rng",
     "default_workers",
     "generate_file",
@@ -63,9 +65,31 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Events per chunk: the unit of work, of random streams and of writing. Fixed, so that
-#: the content of a file does not depend on the number of workers.
+#: Events per chunk (the unit of work, of random streams and of writing) for every
+#: configuration light enough; heavier ones get fewer (:func:`chunk_events`). It depends on
+#: the configuration only, so that the content of a file does not depend on the number of
+#: workers.
 CHUNK_EVENTS = 256
+
+#: Peak simulation memory per hit slot (one particle crossing one layer, or one noise hit)
+#: [bytes]: 256 events of 1 000 particles and 10 noise hits per layer on 16 layers peak at
+#: 965 MiB in ``simulate_events``, 245 bytes per slot.
+_SIM_BYTES_PER_SLOT = 256
+
+#: Memory for the simulation of one chunk [bytes]. With the image groups, the stamps and
+#: the results held for writing below, and about 120 MiB for Python, NumPy, SciPy and h5py,
+#: a process stays below 1 GiB (benchmarks/memory.py).
+_SIM_BUDGET_BYTES = 256 << 20
+
+#: Lit pixels (an upper bound: hits times disk pixels, at most the image) rasterized and
+#: compressed at once: the sparse images take 9 bytes per lit pixel (72 MiB).
+_RASTER_PIXELS = 1 << 23
+
+#: Bytes of truth per hit slot in a chunk's result (hits: 11 columns, particles: 10).
+_TRUTH_BYTES_PER_SLOT = 100
+
+#: Budget for the chunk results held by the writing process [bytes].
+_RESULTS_BUDGET_BYTES = 256 << 20
 
 #: Chunks in flight per worker process (bounds the memory of the pipeline).
 _IN_FLIGHT_PER_WORKER = 2
@@ -92,6 +116,35 @@ def chunk_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
 
 
+def _slots_per_event(simulation: Simulation) -> float:
+    """Hit slots per event: particles and mean noise hits, times the layers."""
+    n_layers = max(1, len(simulation.detector.layers))
+    return (simulation.n_particles + simulation.noise_hits_per_layer) * n_layers
+
+
+def chunk_events(simulation: Simulation) -> int:
+    """Events per chunk for ``simulation``: :data:`CHUNK_EVENTS`, or fewer when the
+    simulation of that many events would take more than its share of the memory budget.
+
+    ``floor(256 MiB / (256 bytes * slots))``, clamped to ``[1, CHUNK_EVENTS]``, where
+    ``slots = (n_particles + noise hits_per_layer) * layers`` per event: 256 for up to 256
+    particles on 16 layers (every preset), 64 for 1 000 particles with 10 noise hits per
+    layer. The file content depends on it (it groups the random streams), so it depends on
+    the physics configuration alone, never on the image, compression or workers.
+
+    Parameters
+    ----------
+    simulation : Simulation
+
+    Returns
+    -------
+    int
+        In ``[1, CHUNK_EVENTS]``.
+    """
+    per_event = _SIM_BYTES_PER_SLOT * _slots_per_event(simulation)
+    return int(min(CHUNK_EVENTS, max(1, _SIM_BUDGET_BYTES // max(1.0, per_event))))
+
+
 def simulate_chunk(simulation: Simulation, seed: int, index: int, n_events: int) -> EventBatch:
     """Simulate chunk ``index`` of a file made with ``seed``, exactly as gen-events does.
 
@@ -101,9 +154,11 @@ def simulate_chunk(simulation: Simulation, seed: int, index: int, n_events: int)
     seed : int
         The file's seed.
     index : int
-        Chunk index; the chunk holds file events ``index * CHUNK_EVENTS`` onwards.
+        Chunk index; the chunk holds file events ``index * chunk_events(simulation)``
+        onwards.
     n_events : int
-        Events in this chunk: ``CHUNK_EVENTS``, or fewer for the file's last chunk.
+        Events in this chunk: ``chunk_events(simulation)``, or fewer for the file's last
+        chunk.
 
     Returns
     -------
@@ -167,6 +222,39 @@ class _Job:
     n_events: int
     compression: str
 
+    @property
+    def chunk(self) -> int:
+        """Events per chunk (:func:`chunk_events`)."""
+        return chunk_events(self.simulation)
+
+    @property
+    def n_chunks(self) -> int:
+        """Chunks in the file."""
+        return -(-self.n_events // self.chunk)
+
+    def result_bytes(self) -> int:
+        """An upper estimate of the memory of one chunk's result [bytes]: truth, and the
+        compressed images (or the sparse ones without gzip)."""
+        npix = self.spec.n_pixels
+        lit = min(npix, _hits_bound(self.simulation) * _disk_pixels(self.spec))
+        if self.compression == "gzip":
+            image = min(npix + npix // 1000, 2 * lit + npix // 1000) + 64
+        else:
+            image = 9 * lit
+        truth = _TRUTH_BYTES_PER_SLOT * _slots_per_event(self.simulation)
+        return int(self.chunk * (truth + image))
+
+
+def _hits_bound(simulation: Simulation) -> int:
+    """A generous bound on the hits of one event (noise: mean plus 6 sigma)."""
+    n_layers = max(1, len(simulation.detector.layers))
+    mean = simulation.noise_hits_per_layer * n_layers
+    return int(simulation.n_particles * n_layers + mean + 6 * mean**0.5 + 1)
+
+
+def _disk_pixels(spec: ImageSpec) -> int:
+    return len(disk_offsets(spec.hit_radius_px)[0])
+
 
 @dataclass(frozen=True)
 class _ChunkResult:
@@ -177,16 +265,62 @@ class _ChunkResult:
 
 
 def _chunk_size(job: _Job, index: int) -> int:
-    return min(CHUNK_EVENTS, job.n_events - index * CHUNK_EVENTS)
+    return min(job.chunk, job.n_events - index * job.chunk)
 
 
 def _process_chunk(job: _Job, index: int) -> _ChunkResult:
+    """Simulate chunk ``index``, then rasterize (and compress) its images in groups of
+    events of at most :data:`_RASTER_PIXELS` lit pixels (bounded memory for any disk radius
+    and image size; the images do not depend on the grouping)."""
     batch = simulate_chunk(job.simulation, job.seed, index, _chunk_size(job, index))
     h = batch.hits
-    sparse = rasterize_sparse(h.x, h.y, h.event, batch.n_events, job.spec)
+    n = batch.n_events
+    spec = job.spec
+    first = np.searchsorted(h.event, np.arange(n + 1, dtype=np.int64))
+    lit = np.minimum(np.diff(first) * _disk_pixels(spec), spec.n_pixels)
+    ends = np.cumsum(lit)
+    groups: list[tuple[int, int]] = []
+    e0 = 0
+    while e0 < n:
+        base = ends[e0 - 1] if e0 else 0
+        e1 = int(np.searchsorted(ends, base + _RASTER_PIXELS, side="right"))
+        e1 = min(max(e1, e0 + 1), n)
+        groups.append((e0, e1))
+        e0 = e1
+    if len(groups) <= 1:
+        sparse = rasterize_sparse(h.x, h.y, h.event, n, spec)
+        if job.compression == "gzip":
+            return _ChunkResult(index, batch, None, encode_zlib(sparse))
+        return _ChunkResult(index, batch, sparse, None)
+    encoded: list[bytes] = []
+    parts: list[SparseImages] = []
+    for e0, e1 in groups:
+        a, b = int(first[e0]), int(first[e1])
+        part = rasterize_sparse(h.x[a:b], h.y[a:b], h.event[a:b] - e0, e1 - e0, spec)
+        if job.compression == "gzip":
+            encoded += encode_zlib(part)
+        else:
+            parts.append(part)
     if job.compression == "gzip":
-        return _ChunkResult(index, batch, None, encode_zlib(sparse))
-    return _ChunkResult(index, batch, sparse, None)
+        return _ChunkResult(index, batch, None, encoded)
+    return _ChunkResult(index, batch, _concatenate_sparse(parts, spec), None)
+
+
+def _concatenate_sparse(parts: list[SparseImages], spec: ImageSpec) -> SparseImages:
+    """The sparse images of consecutive groups of events, as one batch."""
+    npix = spec.n_pixels
+    sizes = [p.n_events for p in parts]
+    starts = np.cumsum([0, *sizes])
+    index = np.concatenate([p.index + int(s) * npix for p, s in zip(parts, starts, strict=False)])
+    value = np.concatenate([p.value for p in parts])
+    offsets = [np.asarray(parts[0].offsets[:1])]
+    total = 0
+    for p in parts:
+        offsets.append(p.offsets[1:] + total)
+        total += int(p.offsets[-1])
+    return SparseImages(
+        (int(starts[-1]), *spec.shape), index, value, np.concatenate(offsets).astype(np.int64)
+    )
 
 
 _WORKER_JOB: _Job | None = None
@@ -308,7 +442,10 @@ def _results_pool(job: _Job, n_chunks: int, helpers: int) -> Iterator[_ChunkResu
     futures: dict[int, Future[_ChunkResult]] = {}
     local: dict[int, _ChunkResult] = {}
     procs: list[multiprocessing.process.BaseProcess] = []
-    limit = _IN_FLIGHT_PER_WORKER * helpers
+    # Results wait in this process until written: at most _RESULTS_BUDGET_BYTES of them.
+    held = max(1, _RESULTS_BUDGET_BYTES // max(1, job.result_bytes()))
+    local_max = min(_IN_FLIGHT_PER_WORKER, held)
+    limit = max(1, min(_IN_FLIGHT_PER_WORKER * helpers, held - local_max))
     nxt = 0  # next chunk not yet given to anyone
     ok = False
     try:
@@ -322,7 +459,7 @@ def _results_pool(job: _Job, n_chunks: int, helpers: int) -> Iterator[_ChunkResu
         for i in range(n_chunks):
             while i not in local:
                 fut = futures[i]
-                if fut.done() or nxt >= n_chunks or len(local) >= _IN_FLIGHT_PER_WORKER:
+                if fut.done() or nxt >= n_chunks or len(local) >= local_max:
                     local[i] = _result(futures.pop(i))
                 else:
                     local[nxt] = _process_chunk(job, nxt)
@@ -521,9 +658,9 @@ def generate_file(
     spec: ImageSpec = config.image
     resolved = config.to_dict()
 
-    n_chunks = -(-n_events // CHUNK_EVENTS)
-    workers = int(min(workers, max(n_chunks, 1)))
     job = _Job(simulation, spec, seed, n_events, compression)
+    n_chunks = job.n_chunks
+    workers = int(min(workers, max(n_chunks, 1)))
     log.info(
         "generating %d events (seed %d, %d worker(s), %s) into %s",
         n_events,

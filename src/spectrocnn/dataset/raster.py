@@ -13,6 +13,11 @@ and is drawn only when ``0 <= col < W`` and ``0 <= row < H``. So the window is h
 ``x = x_min`` is column 0 but ``x = x_max`` is outside; ``y = y_max`` is row 0 but
 ``y = y_min`` is outside. Hits with a NaN or infinite coordinate are not drawn.
 
+The formulas are evaluated exactly, as real numbers on the float values (not as rounded
+floating-point arithmetic): a hit one ulp below ``x_max`` is in column ``W - 1``, one ulp
+above ``y_min`` in row ``H - 1``, one ulp below ``x_min`` outside, and a hit a few ulp from
+an inner pixel edge lands on the side of the edge where it really is (:func:`pixel_floor`).
+
 Pixel values count the hits that light a pixel, capped at 255 (uint8).
 
 With ``hit_radius_px = r > 0`` a hit lights its own pixel ``(row, col)`` and every pixel
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
@@ -40,6 +46,7 @@ __all__ = [
     "ImageSpec",
     "SparseImages",
     "disk_offsets",
+    "pixel_floor",
     "pixel_indices",
     "rasterize",
     "rasterize_sparse",
@@ -181,10 +188,61 @@ def disk_offsets(radius: int) -> tuple[np.ndarray, np.ndarray]:
     return _disk(int(radius))
 
 
+#: Largest distance [pixels] between the floating-point value of a pixel coordinate and the
+#: real-number value of the formula: 4 roundings of relative size ``2**-53`` each on values
+#: below ``MAX_IMAGE_SIZE + 2`` make less than ``1e-11`` pixel; this margin is 100 times that.
+_EDGE_TOL_PX = 1e-9
+
+
+def pixel_floor(
+    a: np.ndarray | float, b: np.ndarray | float, lo: float, hi: float, n: int
+) -> np.ndarray:
+    """The exact ``floor((a - b) / (hi - lo) * n)`` of float inputs, as a float array.
+
+    The formula is evaluated in floating point first; wherever the result lies within
+    ``_EDGE_TOL_PX`` of an integer (a value a few ulp from a pixel edge, where rounding may
+    have crossed the edge) or overflowed, it is evaluated again in exact rational arithmetic
+    (:class:`fractions.Fraction` of the float values). The result is therefore the floor of
+    the real-number formula for every finite input, edges included.
+
+    Parameters
+    ----------
+    a, b : array_like float64 (broadcastable to one shape)
+        Coordinates [mm], e.g. ``a = x``, ``b = x_min`` for columns or ``a = y_max``,
+        ``b = y`` for rows.
+    lo, hi : float
+        The window's extent along the axis [mm], ``lo < hi``, finite.
+    n : int
+        Pixels along the axis.
+
+    Returns
+    -------
+    ndarray float64
+        The pixel coordinate (an integer value); NaN or +-inf where ``a`` or ``b`` is not
+        finite.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        raw = (a - b) / (hi - lo) * n
+        t = np.floor(raw)
+        near = ~(np.abs(raw - np.rint(raw)) > _EDGE_TOL_PX)  # True for NaN / inf too
+    if near.any():
+        a_b, b_b, t_b, near_b = np.broadcast_arrays(a, b, t, near)
+        idx = np.flatnonzero(near_b & np.isfinite(a_b) & np.isfinite(b_b))
+        if idx.size:
+            t = np.array(t_b, dtype=np.float64)  # writable, full shape
+            flat, fa, fb = t.reshape(-1), a_b.reshape(-1), b_b.reshape(-1)
+            width = Fraction(hi) - Fraction(lo)
+            for i in idx.tolist():
+                flat[i] = math.floor((Fraction(float(fa[i])) - Fraction(float(fb[i]))) * n / width)
+    return t
+
+
 def pixel_indices(
     x_mm: np.ndarray, y_mm: np.ndarray, spec: ImageSpec
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pixel of each hit, by the module's pixel convention.
+    """Pixel of each hit, by the module's pixel convention, exactly.
 
     Parameters
     ----------
@@ -195,9 +253,12 @@ def pixel_indices(
     Returns
     -------
     row, col : ndarray int64 (n,)
-        Pixel row and column (meaningful where ``inside``; 0 elsewhere).
+        Pixel row and column (meaningful where ``inside``; 0 elsewhere): the exact floor of
+        the real-number formulas, also for hits a few ulp from a pixel or window edge
+        (:func:`pixel_floor`).
     inside : ndarray bool (n,)
-        True when the hit's pixel lies in the image.
+        True when the hit's pixel lies in the image, i.e. exactly when
+        ``x_min <= x < x_max`` and ``y_min < y <= y_max``.
     """
     x = np.asarray(x_mm, dtype=np.float64)
     y = np.asarray(y_mm, dtype=np.float64)
@@ -205,9 +266,9 @@ def pixel_indices(
         raise ValueError(f"x_mm and y_mm must be 1-D of one length, got {x.shape} and {y.shape}")
     h = w = spec.size
     x0, x1, y0, y1 = spec.window_mm
-    with np.errstate(invalid="ignore", over="ignore"):
-        colf = np.floor((x - x0) / (x1 - x0) * w)
-        rowf = np.floor((y1 - y) / (y1 - y0) * h)
+    colf = pixel_floor(x, x0, x0, x1, w)
+    rowf = pixel_floor(y1, y, y0, y1, h)
+    with np.errstate(invalid="ignore"):
         inside = (colf >= 0) & (colf < w) & (rowf >= 0) & (rowf < h)  # False for NaN
     col = np.where(inside, colf, 0).astype(np.int64)
     row = np.where(inside, rowf, 0).astype(np.int64)
@@ -250,28 +311,124 @@ def rasterize_sparse(
     npix = h * w
     if not inside.all():
         row, col, ev = row[inside], col[inside], ev[inside]
-    if spec.hit_radius_px > 0:
-        dr, dc = disk_offsets(spec.hit_radius_px)
-        row = (row[:, None] + dr[None, :]).ravel()
-        col = (col[:, None] + dc[None, :]).ravel()
-        ev = np.repeat(ev, len(dr))
-        ok = (row >= 0) & (row < h) & (col >= 0) & (col < w)
-        row, col, ev = row[ok], col[ok], ev[ok]
-    key = ev * npix + row * w + col
-    key.sort()
-    if key.size:
-        first = np.empty(key.size, dtype=bool)
-        first[0] = True
-        np.not_equal(key[1:], key[:-1], out=first[1:])
-        starts = np.flatnonzero(first)
-        index = key[starts]
-        counts = np.diff(np.append(starts, key.size))
-        value = np.minimum(counts, 255).astype(np.uint8)
-    else:
-        index = key
-        value = np.empty(0, dtype=np.uint8)
+    if ev.size > 1 and np.any(ev[1:] < ev[:-1]):
+        order = np.argsort(ev, kind="stable")
+        row, col, ev = row[order], col[order], ev[order]
+    k = len(disk_offsets(spec.hit_radius_px)[0])
+    # Light events in groups of at most STAMP_BUDGET stamped pixels, rasterized by sorting
+    # their keys; an event with more stamped pixels than a quarter of its image, or than the
+    # budget, is counted pixel by pixel instead (_dense_event: faster there, and bounded).
+    first_hit = np.searchsorted(ev, np.arange(n_events + 1, dtype=np.int64))
+    stamped = np.diff(first_hit) * k
+    heavy = np.flatnonzero((stamped * 4 >= npix) | (stamped > STAMP_BUDGET))
+    indices: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    e0 = 0
+    while e0 < n_events:
+        a = int(first_hit[e0])
+        j = int(np.searchsorted(heavy, e0))
+        nxt = int(heavy[j]) if j < heavy.size else n_events
+        if nxt == e0:
+            b = int(first_hit[e0 + 1])
+            idx, val = _dense_event(row[a:b], col[a:b], spec)
+            indices.append(idx + e0 * npix)
+            values.append(val)
+            e0 += 1
+            continue
+        e1 = int(np.searchsorted(first_hit, a + STAMP_BUDGET // k, side="right")) - 1
+        e1 = min(max(e1, e0 + 1), nxt)
+        b = int(first_hit[e1])
+        idx, val = _sorted_counts(row[a:b], col[a:b], ev[a:b], spec)
+        indices.append(idx)
+        values.append(val)
+        e0 = e1
+    index = np.concatenate(indices) if indices else np.empty(0, np.int64)
+    value = np.concatenate(values) if values else np.empty(0, np.uint8)
     offsets = np.searchsorted(index, np.arange(n_events + 1, dtype=np.int64) * npix)
     return SparseImages((n_events, h, w), index, value, offsets.astype(np.int64))
+
+
+#: Largest number of (hit, disk pixel) pairs rasterized at once: the temporaries take about
+#: 40 bytes each (80 MiB), whatever the number of hits, events and the disk radius.
+STAMP_BUDGET = 1 << 21
+
+#: Largest number of pixels accumulated at once in the dense path (int64 counts: 32 MiB).
+_BAND_PIXELS = 1 << 22
+
+
+def _stamp(row: np.ndarray, col: np.ndarray, spec: ImageSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Disk pixels of each hit, clipped to the image: (row, col), int64."""
+    h = w = spec.size
+    if spec.hit_radius_px == 0:
+        return row, col
+    dr, dc = disk_offsets(spec.hit_radius_px)
+    rr = (row[:, None] + dr[None, :]).ravel()
+    cc = (col[:, None] + dc[None, :]).ravel()
+    ok = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+    return rr[ok], cc[ok]
+
+
+def _sorted_counts(
+    row: np.ndarray, col: np.ndarray, ev: np.ndarray, spec: ImageSpec
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lit pixels of a few events (hits times disk size <= STAMP_BUDGET): flat index
+    (event * H + row) * W + col, strictly increasing, and capped count."""
+    h = w = spec.size
+    r = spec.hit_radius_px
+    base = (ev * h + row) * w + col
+    if r == 0:
+        key = base.copy()
+    else:
+        # A disk is a fixed pattern of flat offsets, except where it meets the border.
+        dr, dc = disk_offsets(r)
+        inner = (row >= r) & (row < h - r) & (col >= r) & (col < w - r)
+        key = (base[inner][:, None] + (dr * w + dc)[None, :]).ravel()
+        if not inner.all():
+            edge = ~inner
+            rr = (row[edge][:, None] + dr[None, :]).ravel()
+            cc = (col[edge][:, None] + dc[None, :]).ravel()
+            ok = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+            eb = np.repeat(ev[edge], len(dr))
+            key = np.concatenate([key, ((eb * h + rr) * w + cc)[ok]])
+    key.sort()
+    if not key.size:
+        return key, np.empty(0, dtype=np.uint8)
+    first = np.empty(key.size, dtype=bool)
+    first[0] = True
+    np.not_equal(key[1:], key[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    counts = np.diff(np.append(starts, key.size))
+    return key[starts], np.minimum(counts, 255).astype(np.uint8)
+
+
+def _dense_event(
+    row: np.ndarray, col: np.ndarray, spec: ImageSpec
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lit pixels of one heavy event (pixel index row * W + col, capped count), counted in
+    bands of at most _BAND_PIXELS pixels from at most STAMP_BUDGET stamped pixels at once."""
+    h = w = spec.size
+    rad = spec.hit_radius_px
+    k = len(disk_offsets(rad)[0])
+    band_rows = max(1, _BAND_PIXELS // w)
+    per_batch = max(1, STAMP_BUDGET // k)
+    order = np.argsort(row, kind="stable")
+    row, col = row[order], col[order]
+    indices: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    for r0 in range(0, h, band_rows):
+        r1 = min(h, r0 + band_rows)
+        a = int(np.searchsorted(row, r0 - rad, side="left"))
+        b = int(np.searchsorted(row, r1 + rad, side="left"))
+        counts = np.zeros((r1 - r0) * w, dtype=np.int64)
+        for c0 in range(a, b, per_batch):
+            c1 = min(b, c0 + per_batch)
+            rr, cc = _stamp(row[c0:c1], col[c0:c1], spec)
+            sel = (rr >= r0) & (rr < r1)
+            counts += np.bincount((rr[sel] - r0) * w + cc[sel], minlength=counts.size)
+        nz = np.flatnonzero(counts)
+        indices.append(nz + r0 * w)
+        values.append(np.minimum(counts[nz], 255).astype(np.uint8))
+    return np.concatenate(indices), np.concatenate(values)
 
 
 def rasterize(

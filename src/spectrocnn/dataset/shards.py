@@ -13,8 +13,9 @@ HDF5 *virtual-dataset* file that presents them as a single event file (schema
     ...
 
 Same seed, same events
-    Events are made in chunks of :data:`~spectrocnn.dataset.generate.CHUNK_EVENTS`, chunk
-    ``i`` from its own stream ``SeedSequence(seed, spawn_key=(i,))`` (DESIGN 5). A shard is
+    Events are made in chunks of :func:`~spectrocnn.dataset.generate.chunk_events` events
+    (256 unless the configuration is heavy), chunk ``i`` from its own stream
+    ``SeedSequence(seed, spawn_key=(i,))`` (DESIGN 5). A shard is
     a contiguous range of whole chunks (shard ``k`` of ``K`` holds chunks
     ``[k C // K, (k + 1) C // K)`` of the ``C`` chunks), so every chunk keeps its index and
     its stream: the content of ``events.h5`` (images, labels, truth, configuration) is
@@ -93,6 +94,7 @@ from spectrocnn.dataset.generate import (
     _Job,
     _main_module_hidden,
     _process_chunk,
+    chunk_events,
     default_workers,
     new_seed,
 )
@@ -153,7 +155,7 @@ def shard_name(index: int, shards: int) -> str:
     return f"shard-{index:05d}-of-{shards:05d}.h5"
 
 
-def shard_ranges(n_events: int, shards: int) -> list[tuple[int, int]]:
+def shard_ranges(n_events: int, shards: int, chunk: int = CHUNK_EVENTS) -> list[tuple[int, int]]:
     """Event ranges ``[start, stop)`` of the shards: whole chunks, as even as possible.
 
     Parameters
@@ -161,7 +163,10 @@ def shard_ranges(n_events: int, shards: int) -> list[tuple[int, int]]:
     n_events : int
         >= 1.
     shards : int
-        In ``[1, C]``, ``C = ceil(n_events / CHUNK_EVENTS)`` the number of chunks.
+        In ``[1, C]``, ``C = ceil(n_events / chunk)`` the number of chunks.
+    chunk : int
+        Events per chunk (:func:`~spectrocnn.dataset.generate.chunk_events` of the
+        configuration).
 
     Returns
     -------
@@ -173,18 +178,16 @@ def shard_ranges(n_events: int, shards: int) -> list[tuple[int, int]]:
     ConfigError
         When ``shards`` is not in ``[1, C]``.
     """
-    n_chunks = -(-int(n_events) // CHUNK_EVENTS)
+    n_chunks = -(-int(n_events) // chunk)
     if isinstance(shards, bool) or not isinstance(shards, int | np.integer) or shards < 1:
         raise ConfigError(f"shards must be a positive integer, got {shards!r}")
     if shards > n_chunks:
         raise ConfigError(
             f"{shards} shards for {n_events} events: a shard holds whole chunks of "
-            f"{CHUNK_EVENTS} events, so at most {n_chunks} shard{'s' if n_chunks != 1 else ''}"
+            f"{chunk} events, so at most {n_chunks} shard{'s' if n_chunks != 1 else ''}"
         )
     bounds = [k * n_chunks // shards for k in range(shards + 1)]
-    return [
-        (a * CHUNK_EVENTS, min(n_events, b * CHUNK_EVENTS)) for a, b in itertools.pairwise(bounds)
-    ]
+    return [(a * chunk, min(n_events, b * chunk)) for a, b in itertools.pairwise(bounds)]
 
 
 @dataclass(frozen=True)
@@ -275,7 +278,7 @@ def _make_shard(task: _ShardTask) -> _ShardInfo:
     t0 = time.perf_counter()
     job = task.job
     per_event = job.simulation.n_particles
-    first, last = task.start // CHUNK_EVENTS, -(-task.stop // CHUNK_EVENTS)
+    first, last = task.start // job.chunk, -(-task.stop // job.chunk)
     final = os.path.join(task.directory, task.name)
     tmp = os.path.join(task.directory, f".{task.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     n_high = n_particles = 0
@@ -624,7 +627,7 @@ def generate_sharded(
         The directory to create; its parent must exist. It must not exist, or be empty,
         unless ``overwrite``.
     shards : int
-        Number of shards, in ``[1, ceil(n_events / CHUNK_EVENTS)]``.
+        Number of shards, in ``[1, ceil(n_events / chunk_events(config.simulation))]``.
     seed : int, optional
         In ``[0, 2**64)``; None draws a fresh one. Recorded in every file.
     scheduler : str, optional
@@ -657,7 +660,7 @@ def generate_sharded(
     if isinstance(n_events, bool) or not isinstance(n_events, int | np.integer) or n_events < 1:
         raise ConfigError(f"number of events must be a positive integer, got {n_events!r}")
     n_events = int(n_events)
-    ranges = shard_ranges(n_events, shards)
+    ranges = shard_ranges(n_events, shards, chunk_events(config.simulation))
     shards = len(ranges)
     seed = new_seed() if seed is None else _check_seed(seed)
     if workers is None:
