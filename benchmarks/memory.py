@@ -100,8 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if worst < GIB else 1
 
 
-if __name__ == "__main__":
+def _timed() -> int:
     t0 = time.perf_counter()
     status = main()
     print(f"total {time.perf_counter() - t0:.0f} s")
-    sys.exit(status)
+    return status
+
+
+if __name__ == "__main__":
+    from _record import recorded
+
+    sys.exit(recorded("memory", _timed))
