@@ -8,7 +8,7 @@ profile
 
 of field integral  integral B_z dx = 2 B0 d ln(1 + exp(L / 2d))  (closed form).
 
-The script writes the map in the layout of DESIGN 3.4, loads it back through the public
+The script writes the map in the layout of docs/design.md 3.4, loads it back through the public
 API (FieldMap.from_npz and a TOML configuration), checks the interpolated field against the
 closed form, and plots the profile.
 

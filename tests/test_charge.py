@@ -33,7 +33,7 @@ from spectrocnn.simulate import (
 from spectrocnn.simulate.gun import shoot
 from spectrocnn.simulate.propagation import StopReason
 
-C_GEV_PER_T_M = 0.299792458  # p[GeV/c] = C |q| B[T] R[m] (DESIGN 4), written out here
+C_GEV_PER_T_M = 0.299792458  # p[GeV/c] = C |q| B[T] R[m] (docs/design.md 4), written out here
 
 # -- which particles the gun takes ----------------------------------------------------------
 

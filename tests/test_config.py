@@ -1,4 +1,4 @@
-"""The TOML configuration (DESIGN 3.2): defaults, presets, overrides and clear errors."""
+"""The TOML configuration (docs/design.md 3.2): defaults, presets, overrides and clear errors."""
 
 from __future__ import annotations
 

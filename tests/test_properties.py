@@ -86,7 +86,7 @@ def _planes(draw) -> list[dict]:
 
 @st.composite
 def valid_configs(draw) -> dict:
-    """A random valid configuration dictionary (DESIGN 3.2)."""
+    """A random valid configuration dictionary (docs/design.md 3.2)."""
     preset = draw(st.sampled_from(["lecture", "telescope"]))
     detector: dict = {"preset": preset, **draw(_response)}
     layers = draw(st.sampled_from(["preset", "cylinders", "planes", "mixed"]))

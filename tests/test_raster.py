@@ -1,4 +1,4 @@
-"""Rasterization: the pixel convention of DESIGN 3.3, window edges, the cap, hit disks."""
+"""Rasterization: the pixel convention of docs/design.md 3.3, window edges, the cap, hit disks."""
 
 from __future__ import annotations
 

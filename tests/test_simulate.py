@@ -1,4 +1,4 @@
-"""The simulator against closed-form physics (DESIGN 4)."""
+"""The simulator against closed-form physics (docs/design.md 4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The adaptive Runge-Kutta-Nystrom stepper against closed forms (DESIGN 4).
+"""The adaptive Runge-Kutta-Nystrom stepper against closed forms (docs/design.md 4).
 
 Every expected value here is a closed form (helix, straight line, Highland) or an
 independent high-order integration with SciPy; nothing is compared with captured output.

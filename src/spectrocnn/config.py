@@ -1,4 +1,4 @@
-"""Configuration: the TOML file of DESIGN 3.2 -> validated frozen dataclasses.
+"""Configuration: the TOML file of docs/design.md 3.2 -> validated frozen dataclasses.
 
 Every key is optional; defaults come from the chosen preset (``lecture`` unless
 ``detector.preset`` or ``--preset`` says otherwise). Unknown keys and impossible values
@@ -185,7 +185,7 @@ def preset_config(name: str = "lecture") -> Config:
 
 
 def load_config(path: str | os.PathLike | None = None, *, preset: str | None = None) -> Config:
-    """Read a TOML configuration file (DESIGN 3.2) and validate it.
+    """Read a TOML configuration file (docs/design.md 3.2) and validate it.
 
     Parameters
     ----------
@@ -277,7 +277,7 @@ def config_from_dict(
     Parameters
     ----------
     data : dict
-        Keys as in DESIGN 3.2; missing keys take the preset's values.
+        Keys as in docs/design.md 3.2; missing keys take the preset's values.
     preset : str, optional
         Overrides ``data["detector"]["preset"]``.
     base_dir : str, optional

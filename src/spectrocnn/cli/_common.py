@@ -1,6 +1,6 @@
 """What every command shares: the argument parser, error handling and exit codes.
 
-Exit codes (DESIGN 3.1): 0 success; 2 bad usage or invalid configuration; 1 runtime
+Exit codes (docs/design.md 3.1): 0 success; 2 bad usage or invalid configuration; 1 runtime
 failure (unreadable or corrupt input, I/O error); 130 interrupted. Errors are one line on
 stderr naming the bad value, without a traceback unless ``--debug`` is given.
 """

@@ -1,4 +1,4 @@
-"""``gen-events``: simulate N events and write one HDF5 event file (DESIGN 3.1, 3.3)."""
+"""``gen-events``: simulate N events and write one HDF5 event file (docs/design.md 3.1, 3.3)."""
 
 from __future__ import annotations
 

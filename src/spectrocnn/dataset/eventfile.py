@@ -1,4 +1,4 @@
-"""The HDF5 event file, schema ``spectrocnn.events/1`` (DESIGN 3.3): writer and reader.
+"""The HDF5 event file, schema ``spectrocnn.events/1`` (docs/design.md 3.3): writer and reader.
 
 Layout::
 
@@ -14,7 +14,7 @@ Layout::
     /hits/offsets      int64 (N + 1,)
     root attrs         schema, version (of spectrocnn), seed, created (ISO 8601, UTC),
                        n_events, config (JSON of the fully resolved configuration),
-                       run_id (identifier of the generation run, DESIGN 3.5)
+                       run_id (identifier of the generation run, docs/design.md 3.3)
 
 Columns with a unit carry a ``units`` attribute. The ``offsets`` datasets are extras that
 make per-event access cheap; the reader rebuilds them from the ``event`` columns when a

@@ -6,7 +6,7 @@ train-cnn's ``--resume``); attributes and dataset metadata only, never data.
 Run identity
     Every file gen-events writes carries the root attribute ``run_id`` (:func:`new_run_id`,
     drawn once per run: a shard, its siblings and their virtual file share it), beside the
-    ``seed`` and the resolved ``config`` (DESIGN 3.3, 3.5).
+    ``seed`` and the resolved ``config`` (docs/design.md 3.3).
 
 Shards
     A shard's place is its root attributes ``shard``, ``n_shards``, ``first_event`` and

@@ -1,4 +1,4 @@
-"""Rasterization of hits into detector images (DESIGN 3.3 pixel convention).
+"""Rasterization of hits into detector images (docs/design.md 3.3 pixel convention).
 
 Pixel convention
 ----------------

@@ -4,7 +4,7 @@
 :func:`~spectrocnn.dataset.generate_file`, split into ``K`` shard files that the workers of
 a `Dask distributed <https://distributed.dask.org>`_ cluster write side by side, and one
 HDF5 *virtual-dataset* file that presents them as a single event file (schema
-``spectrocnn.events/1``, DESIGN 3.3)::
+``spectrocnn.events/1``, docs/design.md 3.3)::
 
     DIR/events.h5                    the event file of all N events: every reader and command
                                      takes it like any other event file
@@ -15,7 +15,7 @@ HDF5 *virtual-dataset* file that presents them as a single event file (schema
 Same seed, same events
     Events are made in chunks of :func:`~spectrocnn.dataset.generate.chunk_events` events
     (256 unless the configuration is heavy), chunk ``i`` from its own stream
-    ``SeedSequence(seed, spawn_key=(i,))`` (DESIGN 5). A shard is
+    ``SeedSequence(seed, spawn_key=(i,))`` (docs/design.md 5). A shard is
     a contiguous range of whole chunks (shard ``k`` of ``K`` holds chunks
     ``[k C // K, (k + 1) C // K)`` of the ``C`` chunks), so every chunk keeps its index and
     its stream: the content of ``events.h5`` (images, labels, truth, configuration) is

@@ -29,7 +29,7 @@ Downsampling (``method``), by the factor ``f = H / s``:
     hits vanish altogether: 1/16 of a level rounds to 0.)
 
 Pixel values
-    A stored pixel holds the number of hits in it (DESIGN 3.3). The model input is the
+    A stored pixel holds the number of hits in it (docs/design.md 3.3). The model input is the
     pixel *occupancy*, ``min(count, 1)``: 1.0 where there is a hit, 0.0 elsewhere, as a
     PNG with bright hits rescaled by 1/255 gave the lecture's network; for ``mean`` the
     block average of the occupancy. The transform, ``x = min(v * scale, 1)`` on the

@@ -211,7 +211,7 @@ def pt_from_curvature(
 ) -> np.ndarray:
     """Transverse momentum from a fitted curvature: ``p_T = 0.299792458 |q| B R``.
 
-    DESIGN 4: ``R[m] = p_T[GeV/c] / (0.299792458 |q| B[T])``, so with R = 1/|rho| in mm,
+    docs/design.md 4: ``R[m] = p_T[GeV/c] / (0.299792458 |q| B[T])``, so with R = 1/|rho| in mm,
     ``p_T = C |q| |B_z| / |rho|`` with ``C`` =
     :data:`~spectrocnn.simulate.propagation.C_GEV_PER_T_MM` (0.299792458e-3 GeV/(c T mm)).
 

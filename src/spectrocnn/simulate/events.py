@@ -27,7 +27,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Columns of the particle table: name -> (dtype, unit or None). DESIGN 3.3 /particles.
+#: Columns of the particle table: name -> (dtype, unit or None). docs/design.md 3.3 /particles.
 PARTICLE_COLUMNS: dict[str, tuple[np.dtype, str | None]] = {
     "event": (np.dtype(np.int64), None),
     "charge": (np.dtype(np.int8), "e"),
@@ -41,7 +41,7 @@ PARTICLE_COLUMNS: dict[str, tuple[np.dtype, str | None]] = {
     "is_high": (np.dtype(np.uint8), None),
 }
 
-#: Columns of the hit table: name -> (dtype, unit or None). DESIGN 3.3 /hits.
+#: Columns of the hit table: name -> (dtype, unit or None). docs/design.md 3.3 /hits.
 HIT_COLUMNS: dict[str, tuple[np.dtype, str | None]] = {
     "event": (np.dtype(np.int64), None),
     "particle": (np.dtype(np.int64), None),

@@ -145,7 +145,7 @@ def scatter_at_layers(
 ) -> np.ndarray:
     """Multiple scattering at layer crossings: the one rule of both propagators.
 
-    The RMS projected angle is Highland's (:func:`highland_theta0`, DESIGN 4) for the
+    The RMS projected angle is Highland's (:func:`highland_theta0`, docs/design.md 4) for the
     material path :func:`material_path_x0`; the direction is deflected by two independent
     Gaussian angles in the two planes normal to it (:func:`scatter_directions`).
 

@@ -7,7 +7,7 @@ multiple scattering applied at each crossing. It uses exact helix-surface inters
 Runge-Kutta-Nystrom stepper (:func:`spectrocnn.simulate.stepper.propagate_rk`) for every
 other field.
 
-Rules (DESIGN 4): each particle leaves at most one crossing per layer, at its first crossing
+Rules (docs/design.md 4): each particle leaves at most one crossing per layer, at its first crossing
 of the layer's active area; it stops when it leaves the detector's outer boundary or has
 made half a turn about the field. The turn is the angle by which the direction has rotated
 about the local field, ``integral |q C B| / p ds`` (a magnetic field turns the direction
@@ -39,7 +39,7 @@ class StopReason(IntEnum):
 
     #: left the detector's outer boundary (or started outside it): the normal end
     LEFT_DETECTOR = 0
-    #: made half a turn about the field (loop protection, DESIGN 4)
+    #: made half a turn about the field (loop protection, docs/design.md 4)
     LOOPED = 1
     #: reached the stepper's path-length limit (``max_path_mm``)
     PATH_LIMIT = 2
