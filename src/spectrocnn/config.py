@@ -24,7 +24,7 @@ from spectrocnn.errors import ConfigError
 from spectrocnn.simulate.events import Simulation
 from spectrocnn.simulate.fields import FieldMap, UniformField, load_field_map
 from spectrocnn.simulate.geometry import CylinderLayer, Detector, PlaneLayer
-from spectrocnn.simulate.gun import ParticleGun
+from spectrocnn.simulate.gun import Gun, LabelThreshold, ParticleGun
 
 __all__ = [
     "CONFIG_VERSION",
@@ -86,12 +86,47 @@ _TELESCOPE["image"]["hit_radius_px"] = 0
 PRESETS: dict[str, dict[str, Any]] = {"lecture": _LECTURE, "telescope": _TELESCOPE}
 
 _KEYS: dict[str, set[str]] = {
-    "": {"version", "n_particles", "high_fraction", "detector", "field", "gun", "noise", "image"},
+    "": {
+        "version",
+        "n_particles",
+        "high_fraction",
+        "detector",
+        "field",
+        "gun",
+        "noise",
+        "image",
+        "guns",
+        "label",
+    },
     "detector": {"preset", "resolution_um", "efficiency", "thickness_x0", "layers"},
     "field": {"B_T", "map", "stepper_tolerance_mm"},
-    "gun": {"particle", "p_low_GeV", "p_high_GeV", "phi_deg", "dip_deg", "vertex_sigma_mm"},
+    "gun": {
+        "particle",
+        "p_low_GeV",
+        "p_high_GeV",
+        "phi_deg",
+        "dip_deg",
+        "vertex_sigma_mm",
+        "momentum",
+        "eta",
+        "charge_sign",
+    },
+    "label": {"threshold_GeV", "variable"},
     "noise": {"hits_per_layer"},
     "image": {"size", "window_mm", "hit_radius_px"},
+}
+#: Keys of each ``[[guns]]`` table (issue 19).
+_GUNS_KEYS = {
+    "particle",
+    "charge_sign",
+    "fraction",
+    "count",
+    "p_GeV",
+    "pt_GeV",
+    "dip_deg",
+    "eta",
+    "phi_deg",
+    "vertex_sigma_mm",
 }
 _RESPONSE = {"resolution_um", "efficiency", "thickness_x0"}
 _LAYER_KEYS = {
@@ -146,9 +181,17 @@ class Config:
             fdict = {"callable": getattr(fld, "name", repr(fld))}
         fdict["stepper_tolerance_mm"] = sim.stepper_tolerance_mm
         gun = sim.gun
-        return {
+        gun_extra: dict[str, Any] = {}  # issue 19 keys, only where not the default
+        if gun.momentum != "p":
+            gun_extra["momentum"] = gun.momentum
+        if gun.eta is not None:
+            gun_extra["eta"] = list(gun.eta)
+        if gun.charge_sign != "random":
+            gun_extra["charge_sign"] = gun.charge_sign
+        mult = sim.n_particles
+        out = {
             "version": CONFIG_VERSION,
-            "n_particles": sim.n_particles,
+            "n_particles": mult if isinstance(mult, int) else mult.to_config(),
             "high_fraction": sim.high_fraction,
             "detector": {
                 "preset": self.preset,
@@ -163,6 +206,7 @@ class Config:
                 "phi_deg": list(gun.phi_deg),
                 "dip_deg": list(gun.dip_deg),
                 "vertex_sigma_mm": list(gun.vertex_sigma_mm),
+                **gun_extra,
             },
             "noise": {"hits_per_layer": sim.noise_hits_per_layer},
             "image": {
@@ -171,6 +215,11 @@ class Config:
                 "hit_radius_px": self.image.hit_radius_px,
             },
         }
+        if sim.guns:
+            out["guns"] = [g.to_config() for g in sim.guns]
+        if sim.label is not None:
+            out["label"] = {"threshold_GeV": sim.label.threshold_GeV, "variable": sim.label.variable}
+        return out
 
 
 def preset_config(name: str = "lecture") -> Config:
@@ -288,7 +337,7 @@ def config_from_dict(
     ConfigError
     """
     _check_keys("", data, _KEYS[""])
-    for section in ("detector", "field", "gun", "noise", "image"):
+    for section in ("detector", "field", "gun", "noise", "image", "label"):
         if section in data:
             _check_keys(section, data[section], _KEYS[section])
     version = data.get("version", CONFIG_VERSION)
@@ -347,7 +396,16 @@ def config_from_dict(
     else:
         fld = _build("field", UniformField, B_T=fdata["B_T"])
     detector = Detector(tuple(layers), fld, name)
-    gun = _build("gun", ParticleGun, **merged["gun"])
+    gun_kw = dict(merged["gun"])
+    if "eta" in user.get("gun", {}):
+        if "dip_deg" in user["gun"]:
+            raise ConfigError(
+                f"gun: give either dip_deg or eta, not both, got dip_deg={user['gun']['dip_deg']!r} "
+                f"eta={user['gun']['eta']!r}"
+            )
+        gun_kw.pop("dip_deg", None)  # eta replaces the preset's dip range
+    gun = _build("gun", ParticleGun, **gun_kw)
+    guns, label = _guns_and_label(user)
     sim = _build(
         "",
         Simulation,
@@ -357,6 +415,8 @@ def config_from_dict(
         high_fraction=merged["high_fraction"],
         noise_hits_per_layer=merged["noise"]["hits_per_layer"],
         stepper_tolerance_mm=_number("field.stepper_tolerance_mm", fdata["stepper_tolerance_mm"]),
+        guns=guns,
+        label=label,
     )
     img = merged["image"]
     image = _build(
@@ -367,6 +427,44 @@ def config_from_dict(
         hit_radius_px=img["hit_radius_px"],
     )
     return Config(sim, image, name, {k: float(v) for k, v in defaults.items()})
+
+
+def _guns_and_label(user: dict) -> tuple[tuple[Gun, ...], LabelThreshold | None]:
+    """The ``[[guns]]`` tables and the ``[label]`` table (issue 19), validated."""
+    label = _build("label", LabelThreshold, **user["label"]) if "label" in user else None
+    if "guns" not in user:
+        return (), label
+    specs = user["guns"]
+    if not isinstance(specs, list) or not specs:
+        raise ConfigError(f"guns must be a non-empty array of tables ([[guns]]), got {specs!r}")
+    if "gun" in user:
+        raise ConfigError("give either [gun] or [[guns]], not both")
+    if "high_fraction" in user:
+        raise ConfigError(
+            f"high_fraction is the recipe of the single [gun]; with [[guns]] the label comes "
+            f"from [label], got high_fraction={user['high_fraction']!r}"
+        )
+    guns = []
+    for i, spec in enumerate(specs):
+        where = f"guns[{i}]"
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where} must be a table, got {spec!r}")
+        for key in spec:
+            if key not in _GUNS_KEYS:
+                hint = _did_you_mean(key, _GUNS_KEYS)
+                raise ConfigError(f"unknown key {where}.{key!r} in [[guns]]{hint}")
+        guns.append(_build(where, Gun, **spec))
+    if guns[0].count is not None and "n_particles" in user:
+        raise ConfigError(
+            f"n_particles is not used when the guns give counts (each event holds the sum of "
+            f"the counts), got n_particles={user['n_particles']!r}"
+        )
+    if label is None:
+        raise ConfigError(
+            "[[guns]] need a [label] table (threshold_GeV, variable): the high_fraction "
+            "recipe belongs to the single [gun]"
+        )
+    return tuple(guns), label
 
 
 def _number(name: str, value: Any) -> float:

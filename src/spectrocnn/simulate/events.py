@@ -10,7 +10,15 @@ import numpy as np
 
 from spectrocnn.errors import ConfigError
 from spectrocnn.simulate.geometry import Detector, lecture_detector
-from spectrocnn.simulate.gun import ParticleGun, shoot
+from spectrocnn.simulate.gun import (
+    Gun,
+    LabelThreshold,
+    Multiplicity,
+    ParticleGun,
+    check_guns,
+    shoot,
+    shoot_guns,
+)
 from spectrocnn.simulate.hits import measure, noise_hits
 from spectrocnn.simulate.propagation import StopReason, propagate, stop_counts
 
@@ -239,10 +247,19 @@ class Simulation:
     detector : Detector
         Layers and field; defaults to the lecture barrel in 2 T.
     gun : ParticleGun
-    n_particles : int
-        Particles per event, >= 1.
+        The single gun (the ``[gun]`` table); not used when ``guns`` is given.
+    n_particles : int or Multiplicity
+        Particles per event: an int >= 1 (fixed), or a :class:`Multiplicity` (Poisson,
+        uniform); not used with guns that have counts.
     high_fraction : float
-        Fraction of events with one high-momentum particle, in [0, 1].
+        Fraction of events with one high-momentum particle, in [0, 1] (the lecture recipe:
+        the single gun without ``label``).
+    guns : tuple of Gun
+        Several guns (the ``[[guns]]`` tables), a mixture of species; needs ``label``.
+        Empty (default): the single ``gun``.
+    label : LabelThreshold or None
+        The threshold label: 1 when an event holds a particle at or above the threshold.
+        None (default): the lecture recipe (``high_fraction``).
     noise_hits_per_layer : float
         Mean number of random noise hits per layer per event (Poisson), >= 0.
     stepper_tolerance_mm : float
@@ -256,12 +273,27 @@ class Simulation:
     high_fraction: float = 0.5
     noise_hits_per_layer: float = 0.0
     stepper_tolerance_mm: float = 1e-4
+    guns: tuple[Gun, ...] = ()
+    label: LabelThreshold | None = None
 
     def __post_init__(self) -> None:
         np_ = self.n_particles
-        if isinstance(np_, bool) or not isinstance(np_, int | np.integer) or np_ < 1:
-            raise ConfigError(f"n_particles must be a positive integer, got {np_!r}")
-        object.__setattr__(self, "n_particles", int(np_))
+        if isinstance(np_, Multiplicity | dict):
+            mult = Multiplicity.of(np_)
+            object.__setattr__(self, "n_particles", mult.n if mult.distribution == "fixed" else mult)
+        else:
+            if isinstance(np_, bool) or not isinstance(np_, int | np.integer) or np_ < 1:
+                raise ConfigError(f"n_particles must be a positive integer, got {np_!r}")
+            object.__setattr__(self, "n_particles", int(np_))
+        if self.guns:
+            object.__setattr__(self, "guns", check_guns(self.guns))
+            if self.label is None:
+                raise ConfigError(
+                    "guns need a threshold label ([label] threshold_GeV): the high_fraction "
+                    "recipe belongs to the single [gun]"
+                )
+        if self.label is not None and not isinstance(self.label, LabelThreshold):
+            raise ConfigError(f"label must be a LabelThreshold, got {self.label!r}")
         hf = self.high_fraction
         if isinstance(hf, bool) or not isinstance(hf, int | float) or not 0 <= hf <= 1:
             raise ConfigError(f"high_fraction must be in [0, 1], got {hf!r}")
@@ -274,6 +306,32 @@ class Simulation:
         if isinstance(tol, bool) or not isinstance(tol, int | float) or not 0 < tol < math.inf:
             raise ConfigError(f"stepper_tolerance_mm must be positive, got {tol!r}")
         object.__setattr__(self, "stepper_tolerance_mm", float(tol))
+
+    @property
+    def multiplicity(self) -> Multiplicity:
+        """Particles per event as a :class:`Multiplicity` (guns with counts: their sum)."""
+        if self.guns and self.guns[0].count is not None:
+            return Multiplicity("fixed", n=sum(g.count for g in self.guns))
+        return Multiplicity.of(self.n_particles)
+
+    @property
+    def fixed_particles(self) -> int | None:
+        """The number of particles of every event, or None when it varies."""
+        m = self.multiplicity
+        return m.n if m.distribution == "fixed" else None
+
+    @property
+    def particles_bound(self) -> float:
+        """A generous bound on the particles of one event (memory budgets)."""
+        return self.multiplicity.bound
+
+    @property
+    def threshold(self) -> LabelThreshold:
+        """The threshold of the stored ``n_above_threshold``: ``label``, or for the lecture
+        recipe |p| >= the lower end of ``gun.p_high_GeV``."""
+        if self.label is not None:
+            return self.label
+        return LabelThreshold(self.gun.p_high_GeV[0], "p")
 
 
 def simulate_events(
@@ -299,14 +357,19 @@ def simulate_events(
         raise ConfigError(f"n_events must be an integer >= 0, got {n_events!r}")
     rng = np.random.default_rng(rng)
     sim = simulation
-    prim = shoot(sim.gun, int(n_events), sim.n_particles, sim.high_fraction, rng)
+    if sim.guns:
+        prim = shoot_guns(sim.guns, int(n_events), sim.n_particles, sim.label, rng)
+    else:
+        prim = shoot(
+            sim.gun, int(n_events), sim.n_particles, sim.high_fraction, rng, threshold=sim.label
+        )
     n = len(prim.event)
     crossings = propagate(
         sim.detector,
         prim.vertex,
         prim.momentum,
         prim.charge.astype(np.float64),
-        np.full(n, prim.mass_GeV),
+        np.broadcast_to(np.asarray(prim.mass_GeV, dtype=np.float64), (n,)).copy(),
         rng,
         tolerance_mm=sim.stepper_tolerance_mm,
     )
