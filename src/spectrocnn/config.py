@@ -218,7 +218,8 @@ class Config:
         if sim.guns:
             out["guns"] = [g.to_config() for g in sim.guns]
         if sim.label is not None:
-            out["label"] = {"threshold_GeV": sim.label.threshold_GeV, "variable": sim.label.variable}
+            label = sim.label
+            out["label"] = {"threshold_GeV": label.threshold_GeV, "variable": label.variable}
         return out
 
 
@@ -400,8 +401,8 @@ def config_from_dict(
     if "eta" in user.get("gun", {}):
         if "dip_deg" in user["gun"]:
             raise ConfigError(
-                f"gun: give either dip_deg or eta, not both, got dip_deg={user['gun']['dip_deg']!r} "
-                f"eta={user['gun']['eta']!r}"
+                "gun: give either dip_deg or eta, not both, got "
+                f"dip_deg={user['gun']['dip_deg']!r} eta={user['gun']['eta']!r}"
             )
         gun_kw.pop("dip_deg", None)  # eta replaces the preset's dip range
     gun = _build("gun", ParticleGun, **gun_kw)

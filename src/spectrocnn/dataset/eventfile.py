@@ -5,7 +5,12 @@ Layout::
     /images            uint8 (N, H, W), chunks (1, H, W), gzip (default), lzf or none
                        attrs: window_mm [mm] (x_min, x_max, y_min, y_max), projection="xy",
                        hit_radius_px
-    /labels            uint8 (N,)  1 = the event contains a high-momentum particle
+    /labels            uint8 (N,)  1 = the event contains a high-momentum particle (lecture
+                       recipe) or a particle at or above the [label] threshold
+    /events/n_above_threshold  int32 (N,)  particles at or above the threshold (attrs:
+                       threshold_GeV, variable = "p" | "pt"); optional (older files lack it)
+    /events/max_pt_GeV float64 (N,)  highest p_T of the event's particles [GeV/c] (0 for an
+                       event without particles); optional (older files lack it)
     /particles/<col>   one row per particle, grouped by event, in event order
                        (columns, dtypes and units: spectrocnn.simulate.PARTICLE_COLUMNS)
     /particles/offsets int64 (N + 1,)  rows of event i are offsets[i]:offsets[i + 1]
@@ -50,12 +55,14 @@ from spectrocnn.dataset.identity import RUN_ID_ATTR, check_shards, file_identity
 from spectrocnn.dataset.raster import ImageSpec, SparseImages, rasterize_sparse
 from spectrocnn.errors import ConfigError, EventFileError, EventFileNotFoundError
 from spectrocnn.simulate.events import (
+    EVENT_COLUMNS,
     HIT_COLUMNS,
     PARTICLE_COLUMNS,
     EventBatch,
     HitTable,
     ParticleTable,
 )
+from spectrocnn.simulate.gun import LabelThreshold
 
 __all__ = [
     "COMPRESSIONS",
@@ -63,6 +70,7 @@ __all__ = [
     "EventFile",
     "EventFileNotFoundError",
     "EventFileWriter",
+    "event_summaries",
     "open_events",
     "slice_batch",
     "write_events",
@@ -142,6 +150,34 @@ def slice_batch(batch: EventBatch, start: int, stop: int) -> EventBatch:
     return EventBatch(batch.labels[start:stop], ParticleTable(**pc), HitTable(**hc))
 
 
+def event_summaries(batch: EventBatch, threshold: LabelThreshold) -> dict[str, np.ndarray]:
+    """Per-event ``n_above_threshold`` (int32) and ``max_pt_GeV`` (float64) of a batch.
+
+    Parameters
+    ----------
+    batch : EventBatch
+    threshold : LabelThreshold
+
+    Returns
+    -------
+    dict
+        ``n_above_threshold``: particles with |p| or p_T (``threshold.variable``) at or
+        above ``threshold.threshold_GeV``; ``max_pt_GeV``: the highest p_T =
+        sqrt(px^2 + py^2) [GeV/c], 0 for an event without particles.
+    """
+    p = batch.particles
+    k = batch.n_events
+    above = threshold.above(p.px, p.py, p.pz)
+    n_above = np.bincount(p.event[above], minlength=k).astype(np.int32)
+    pt = np.hypot(p.px, p.py)
+    max_pt = np.zeros(k, dtype=np.float64)
+    off = batch.event_offsets("particles")
+    full = off[1:] > off[:-1]
+    if np.any(full):
+        max_pt[full] = np.maximum.reduceat(pt, off[:-1][full])
+    return {"n_above_threshold": n_above, "max_pt_GeV": max_pt}
+
+
 class EventFileWriter:
     """Write an event file chunk by chunk (streaming).
 
@@ -169,6 +205,11 @@ class EventFileWriter:
         Identifier of the generation run, recorded as the ``run_id`` attribute (the same
         for every shard of a run); default: a fresh one
         (:func:`~spectrocnn.dataset.identity.new_run_id`).
+    threshold : LabelThreshold, optional
+        When given, the per-event ``/events/n_above_threshold`` (particles with |p| or p_T
+        at or above the threshold) and ``/events/max_pt_GeV`` are computed from each
+        batch's particles and written (``Simulation.threshold`` is the one of a
+        simulation).
 
     Examples
     --------
@@ -189,7 +230,9 @@ class EventFileWriter:
         first_event: int = 0,
         first_particle: int = 0,
         run_id: str | None = None,
+        threshold: LabelThreshold | None = None,
     ) -> None:
+        self.threshold = threshold
         if isinstance(n_events, bool) or not isinstance(n_events, int | np.integer):
             raise ConfigError(f"n_events must be an integer >= 0, got {n_events!r}")
         if n_events < 0:
@@ -268,6 +311,19 @@ class EventFileWriter:
             off.attrs["description"] = f"rows of event i in /{group} are offsets[i]:offsets[i+1]"
             off[0] = 0
         f["hits/particle"].attrs["description"] = "row in /particles, -1 = noise hit"
+        if self.threshold is not None:
+            g = f.create_group("events")
+            for name, (dtype, unit) in EVENT_COLUMNS.items():
+                ds = g.create_dataset(name, shape=(n,), dtype=dtype, **self._filter(False))
+                if unit is not None:
+                    ds.attrs["units"] = unit
+            ds = g["n_above_threshold"]
+            ds.attrs["threshold_GeV"] = self.threshold.threshold_GeV
+            ds.attrs["variable"] = self.threshold.variable
+            ds.attrs["description"] = (
+                f"particles of the event with {self.threshold.variable} >= threshold_GeV"
+            )
+            g["max_pt_GeV"].attrs["description"] = "highest p_T of the event's particles, 0 if none"
         f.attrs["version"] = __version__
         f.attrs["seed"] = np.uint64(self._seed)
         f.attrs["created"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -277,6 +333,8 @@ class EventFileWriter:
         names = ["labels", "images"]
         for g, spec in (("particles", PARTICLE_COLUMNS), ("hits", HIT_COLUMNS)):
             names += [f"{g}/{c}" for c in spec] + [f"{g}/offsets"]
+        if self.threshold is not None:
+            names += [f"events/{c}" for c in EVENT_COLUMNS]
         self._datasets: dict[str, h5py.Dataset] = {k: f[k] for k in names}
         self._buffer: dict[str, list[np.ndarray]] = {k: [] for k in names if k != "images"}
         self._buffered_rows = 0
@@ -371,6 +429,9 @@ class EventFileWriter:
         hcols["particle"] = np.where(part >= 0, part + (p_base + self._first_particle), -1)
         buf = self._buffer
         buf["labels"].append(batch.labels)
+        if self.threshold is not None:
+            for col, arr in event_summaries(batch, self.threshold).items():
+                buf[f"events/{col}"].append(arr)
         buf["particles/offsets"].append(batch.event_offsets("particles")[1:] + p_base)
         buf["hits/offsets"].append(batch.event_offsets("hits")[1:] + h_base)
         for col, arr in pcols.items():
@@ -394,6 +455,9 @@ class EventFileWriter:
         e1 = e0 + len(labels)
         if len(labels):
             ds["labels"][e0:e1] = labels
+            if self.threshold is not None:
+                for col in EVENT_COLUMNS:
+                    ds[f"events/{col}"][e0:e1] = np.concatenate(buf[f"events/{col}"])
             for g in ("particles", "hits"):
                 ds[f"{g}/offsets"][e0 + 1 : e1 + 1] = np.concatenate(buf[f"{g}/offsets"])
         for g, spec, total in (
@@ -482,6 +546,7 @@ def write_events(
     seed: int = 0,
     config: dict[str, Any] | None = None,
     compression: str = "gzip",
+    threshold: LabelThreshold | None = None,
 ) -> None:
     """Rasterize a batch of events and write it as one event file (not atomically).
 
@@ -495,10 +560,18 @@ def write_events(
     config : dict, optional
         Recorded in the file (``{}`` when not given).
     compression : {"gzip", "lzf", "none"}
+    threshold : LabelThreshold, optional
+        Also write ``/events`` (:class:`EventFileWriter`).
     """
     step = 256
     with EventFileWriter(
-        path, batch.n_events, spec, seed=seed, config=config, compression=compression
+        path,
+        batch.n_events,
+        spec,
+        seed=seed,
+        config=config,
+        compression=compression,
+        threshold=threshold,
     ) as w:
         for a in range(0, batch.n_events, step):
             sub = slice_batch(batch, a, min(batch.n_events, a + step))
@@ -584,6 +657,36 @@ class EventFile:
     def labels(self) -> np.ndarray:
         """uint8 (n_events,): 1 = the event contains a high-momentum particle."""
         return self._read(self._file["labels"], slice(None), "labels").astype(np.uint8, copy=False)
+
+    def _events_column(self, name: str, start: int | None, stop: int | None) -> np.ndarray | None:
+        g = self._file.get("events")
+        if not isinstance(g, h5py.Group) or name not in g:
+            return None
+        start, stop = self._range(start, stop)
+        dtype = EVENT_COLUMNS[name][0]
+        return self._read(g[name], slice(start, stop), f"events/{name}").astype(dtype, copy=False)
+
+    def read_n_above_threshold(
+        self, start: int | None = None, stop: int | None = None
+    ) -> np.ndarray | None:
+        """Particles at or above the threshold in events ``start:stop`` (int32), or None for
+        a file without ``/events/n_above_threshold`` (written before issue 19); the
+        threshold is :attr:`threshold`."""
+        return self._events_column("n_above_threshold", start, stop)
+
+    def read_max_pt(self, start: int | None = None, stop: int | None = None) -> np.ndarray | None:
+        """Highest p_T [GeV/c] of the particles of events ``start:stop`` (float64), or None
+        for a file without ``/events/max_pt_GeV`` (written before issue 19)."""
+        return self._events_column("max_pt_GeV", start, stop)
+
+    @property
+    def threshold(self) -> LabelThreshold | None:
+        """The threshold of ``/events/n_above_threshold`` (None when the file lacks it)."""
+        g = self._file.get("events")
+        if not isinstance(g, h5py.Group) or "n_above_threshold" not in g:
+            return None
+        a = g["n_above_threshold"].attrs
+        return LabelThreshold(float(a["threshold_GeV"]), _attr_str(a["variable"]))
 
     def __len__(self) -> int:
         return self.n_events

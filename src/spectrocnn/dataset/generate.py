@@ -119,7 +119,7 @@ def chunk_rng(seed: int, index: int) -> np.random.Generator:
 def _slots_per_event(simulation: Simulation) -> float:
     """Hit slots per event: particles and mean noise hits, times the layers."""
     n_layers = max(1, len(simulation.detector.layers))
-    return (simulation.n_particles + simulation.noise_hits_per_layer) * n_layers
+    return (simulation.particles_bound + simulation.noise_hits_per_layer) * n_layers
 
 
 def chunk_events(simulation: Simulation) -> int:
@@ -127,7 +127,8 @@ def chunk_events(simulation: Simulation) -> int:
     simulation of that many events would take more than its share of the memory budget.
 
     ``floor(256 MiB / (256 bytes * slots))``, clamped to ``[1, CHUNK_EVENTS]``, where
-    ``slots = (n_particles + noise hits_per_layer) * layers`` per event: 256 for up to 256
+    ``slots = (n_particles + noise hits_per_layer) * layers`` per event (a varying
+    multiplicity counts with ``Simulation.particles_bound``): 256 for up to 256
     particles on 16 layers (every preset), 64 for 1 000 particles with 10 noise hits per
     layer. The file content depends on it (it groups the random streams), so it depends on
     the physics configuration alone, never on the image, compression or workers.
@@ -249,7 +250,7 @@ def _hits_bound(simulation: Simulation) -> int:
     """A generous bound on the hits of one event (noise: mean plus 6 sigma)."""
     n_layers = max(1, len(simulation.detector.layers))
     mean = simulation.noise_hits_per_layer * n_layers
-    return int(simulation.n_particles * n_layers + mean + 6 * mean**0.5 + 1)
+    return int(simulation.particles_bound * n_layers + mean + 6 * mean**0.5 + 1)
 
 
 def _disk_pixels(spec: ImageSpec) -> int:
@@ -675,7 +676,14 @@ def generate_file(
     with (
         _atomic_output(out, overwrite) as tmp,
         _open_writer(
-            out_path, tmp, n_events, spec, seed=seed, config=resolved, compression=compression
+            out_path,
+            tmp,
+            n_events,
+            spec,
+            seed=seed,
+            config=resolved,
+            compression=compression,
+            threshold=job.simulation.threshold,
         ) as writer,
     ):
         if workers > 1:

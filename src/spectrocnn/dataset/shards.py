@@ -91,10 +91,12 @@ from spectrocnn.dataset.eventfile import (
 )
 from spectrocnn.dataset.generate import (
     CHUNK_EVENTS,
+    _chunk_size,
     _Job,
     _main_module_hidden,
     _process_chunk,
     chunk_events,
+    chunk_rng,
     default_workers,
     new_seed,
 )
@@ -273,12 +275,27 @@ def _inject_fault(task: _ShardTask) -> None:
     raise RuntimeError(f"injected fault in shard {task.index} ({FAULT_ENV})")
 
 
+def _particles_before(job: _Job, chunk: int) -> int:
+    """Particles in the chunks before chunk ``chunk`` of the run: ``events * n`` for a fixed
+    multiplicity; otherwise each chunk's multiplicities, the first draws of its random
+    stream (:func:`~spectrocnn.simulate.simulate_events`), drawn again (cheap)."""
+    sim = job.simulation
+    fixed = sim.fixed_particles
+    if fixed is not None:
+        return min(chunk * job.chunk, job.n_events) * fixed
+    mult = sim.multiplicity
+    return sum(
+        int(mult.draw(_chunk_size(job, i), chunk_rng(job.seed, i)).sum()) for i in range(chunk)
+    )
+
+
 def _make_shard(task: _ShardTask) -> _ShardInfo:
     """Simulate the chunks of one shard and write its file (temporary name, then rename)."""
     t0 = time.perf_counter()
     job = task.job
-    per_event = job.simulation.n_particles
     first, last = task.start // job.chunk, -(-task.stop // job.chunk)
+    first_particle = _particles_before(job, first)
+    expected_particles = _particles_before(job, last) - first_particle
     final = os.path.join(task.directory, task.name)
     tmp = os.path.join(task.directory, f".{task.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     n_high = n_particles = 0
@@ -291,8 +308,9 @@ def _make_shard(task: _ShardTask) -> _ShardInfo:
             config=task.config,
             compression=job.compression,
             first_event=task.start,
-            first_particle=task.start * per_event,
+            first_particle=first_particle,
             run_id=task.run_id,
+            threshold=job.simulation.threshold,
         ) as writer:
             for i in range(first, last):
                 res = _process_chunk(job, i)
@@ -304,14 +322,14 @@ def _make_shard(task: _ShardTask) -> _ShardInfo:
                 n_particles += len(res.batch.particles)
                 if i == first:
                     _inject_fault(task)
-        if n_particles != (task.stop - task.start) * per_event:  # pragma: no cover - invariant
+        if n_particles != expected_particles:  # pragma: no cover - invariant
             raise RuntimeError(
-                f"shard {task.index}: {n_particles} particles, expected {per_event} per event"
+                f"shard {task.index}: {n_particles} particles, expected {expected_particles}"
             )
         with h5py.File(tmp, "r+") as f:
             f.attrs["schema"] = SHARD_SCHEMA
             f.attrs["first_event"] = np.int64(task.start)
-            f.attrs["first_particle"] = np.int64(task.start * per_event)
+            f.attrs["first_particle"] = np.int64(first_particle)
             f.attrs["shard"] = np.int64(task.index)
             f.attrs["n_shards"] = np.int64(task.shards)
             f.attrs["n_events_total"] = np.int64(job.n_events)
@@ -408,6 +426,10 @@ def write_virtual_file(path: str | os.PathLike, shard_paths: Sequence[str | os.P
 
         virtual("images", [i["n"] for i in info])
         virtual("labels", [i["n"] for i in info])
+        if "events" in first:
+            f.create_group("events")
+            for col in first["events"]:
+                virtual(f"events/{col}", [i["n"] for i in info])
         for group, spec in (("particles", PARTICLE_COLUMNS), ("hits", HIT_COLUMNS)):
             f.create_group(group)
             counts = [i["rows"][group] for i in info]

@@ -23,6 +23,7 @@ from spectrocnn.simulate.hits import measure, noise_hits
 from spectrocnn.simulate.propagation import StopReason, propagate, stop_counts
 
 __all__ = [
+    "EVENT_COLUMNS",
     "HIT_COLUMNS",
     "PARTICLE_COLUMNS",
     "EventBatch",
@@ -47,6 +48,12 @@ PARTICLE_COLUMNS: dict[str, tuple[np.dtype, str | None]] = {
     "vy": (np.dtype(np.float64), "mm"),
     "vz": (np.dtype(np.float64), "mm"),
     "is_high": (np.dtype(np.uint8), None),
+}
+
+#: Per-event summaries of an event file (``/events/<name>``, issue 19): name -> (dtype, unit).
+EVENT_COLUMNS: dict[str, tuple[np.dtype, str | None]] = {
+    "n_above_threshold": (np.dtype(np.int32), None),
+    "max_pt_GeV": (np.dtype(np.float64), "GeV/c"),
 }
 
 #: Columns of the hit table: name -> (dtype, unit or None). docs/design.md 3.3 /hits.
@@ -280,7 +287,8 @@ class Simulation:
         np_ = self.n_particles
         if isinstance(np_, Multiplicity | dict):
             mult = Multiplicity.of(np_)
-            object.__setattr__(self, "n_particles", mult.n if mult.distribution == "fixed" else mult)
+            fixed = mult.distribution == "fixed"
+            object.__setattr__(self, "n_particles", mult.n if fixed else mult)
         else:
             if isinstance(np_, bool) or not isinstance(np_, int | np.integer) or np_ < 1:
                 raise ConfigError(f"n_particles must be a positive integer, got {np_!r}")

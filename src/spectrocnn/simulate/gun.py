@@ -128,7 +128,8 @@ class Multiplicity:
     range: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
-        _check_choice("n_particles.distribution", self.distribution, ("fixed", "poisson", "uniform"))
+        kinds = ("fixed", "poisson", "uniform")
+        _check_choice("n_particles.distribution", self.distribution, kinds)
         cap = MAX_PARTICLES_PER_EVENT
         if self.distribution == "fixed":
             n = self.n
