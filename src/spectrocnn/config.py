@@ -215,7 +215,12 @@ class Config:
                 "hit_radius_px": self.image.hit_radius_px,
             },
         }
-        if sim.guns:
+        if gun.eta is not None:  # eta replaces the dip range
+            del out["gun"]["dip_deg"]
+        if sim.guns:  # the single gun and its recipe are not used (nor n_particles with counts)
+            del out["gun"], out["high_fraction"]
+            if sim.guns[0].count is not None:
+                del out["n_particles"]
             out["guns"] = [g.to_config() for g in sim.guns]
         if sim.label is not None:
             label = sim.label
@@ -453,7 +458,7 @@ def _guns_and_label(user: dict) -> tuple[tuple[Gun, ...], LabelThreshold | None]
         for key in spec:
             if key not in _GUNS_KEYS:
                 hint = _did_you_mean(key, _GUNS_KEYS)
-                raise ConfigError(f"unknown key {where}.{key!r} in [[guns]]{hint}")
+                raise ConfigError(f"unknown key '{where}.{key}' in [[guns]]{hint}")
         guns.append(_build(where, Gun, **spec))
     if guns[0].count is not None and "n_particles" in user:
         raise ConfigError(
