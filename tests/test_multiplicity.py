@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import tomllib
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -224,35 +225,14 @@ def test_single_gun_pt_and_eta_keys():
 
 # -- 4. labels and per-event summaries -------------------------------------------------------
 
-WORKED_EXAMPLE = """
-n_particles = {distribution = "poisson", mean = 10.0}
+README = Path(__file__).resolve().parents[1] / "README.md"
 
-[label]
-threshold_GeV = 1.0
-variable = "pt"
 
-[[guns]]
-particle = "pi+"
-fraction = 0.7
-pt_GeV = [0.1, 2.0]
-eta = [-1.0, 1.0]
-
-[[guns]]
-particle = "K+"
-fraction = 0.2
-pt_GeV = [0.2, 3.0]
-eta = [-1.0, 1.0]
-
-[[guns]]
-particle = "mu-"
-charge_sign = "random"
-fraction = 0.1
-p_GeV = [2.0, 10.0]
-dip_deg = [-10.0, 10.0]
-
-[image]
-size = 32
-"""
+def _readme_example() -> dict:
+    """The worked TOML example of the README's "Richer events" section, as parsed."""
+    text = README.read_text().split("Worked example", 1)[1]
+    block = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    return tomllib.loads(block)
 
 
 def _truth_summaries(path, variable: str, threshold: float):
@@ -269,7 +249,8 @@ def _truth_summaries(path, variable: str, threshold: float):
 
 
 def test_worked_example_file_stores_threshold_labels_counts_and_max_pt(tmp_path):
-    cfg = config_from_dict(tomllib.loads(WORKED_EXAMPLE))
+    cfg = config_from_dict({**_readme_example(), "image": {"size": 32}})
+    assert len(cfg.simulation.guns) == 3
     out = tmp_path / "mix.h5"
     generate_file(cfg, 120, out, seed=15, workers=1)
     labels, count, max_pt = _truth_summaries(out, "pt", 1.0)
