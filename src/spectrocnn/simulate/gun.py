@@ -115,8 +115,9 @@ class Multiplicity:
         (k! (1 - e^-lambda)) for k >= 1, so E[N] = lambda / (1 - e^-lambda) and
         Var[N] = E[N] (1 + lambda - E[N]); for lambda = 10 they are 10.0005 and 9.996,
         for lambda = 1 they are 1.582 and 0.661. An event with no particle would have no
-        hit and no label, so zero is never drawn (sampled exactly: the first arrival T of a unit-rate Poisson
-        process conditioned on T < lambda, then N = 1 + Poisson(lambda - T)).
+        hit and no label, so zero is never drawn (sampled exactly: the first arrival T of
+        a unit-rate Poisson process conditioned on T < lambda, then
+        N = 1 + Poisson(lambda - T)).
     range : (int, int)
         ``"uniform"``: N uniform on the integers ``[a, b]``, both included, ``1 <= a <= b``
         (E[N] = (a + b) / 2, Var[N] = ((b - a + 1)^2 - 1) / 12).
