@@ -147,7 +147,8 @@ class EventBatch:
     Attributes
     ----------
     labels : ndarray uint8 (n_events,)
-        1 when the event holds a high-momentum particle.
+        1 when the event holds a high-momentum particle (lecture recipe) or a particle
+        at or above the simulation's ``label`` threshold.
     particles : ParticleTable
     hits : HitTable
         Event indices in both tables run from 0 to ``n_events - 1``.
@@ -353,7 +354,9 @@ def simulate_events(
     n_events : int
         >= 0.
     rng : numpy.random.Generator, int or None
-        Source of randomness; the same seed gives identical arrays.
+        Source of randomness; the same seed gives identical arrays. A varying
+        multiplicity is its first draw (``simulation.multiplicity.draw(n_events, rng)``),
+        which sharded generation repeats to place each shard's particle rows.
 
     Returns
     -------
