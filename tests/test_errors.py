@@ -316,6 +316,9 @@ CASES: list[Case] = [
     C("gen-guns-unknown-key", "gen-events", "misspelt key in [[guns]]",
       "--n 5 --out {out} --config {cfg_guns_key}", 2,
       "unknown key 'guns[0].etta' in [[guns]]; did you mean 'eta'?"),
+    C("gen-guns-eta-huge", "gen-events", "eta beyond 15",
+      "--n 5 --out {out} --config {cfg_guns_eta_huge}", 2,
+      "guns[0].eta must lie within [-15.0, 15.0], got [0.0, 1000.0]"),
     # -- train-cnn
     C("train-missing", "train-cnn", "missing input file", "{missing} --out {run}", 2,
       "event file '{missing}' does not exist"),
@@ -632,6 +635,7 @@ CONFIGS = {
     "cfg_guns_pt_zero": _LABEL + _PION + "fraction = 1.0\npt_GeV = [0.0, 2.0]\n",
     "cfg_guns_eta_dip": _LABEL + _PION + _FRACTION + "eta = [-1.0, 1.0]\ndip_deg = [0.0, 0.0]\n",
     "cfg_guns_eta_text": _LABEL + _PION + _FRACTION + 'eta = [-1.0, "x"]\n',
+    "cfg_guns_eta_huge": _LABEL + _PION + _FRACTION + "eta = [0.0, 1000.0]\n",
     "cfg_guns_key": _LABEL + _PION + _FRACTION + "etta = [-1.0, 1.0]\n",
 }
 DOC_NAMES.update({k: f"{k[4:]}.toml" for k in CONFIGS})

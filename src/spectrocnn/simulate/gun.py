@@ -96,6 +96,10 @@ def _is_number(x) -> bool:
     return not isinstance(x, bool) and isinstance(x, int | float | np.integer | np.floating)
 
 
+#: Largest |eta| a gun takes: theta = 2 atan(e^-15) = 6e-7 rad from the z axis, far
+#: beyond any tracking layer's acceptance (and p_z = p_T sinh(eta) stays finite).
+MAX_ETA = 15.0
+
 #: Largest mean (Poisson) or maximum (uniform) number of particles per event.
 MAX_PARTICLES_PER_EVENT = 100_000
 
@@ -262,7 +266,8 @@ class Gun:
     p_GeV, pt_GeV : (float, float)
         Range of |p| or of p_T [GeV/c] (uniform, > 0): exactly one of the two.
     dip_deg, eta : (float, float)
-        Range of the dip angle [deg] within [-90, 90] or of the pseudorapidity (uniform),
+        Range of the dip angle [deg] within [-90, 90] or of the pseudorapidity within
+        [-15, 15] (uniform),
         at most one of the two; neither: ``dip_deg = (-10, 10)``.
     phi_deg : (float, float)
         Azimuth range [deg] (uniform).
@@ -317,7 +322,7 @@ class Gun:
                 f"eta={self.eta!r}"
             )
         if self.eta is not None:
-            object.__setattr__(self, "eta", _range("eta", self.eta))
+            object.__setattr__(self, "eta", _range("eta", self.eta, lo=-MAX_ETA, hi=MAX_ETA))
         else:
             dip = (-10.0, 10.0) if self.dip_deg is None else self.dip_deg
             dip = _range("dip_deg", dip, lo=-90.0, hi=90.0)
@@ -447,8 +452,8 @@ class ParticleGun:
         or the transverse momentum p_T = sqrt(px^2 + py^2) [GeV/c].
     eta : (float, float) or None
         Range of the pseudorapidity (uniform), eta = -ln tan(theta/2) with theta the polar
-        angle to the z axis (PDG, "Kinematics"); when given it replaces ``dip_deg`` (which
-        must then keep its default). tan(dip) = sinh(eta).
+        angle to the z axis (PDG, "Kinematics"), within [-15, 15]; when given it replaces
+        ``dip_deg`` (which must then keep its default). tan(dip) = sinh(eta).
     charge_sign : {"random", "+", "-"}
         Sign of each particle's charge: drawn at random (probability 1/2 each, default),
         or always positive or always negative (the PDG id follows the charge: "pi+"
@@ -479,7 +484,7 @@ class ParticleGun:
                     f"give either dip_deg or eta, not both, got dip_deg={list(self.dip_deg)} "
                     f"eta={self.eta!r}"
                 )
-            object.__setattr__(self, "eta", _range("eta", self.eta))
+            object.__setattr__(self, "eta", _range("eta", self.eta, lo=-MAX_ETA, hi=MAX_ETA))
         object.__setattr__(self, "p_low_GeV", _range("p_low_GeV", self.p_low_GeV, lo=0.0))
         object.__setattr__(self, "p_high_GeV", _range("p_high_GeV", self.p_high_GeV, lo=0.0))
         if self.p_low_GeV[0] <= 0 or self.p_high_GeV[0] <= 0:
