@@ -30,7 +30,7 @@ from spectrocnn.simulate.geometry import (
     lecture_detector,
     telescope_detector,
 )
-from spectrocnn.simulate.gun import ParticleGun
+from spectrocnn.simulate.gun import Gun, LabelThreshold, Multiplicity, ParticleGun
 from spectrocnn.simulate.material import highland_theta0
 from spectrocnn.simulate.propagation import C_GEV_PER_T_MM, Crossings, StopReason, propagate
 
@@ -45,7 +45,10 @@ __all__ = [
     "EventBatch",
     "Field",
     "FieldMap",
+    "Gun",
     "HitTable",
+    "LabelThreshold",
+    "Multiplicity",
     "ParticleGun",
     "ParticleTable",
     "PlaneLayer",
