@@ -403,6 +403,18 @@ CASES: list[Case] = [
     C("fit-no-truth-tilted", "fit-tracks", "--no-truth with planes not parallel to the field",
       "{tilted} --no-truth", 2,
       "track finding needs planes parallel to the field (z); layer 0 has normal [0.6, 0.0, 0.8]"),
+    C("fit-field-map", "fit-tracks", "file made with a field map (truth association)",
+      "{field_map}", 2,
+      "fit-tracks (with or without --no-truth) needs a uniform field along z "
+      "(field.B_T = [0, 0, B]); {field_map} was made with the field map dipole.npz"),
+    C("fit-field-map-no-truth", "fit-tracks", "file made with a field map, --no-truth",
+      "{field_map} --no-truth", 2,
+      "fit-tracks (with or without --no-truth) needs a uniform field along z "
+      "(field.B_T = [0, 0, B]); {field_map} was made with the field map dipole.npz"),
+    C("fit-field-tilted", "fit-tracks", "file made with a uniform field not along z",
+      "{field_tilted}", 2,
+      "fit-tracks (with or without --no-truth) needs a uniform field along z; {field_tilted} "
+      "was made with field.B_T = [0.0, 1.0, 2.0]"),
     C("fit-unknown-flag", "fit-tracks", "unknown flag", "{good} --bogus", 2,
       "unrecognized arguments: --bogus (fit-tracks --help lists the options)"),
     C("fit-nan-hits", "fit-tracks", "NaN/inf in /hits/x (the fit goes on)", "{nan_hits}", 0,
@@ -425,6 +437,8 @@ DOC_NAMES = {
     "good": "events.h5",
     "telescope": "telescope.h5",
     "tilted": "tilted.h5",
+    "field_map": "field_map.h5",
+    "field_tilted": "field_tilted.h5",
     "missing": "missing.h5",
     "empty": "empty.h5",
     "text": "text.h5",
@@ -590,6 +604,12 @@ def world(tmp_path_factory) -> dict[str, str]:
         for layer in config["detector"]["layers"]:
             layer["normal"] = [0.6, 0.0, 0.8]
         f.attrs["config"] = json.dumps(config)
+    for name, fld in (("field_map", {"map": "dipole.npz"}), ("field_tilted", {"B_T": [0, 1, 2]})):
+        shutil.copy(p["telescope"], p[name])  # the same file, as if made in another field
+        with h5py.File(p[name], "a") as f:
+            config = json.loads(f.attrs["config"])
+            config["field"] = {**fld, "stepper_tolerance_mm": 1e-4}
+            f.attrs["config"] = json.dumps(config)
     Path(p["empty"]).write_bytes(b"")
     Path(p["text"]).write_text("event,x,y\n1,2.0,3.0\n" * 50)
     with h5py.File(p["foreign"], "w") as f:
