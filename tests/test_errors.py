@@ -134,6 +134,16 @@ CASES: list[Case] = [
     C("gen-config-window", "gen-events", "image window reversed",
       "--n 5 --out {out} --config {cfg_window}", 2,
       "image.window_mm must be [x_min, x_max, y_min, y_max] with min < max"),
+    C("gen-config-hit-mm-negative", "gen-events", "negative hit radius in mm",
+      "--n 5 --out {out} --config {cfg_hit_mm_negative}", 2,
+      "image.hit_radius_mm must be a finite number >= 0, got -1.5"),
+    C("gen-config-hit-mm-large", "gen-events", "hit radius in mm of more than 64 pixels",
+      "--n 5 --out {out} --config {cfg_hit_mm_large}", 2,
+      "image.hit_radius_mm 500 is 320 pixels of 1.562 mm at size 512, more than 64"),
+    C("gen-config-hit-both", "gen-events", "hit radius in pixels and in mm that disagree",
+      "--n 5 --out {out} --config {cfg_hit_both}", 2,
+      "image.hit_radius_px = 3 disagrees with image.hit_radius_mm = 3.125 (2 pixels at size "
+      "512); give only one of them"),
     C("gen-fieldmap-nan", "gen-events", "NaN in a field map",
       "--n 5 --out {out} --config {cfg_map_nan}", 2,
       "field map {map_nan}: B_T contains NaN or inf"),
@@ -264,6 +274,10 @@ CASES: list[Case] = [
       "{not_run} is not a train-cnn run directory (no config.json)"),
     C("train-resume-corrupt", "train-cnn", "--resume with a corrupt config.json",
       "{good} --resume --out {bad_run}", 1, "the run configuration is not valid JSON"),
+    C("train-resume-fewer-epochs", "train-cnn", "--resume with fewer --epochs than completed",
+      "{good} --out {done_run} --resume --epochs 2", 2,
+      "--epochs 2 is fewer than the 3 epochs run {done_run} has completed; resume with "
+      "--epochs 3 or more (or without --epochs)"),
     C("train-readonly", "train-cnn", "read-only output directory",
       "{good} --out {run} --input-size 16", 1, ": '{run}'", "readonly"),
     C("train-foreign-shard", "train-cnn", "sharded file with a shard of another run (seed 2)",
@@ -459,6 +473,7 @@ DOC_NAMES = {
     "not_run": "not_a_run",
     "bad_run": "bad_run",
     "other_run": "run_on_other_data",
+    "done_run": "finished_run",
     "foreign_shard": "eA/events.h5",
     "no_config": "missing.toml",
     "no_map": "missing.npz",
@@ -492,6 +507,9 @@ CONFIGS = {
     "cfg_radius": '[[detector.layers]]\nkind = "cylinder"\nradius_mm = -50.0\n',
     "cfg_field_nan": "[field]\nB_T = [0.0, 0.0, nan]\n",
     "cfg_window": "[image]\nwindow_mm = [210.0, -210.0, -210.0, 210.0]\n",
+    "cfg_hit_mm_negative": "[image]\nhit_radius_mm = -1.5\n",
+    "cfg_hit_mm_large": "[image]\nhit_radius_mm = 500.0\n",
+    "cfg_hit_both": "[image]\nhit_radius_mm = 3.125\nhit_radius_px = 3\n",
     "cfg_map_nan": '[field]\nmap = "nan.npz"\n',
     "cfg_map_shape": '[field]\nmap = "shape.npz"\n',
     "cfg_map_missing": '[field]\nmap = "missing.npz"\n',
@@ -700,6 +718,15 @@ def _foreign_shard_and_other_run(d: Path, p: dict[str, str]) -> None:
     Path(p["other_run"], "config.json").write_text(json.dumps(config))
     state = {"completed_epochs": 1, "best_val_accuracy": 0.5, "best_epoch": 1}
     Path(p["other_run"], "state.json").write_text(json.dumps(state))
+    os.mkdir(p["done_run"])  # a finished 3-epoch run on events.h5
+    with open_events(p["good"]) as ev:
+        identity = ev.identity()
+    settings = TrainConfig(input=p["good"], epochs=3, input_size=16, seed=3).settings()
+    config = {"schema": RUN_SCHEMA, **settings, "input_file": identity, "val_file": None}
+    Path(p["done_run"], "config.json").write_text(json.dumps(config))
+    state = {"completed_epochs": 3, "best_val_accuracy": 0.5, "best_epoch": 2,
+             "status": "complete"}  # fmt: skip
+    Path(p["done_run"], "state.json").write_text(json.dumps(state))
 
 
 def _snapshot(directory: str | Path) -> dict[str, tuple[int, int, str]]:
