@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Fit every track with a circle (Karimaki), score each event by its highest fitted "
         "transverse momentum p_T = 0.299792458 |q| B R, and report accuracy at the best cut "
         "and ROC AUC. |q| is each particle's stored charge (/particles/charge); with "
-        "--no-truth, the |q| of the file's gun particle (its resolved configuration).",
+        "--no-truth, the |q| of the file's gun particle (its resolved configuration). Both "
+        "modes need a file made in a uniform field along z (field.B_T = [0, 0, B]), not a "
+        "field map.",
     )
     p.add_argument("file", metavar="FILE.h5", help="event file written by gen-events")
     p.add_argument(
