@@ -183,3 +183,29 @@ def test_python_built_config_without_toml():
     assert d["detector"]["layers"][0]["radius_mm"] == 80.0
     assert d["image"]["size"] == 32
     assert set(PRESETS) == {"lecture", "telescope"}
+
+
+def test_hit_radius_in_mm_or_in_pixels():
+    lecture = preset_config("lecture")
+    assert lecture.image.hit_radius_mm == 3.125 and lecture.image.hit_radius_px == 2
+    assert lecture.with_image_size(64).image.hit_radius_px == 0  # 12.5 mm pixels
+    assert lecture.with_image_size(1024).image.hit_radius_px == 4  # 0.78125 mm pixels
+    # a radius in pixels given by the user keeps its meaning and replaces the preset's mm
+    px = config_from_dict({"image": {"hit_radius_px": 2}})
+    assert px.image.hit_radius_mm is None and px.with_image_size(64).image.hit_radius_px == 2
+    assert "hit_radius_mm" not in px.to_dict()["image"]
+    # the telescope preset draws single pixels at any size; in mm on request
+    telescope = preset_config("telescope")
+    assert telescope.image.hit_radius_px == 0 and telescope.image.hit_radius_mm is None
+    mm = config_from_dict({"detector": {"preset": "telescope"}, "image": {"hit_radius_mm": 1.0}})
+    assert mm.image.hit_radius_px == 2  # 210 mm / 512 px = 0.41 mm pixels: floor(2.44)
+    # the resolved configuration records both, and reads back to the same
+    for cfg in (lecture, lecture.with_image_size(64), px, mm):
+        resolved = cfg.to_dict()
+        assert config_from_dict(resolved).image == cfg.image
+    assert lecture.with_image_size(64).to_dict()["image"] == {
+        "size": 64, "window_mm": [-400.0, 400.0, -400.0, 400.0], "hit_radius_px": 0,
+        "hit_radius_mm": 3.125,
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match=r"image\.hit_radius_px = 3 disagrees"):
+        config_from_dict({"image": {"hit_radius_px": 3, "hit_radius_mm": 3.125}})

@@ -134,6 +134,16 @@ CASES: list[Case] = [
     C("gen-config-window", "gen-events", "image window reversed",
       "--n 5 --out {out} --config {cfg_window}", 2,
       "image.window_mm must be [x_min, x_max, y_min, y_max] with min < max"),
+    C("gen-config-hit-mm-negative", "gen-events", "negative hit radius in mm",
+      "--n 5 --out {out} --config {cfg_hit_mm_negative}", 2,
+      "image.hit_radius_mm must be a finite number >= 0, got -1.5"),
+    C("gen-config-hit-mm-large", "gen-events", "hit radius in mm of more than 64 pixels",
+      "--n 5 --out {out} --config {cfg_hit_mm_large}", 2,
+      "image.hit_radius_mm 500 is 320 pixels of 1.562 mm at size 512, more than 64"),
+    C("gen-config-hit-both", "gen-events", "hit radius in pixels and in mm that disagree",
+      "--n 5 --out {out} --config {cfg_hit_both}", 2,
+      "image.hit_radius_px = 3 disagrees with image.hit_radius_mm = 3.125 (2 pixels at size "
+      "512); give only one of them"),
     C("gen-fieldmap-nan", "gen-events", "NaN in a field map",
       "--n 5 --out {out} --config {cfg_map_nan}", 2,
       "field map {map_nan}: B_T contains NaN or inf"),
@@ -366,6 +376,10 @@ CASES: list[Case] = [
       "{not_run} is not a train-cnn run directory (no config.json)"),
     C("train-resume-corrupt", "train-cnn", "--resume with a corrupt config.json",
       "{good} --resume --out {bad_run}", 1, "the run configuration is not valid JSON"),
+    C("train-resume-fewer-epochs", "train-cnn", "--resume with fewer --epochs than completed",
+      "{good} --out {done_run} --resume --epochs 2", 2,
+      "--epochs 2 is fewer than the 3 epochs run {done_run} has completed; resume with "
+      "--epochs 3 or more (or without --epochs)"),
     C("train-readonly", "train-cnn", "read-only output directory",
       "{good} --out {run} --input-size 16", 1, ": '{run}'", "readonly"),
     C("train-foreign-shard", "train-cnn", "sharded file with a shard of another run (seed 2)",
@@ -505,6 +519,18 @@ CASES: list[Case] = [
     C("fit-no-truth-tilted", "fit-tracks", "--no-truth with planes not parallel to the field",
       "{tilted} --no-truth", 2,
       "track finding needs planes parallel to the field (z); layer 0 has normal [0.6, 0.0, 0.8]"),
+    C("fit-field-map", "fit-tracks", "file made with a field map (truth association)",
+      "{field_map}", 2,
+      "fit-tracks (with or without --no-truth) needs a uniform field along z "
+      "(field.B_T = [0, 0, B]); {field_map} was made with the field map dipole.npz"),
+    C("fit-field-map-no-truth", "fit-tracks", "file made with a field map, --no-truth",
+      "{field_map} --no-truth", 2,
+      "fit-tracks (with or without --no-truth) needs a uniform field along z "
+      "(field.B_T = [0, 0, B]); {field_map} was made with the field map dipole.npz"),
+    C("fit-field-tilted", "fit-tracks", "file made with a uniform field not along z",
+      "{field_tilted}", 2,
+      "fit-tracks (with or without --no-truth) needs a uniform field along z; {field_tilted} "
+      "was made with field.B_T = [0.0, 1.0, 2.0]"),
     C("fit-unknown-flag", "fit-tracks", "unknown flag", "{good} --bogus", 2,
       "unrecognized arguments: --bogus (fit-tracks --help lists the options)"),
     C("fit-nan-hits", "fit-tracks", "NaN/inf in /hits/x (the fit goes on)", "{nan_hits}", 0,
@@ -527,6 +553,8 @@ DOC_NAMES = {
     "good": "events.h5",
     "telescope": "telescope.h5",
     "tilted": "tilted.h5",
+    "field_map": "field_map.h5",
+    "field_tilted": "field_tilted.h5",
     "missing": "missing.h5",
     "empty": "empty.h5",
     "text": "text.h5",
@@ -547,6 +575,7 @@ DOC_NAMES = {
     "not_run": "not_a_run",
     "bad_run": "bad_run",
     "other_run": "run_on_other_data",
+    "done_run": "finished_run",
     "foreign_shard": "eA/events.h5",
     "no_config": "missing.toml",
     "no_map": "missing.npz",
@@ -585,6 +614,9 @@ CONFIGS = {
     "cfg_radius": '[[detector.layers]]\nkind = "cylinder"\nradius_mm = -50.0\n',
     "cfg_field_nan": "[field]\nB_T = [0.0, 0.0, nan]\n",
     "cfg_window": "[image]\nwindow_mm = [210.0, -210.0, -210.0, 210.0]\n",
+    "cfg_hit_mm_negative": "[image]\nhit_radius_mm = -1.5\n",
+    "cfg_hit_mm_large": "[image]\nhit_radius_mm = 500.0\n",
+    "cfg_hit_both": "[image]\nhit_radius_mm = 3.125\nhit_radius_px = 3\n",
     "cfg_map_nan": '[field]\nmap = "nan.npz"\n',
     "cfg_map_shape": '[field]\nmap = "shape.npz"\n',
     "cfg_map_missing": '[field]\nmap = "missing.npz"\n',
@@ -733,6 +765,12 @@ def world(tmp_path_factory) -> dict[str, str]:
         for layer in config["detector"]["layers"]:
             layer["normal"] = [0.6, 0.0, 0.8]
         f.attrs["config"] = json.dumps(config)
+    for name, fld in (("field_map", {"map": "dipole.npz"}), ("field_tilted", {"B_T": [0, 1, 2]})):
+        shutil.copy(p["telescope"], p[name])  # the same file, as if made in another field
+        with h5py.File(p[name], "a") as f:
+            config = json.loads(f.attrs["config"])
+            config["field"] = {**fld, "stepper_tolerance_mm": 1e-4}
+            f.attrs["config"] = json.dumps(config)
     Path(p["empty"]).write_bytes(b"")
     Path(p["text"]).write_text("event,x,y\n1,2.0,3.0\n" * 50)
     with h5py.File(p["foreign"], "w") as f:
@@ -823,6 +861,15 @@ def _foreign_shard_and_other_run(d: Path, p: dict[str, str]) -> None:
     Path(p["other_run"], "config.json").write_text(json.dumps(config))
     state = {"completed_epochs": 1, "best_val_accuracy": 0.5, "best_epoch": 1}
     Path(p["other_run"], "state.json").write_text(json.dumps(state))
+    os.mkdir(p["done_run"])  # a finished 3-epoch run on events.h5
+    with open_events(p["good"]) as ev:
+        identity = ev.identity()
+    settings = TrainConfig(input=p["good"], epochs=3, input_size=16, seed=3).settings()
+    config = {"schema": RUN_SCHEMA, **settings, "input_file": identity, "val_file": None}
+    Path(p["done_run"], "config.json").write_text(json.dumps(config))
+    state = {"completed_epochs": 3, "best_val_accuracy": 0.5, "best_epoch": 2,
+             "status": "complete"}  # fmt: skip
+    Path(p["done_run"], "state.json").write_text(json.dumps(state))
 
 
 def _snapshot(directory: str | Path) -> dict[str, tuple[int, int, str]]:

@@ -189,6 +189,59 @@ def test_command_writes_file_and_summary(tmp_path, capsys):
         assert ev.n_events == 5 and ev.config["detector"]["preset"] == "telescope"
 
 
+def _lit_per_isolated_hit(path: Path) -> tuple[list[int], list[float], int]:
+    """For every hit whose pixel is more than ``2 r + 1`` pixels (Chebyshev) from every other
+    hit of its event, ``r`` the file's hit_radius_px: the lit pixels within ``r + 1`` of its
+    pixel and the largest distance [mm] of a lit pixel's centre from its pixel's centre."""
+    with h5py.File(path, "r") as f:
+        images = f["images"][:]
+        r = int(f["images"].attrs["hit_radius_px"])
+        x0, x1, _, y1 = f["images"].attrs["window_mm"]
+        ev, hx, hy = f["hits/event"][:], f["hits/x"][:], f["hits/y"][:]
+    size = images.shape[1]
+    pitch = (x1 - x0) / size
+    col = np.floor((hx - x0) / pitch).astype(int)
+    row = np.floor((y1 - hy) / pitch).astype(int)
+    counts, farthest = [], []
+    for i in range(len(hx)):
+        others = (ev == ev[i]) & (np.arange(len(hx)) != i)
+        gap = np.maximum(np.abs(row[others] - row[i]), np.abs(col[others] - col[i]))
+        if gap.size and gap.min() <= 2 * r + 1:
+            continue
+        box = images[ev[i], row[i] - r - 1 : row[i] + r + 2, col[i] - r - 1 : col[i] + r + 2]
+        lit = np.argwhere(box)
+        counts.append(len(lit))
+        farthest.append(float(np.hypot(*(lit - (r + 1)).T).max() * pitch))
+    return counts, farthest, r
+
+
+@pytest.mark.parametrize(("size", "radius_px"), [(64, None), (512, None), (64, 2)])
+def test_hit_size_follows_the_image_size(tmp_path, size, radius_px):
+    """The lecture's hits are 3.125 mm in radius (2 pixels at 512 over 800 mm): at
+    --image-size 64 a hit lights one pixel, at 512 a disk of radius 2; a hit_radius_px
+    given in the configuration keeps its meaning (pixels) at any size."""
+    layers = "".join(f"[[detector.layers]]\nradius_mm = {r}.0\n" for r in (50, 120, 190))
+    toml = tmp_path / "c.toml"
+    image = "" if radius_px is None else f"[image]\nhit_radius_px = {radius_px}\n"
+    toml.write_text("n_particles = 2\n" + image + layers)
+    out = tmp_path / "ev.h5"
+    argv = ["--n", "60", "--out", str(out), "--seed", "3", "--image-size", str(size),
+            "--config", str(toml), "--workers", "1", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    pitch_mm = 800.0 / size
+    r = radius_px if radius_px is not None else int(3.125 // pitch_mm)  # the documented rule
+    disk = sum(1 for i in range(-r, r + 1) for j in range(-r, r + 1) if i * i + j * j <= r * r)
+    counts, farthest, r_file = _lit_per_isolated_hit(out)
+    assert r_file == r
+    if radius_px is None:
+        assert r == {64: 0, 512: 2}[size]
+    assert len(counts) >= 50  # enough isolated hits to mean something
+    assert set(counts) == {disk}
+    assert max(farthest) <= r * pitch_mm + 1e-9
+    if radius_px is None:  # within the 3.125 mm of the configuration
+        assert max(farthest) <= 3.125 + 1e-9
+
+
 def _bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
     out = str(tmp_path / "out" / "ev.h5")
     malformed = tmp_path / "malformed.toml"

@@ -497,7 +497,9 @@ def test_resume_ends_with_the_planned_epochs(tmp_path):
     lines: list[str] = []
     result = train(config, out, resume=True, report=lines.append)
     assert lines[0].startswith(f"Resuming {out} at epoch 2")
-    assert [ln.split(":")[0] for ln in lines[1:]] == ["Epoch 2", "Epoch 3"]
+    assert [ln.split(":")[0] for ln in lines[1:3]] == ["Epoch 2", "Epoch 3"]
+    assert lines[3:] == ["Scoring 19 validation and 77 training events with the best model "
+                         f"(epoch {result.best_epoch})"]  # fmt: skip
     assert result.epochs == 3
     assert result.initial_epoch == 1
     with (out / "history.csv").open() as fh:
@@ -508,7 +510,9 @@ def test_resume_ends_with_the_planned_epochs(tmp_path):
     import dataclasses
 
     with pytest.raises(ConfigError, match="different settings"):
-        train(dataclasses.replace(config, epochs=5), out, resume=True)
+        train(dataclasses.replace(config, batch_size=8), out, resume=True)
+    with pytest.raises(ConfigError, match="--epochs 2 is fewer than the 3 epochs"):
+        train(dataclasses.replace(config, epochs=2), out, resume=True)
 
 
 def test_failed_run_leaves_no_directory(tmp_path):

@@ -346,3 +346,25 @@ def test_bounded_batches_give_the_same_images(monkeypatch, stamp, band, radius):
     sp = rasterize_sparse(x[perm], y[perm], ev[perm], n_events, spec)
     assert np.all(np.diff(sp.index) > 0)
     assert np.array_equal(sp.todense(), brute_force_images(x, y, ev, n_events, spec))
+
+
+def test_hit_radius_mm_sets_the_radius_in_pixels_for_every_size():
+    import dataclasses
+
+    lecture = ImageSpec(size=512, hit_radius_mm=3.125)  # 800 mm window: 1.5625 mm pixels
+    assert lecture.hit_radius_px == 2
+    # floor(3.125 mm / (800 mm / size)): the same size on the detector at every image size
+    for size, r in [(64, 0), (128, 0), (256, 1), (1024, 4), (16384, 64)]:
+        assert dataclasses.replace(lecture, size=size).hit_radius_px == r
+    # a window 400 x 100 mm on 100 px: pixels 4 x 1 mm, the larger (4 mm) counts
+    wide = ImageSpec(size=100, window_mm=(0.0, 400.0, 0.0, 100.0), hit_radius_mm=9.0)
+    assert wide.pitch_mm == 4.0 and wide.hit_radius_px == 2
+    # 0.3 mm on 0.1 mm pixels is 3 pixels, not 2 (0.3 / 0.1 = 2.9999999999999996)
+    assert (
+        ImageSpec(size=100, window_mm=(0.0, 10.0, 0.0, 10.0), hit_radius_mm=0.3).hit_radius_px == 3
+    )
+    # given in pixels, the radius keeps its meaning
+    assert dataclasses.replace(ImageSpec(size=512, hit_radius_px=2), size=64).hit_radius_px == 2
+    for bad, words in [(-1.0, ">= 0"), (math.nan, "finite"), ("3", "finite"), (110.0, "70 pixels")]:
+        with pytest.raises(ConfigError, match=words):
+            ImageSpec(size=512, hit_radius_mm=bad)

@@ -98,13 +98,17 @@ def test_train_cnn_runs_and_prints_the_lectures_lines(run, capsys):
     assert lines[0].startswith("Training: seed on 120 events, validating on 40 (64x64 -> 16x16")
     assert lines[1].startswith("Epoch 1: val_accuracy improved from -inf to ")
     assert lines[2].startswith("Epoch 2: val_accuracy ")
+    # after the last epoch: what it does while it scores both samples, and how long it took
+    assert lines[3].startswith("Scoring 40 validation and 120 training events with the best model")
     assert lines[-1].startswith("train-cnn: best val_accuracy ")
+    assert " s scoring; run in " in lines[-1]
     assert captured.err == ""
     config = json.loads((out / "config.json").read_text())
     assert config["downsample"] == "nearest"
     assert config["val_file"]["n_events"] == 40
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_val"] == 40
+    assert metrics["score_time_s"] > 0
     assert metrics["epochs"] == 2
     # resuming a finished run does nothing
     assert train_main([args[0], "--out", str(out), "--resume", "--quiet"]) == 0
@@ -262,6 +266,60 @@ def test_quiet_runs_print_only_the_summary(files, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert proc.stdout.startswith("eval-cnn: accuracy ") and len(proc.stdout.splitlines()) == 1
+
+
+def test_resume_with_more_epochs_extends_a_finished_run(files, tmp_path, capsys, monkeypatch):
+    """A finished 2-epoch run resumed with --epochs 3 ends where a 3-epoch run of the same
+    seed ends: the same history rows, best epoch, metrics and final weights; fewer epochs
+    than completed are refused without touching the run."""
+    import csv
+
+    import keras
+
+    data = str(files / "train.h5")
+    common = [data, "--batch-size", "16", "--input-size", "8", "--seed", "6", "--threads", "1",
+              "--quiet"]  # fmt: skip
+    full, ext = tmp_path / "full", tmp_path / "ext"
+    assert train_main([*common, "--out", str(full), "--epochs", "3"]) == 0
+    assert train_main([*common, "--out", str(ext), "--epochs", "2"]) == 0
+    assert json.loads((ext / "metrics.json").read_text())["epochs"] == 2
+    capsys.readouterr()
+    import sys
+
+    with monkeypatch.context() as m:  # a terminal: progress bars, the scoring one too
+        m.setattr(sys.stderr, "isatty", lambda: True)
+        assert train_main([data, "--out", str(ext), "--resume", "--epochs", "3"]) == 0
+    captured = capsys.readouterr()
+    assert "already complete" not in captured.out
+    assert captured.out.splitlines()[0].startswith(f"Resuming {ext} at epoch 3")
+    assert "Scoring 24 validation and 96 training events" in captured.out
+    assert "scoring" in captured.err and "epoch 3/3" in captured.err
+
+    def rows(run):
+        with (run / "history.csv").open() as fh:
+            return list(csv.DictReader(fh))
+
+    a, b = rows(full), rows(ext)
+    assert [int(r["epoch"]) for r in b] == [1, 2, 3]
+    for col in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert [float(r[col]) for r in b] == pytest.approx([float(r[col]) for r in a], rel=1e-4)
+    ma, mb = (json.loads((r / "metrics.json").read_text()) for r in (full, ext))
+    assert mb["epochs"] == 3 and mb["best_epoch"] == ma["best_epoch"]
+    assert mb["accuracy"] == pytest.approx(ma["accuracy"], abs=1e-6)
+    assert json.loads((ext / "config.json").read_text())["epochs"] == 3
+    wa = keras.models.load_model(full / "last_model.keras").get_weights()
+    wb = keras.models.load_model(ext / "last_model.keras").get_weights()
+    for x, y in zip(wa, wb, strict=True):
+        np.testing.assert_allclose(y, x, rtol=1e-3, atol=1e-5)
+    # fewer epochs than completed: one line, exit 2, the run untouched
+    before = {p.name: p.read_bytes() for p in ext.iterdir()}
+    assert train_main([data, "--out", str(ext), "--resume", "--epochs", "2"]) == 2
+    line = _one_error_line(capsys, "train-cnn")
+    assert "--epochs 2 is fewer than the 3 epochs" in line
+    assert {p.name: p.read_bytes() for p in ext.iterdir()} == before
+    # without --epochs: the recorded 3, already complete
+    assert train_main([data, "--out", str(ext), "--resume"]) == 0
+    assert "already complete (3 epochs)" in capsys.readouterr().out
 
 
 @pytest.mark.slow

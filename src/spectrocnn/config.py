@@ -61,7 +61,9 @@ _LECTURE: dict[str, Any] = {
         "vertex_sigma_mm": [0.0, 0.0, 0.0],
     },
     "noise": {"hits_per_layer": 0.0},
-    "image": {"size": 512, "window_mm": [-400.0, 400.0, -400.0, 400.0], "hit_radius_px": 2},
+    # 3.125 mm is 2 pixels at 512 x 512 over 800 mm, the lecture's images; in mm, so that
+    # a hit keeps its size on the detector at another image size (dataset/raster.py)
+    "image": {"size": 512, "window_mm": [-400.0, 400.0, -400.0, 400.0], "hit_radius_mm": 3.125},
 }
 
 _TELESCOPE: dict[str, Any] = copy.deepcopy(_LECTURE)
@@ -80,6 +82,7 @@ _TELESCOPE["gun"]["phi_deg"] = [-20.0, 20.0]
 _TELESCOPE["gun"]["dip_deg"] = [-5.0, 5.0]
 _TELESCOPE["gun"]["p_low_GeV"] = [0.1, 0.5]
 _TELESCOPE["image"]["window_mm"] = [0.0, 210.0, -105.0, 105.0]
+del _TELESCOPE["image"]["hit_radius_mm"]
 _TELESCOPE["image"]["hit_radius_px"] = 0
 
 #: The built-in presets as fully resolved configuration dictionaries.
@@ -113,7 +116,7 @@ _KEYS: dict[str, set[str]] = {
     },
     "label": {"threshold_GeV", "variable"},
     "noise": {"hits_per_layer"},
-    "image": {"size", "window_mm", "hit_radius_px"},
+    "image": {"size", "window_mm", "hit_radius_px", "hit_radius_mm"},
 }
 #: Keys of each ``[[guns]]`` table (issue 19).
 _GUNS_KEYS = {
@@ -161,8 +164,13 @@ class Config:
     )
 
     def with_image_size(self, size: int) -> Config:
-        """The same configuration with another image size [pixels]."""
-        return replace(self, image=replace(self.image, size=size))
+        """The same configuration with another image size [pixels].
+
+        A hit radius set in mm (``hit_radius_mm``, the ``lecture`` preset's) keeps its size
+        on the detector: the radius in pixels follows the size. One set in pixels keeps it.
+        """
+        image = _build("image", lambda **kw: replace(self.image, **kw), size=size)
+        return replace(self, image=image)
 
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved configuration (defaults included) as a JSON-able dict.
@@ -213,6 +221,7 @@ class Config:
                 "size": self.image.size,
                 "window_mm": list(self.image.window_mm),
                 "hit_radius_px": self.image.hit_radius_px,
+                **_radius_mm(self.image),
             },
         }
         if gun.eta is not None:  # eta replaces the dip range
@@ -424,14 +433,7 @@ def config_from_dict(
         guns=guns,
         label=label,
     )
-    img = merged["image"]
-    image = _build(
-        "image",
-        ImageSpec,
-        size=img["size"],
-        window_mm=img["window_mm"],
-        hit_radius_px=img["hit_radius_px"],
-    )
+    image = _image_spec(merged["image"], user.get("image", {}))
     return Config(sim, image, name, {k: float(v) for k, v in defaults.items()})
 
 
@@ -471,6 +473,40 @@ def _guns_and_label(user: dict) -> tuple[tuple[Gun, ...], LabelThreshold | None]
             "recipe belongs to the single [gun]"
         )
     return tuple(guns), label
+
+
+def _radius_mm(image: ImageSpec) -> dict[str, float]:
+    """``{"hit_radius_mm": R}`` when the hit size is set in mm, else ``{}`` (to_dict)."""
+    return {} if image.hit_radius_mm is None else {"hit_radius_mm": image.hit_radius_mm}
+
+
+def _image_spec(img: dict[str, Any], user: dict[str, Any]) -> ImageSpec:
+    """The ``[image]`` table (preset merged with the user's) -> :class:`ImageSpec`.
+
+    The user's ``hit_radius_px`` keeps its meaning (pixels, whatever the size) and
+    replaces a preset's ``hit_radius_mm``; the user's ``hit_radius_mm`` replaces a preset's
+    ``hit_radius_px``. Both given must agree (a resolved configuration fed back records
+    both); otherwise the preset's. Raises ConfigError naming the key.
+    """
+    px, mm = img.get("hit_radius_px"), img.get("hit_radius_mm")
+    if "hit_radius_px" in user and "hit_radius_mm" not in user:
+        mm = None
+    elif "hit_radius_mm" in user and "hit_radius_px" not in user:
+        px = None
+    kwargs: dict[str, Any] = {"size": img["size"], "window_mm": img["window_mm"]}
+    if mm is not None:
+        kwargs["hit_radius_mm"] = mm
+    if px is not None:
+        kwargs["hit_radius_px"] = px
+    if mm is not None and px is not None:  # px valid by itself, then the same as mm's
+        _build("image", ImageSpec, size=img["size"], window_mm=img["window_mm"], hit_radius_px=px)
+    image = _build("image", ImageSpec, **kwargs)
+    if mm is not None and px is not None and image.hit_radius_px != px:
+        raise ConfigError(
+            f"image.hit_radius_px = {px!r} disagrees with image.hit_radius_mm = {mm!r} "
+            f"({image.hit_radius_px} pixels at size {image.size}); give only one of them"
+        )
+    return image
 
 
 def _number(name: str, value: Any) -> float:

@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Fit every track with a circle (Karimaki), score each event by its highest fitted "
         "transverse momentum p_T = 0.299792458 |q| B R, and report accuracy at the best cut "
         "and ROC AUC. |q| is each particle's stored charge (/particles/charge); with "
-        "--no-truth, the |q| of the file's gun particle (its resolved configuration).",
+        "--no-truth, the |q| of the file's gun particle (its resolved configuration). Both "
+        "modes need a file made in a uniform field along z (field.B_T = [0, 0, B]), not a "
+        "field map.",
     )
     p.add_argument("file", metavar="FILE.h5", help="event file written by gen-events")
     p.add_argument(
@@ -78,16 +80,29 @@ def _gun_abs_charge(config: dict) -> int:
 
 
 def _field_and_resolution(config: dict, path: str) -> tuple[float, np.ndarray]:
+    """B_z [T] of the file's uniform field along z and the layers' resolutions [um].
+
+    Both modes (truth association and ``--no-truth``) fit circles in x-y, so both need a
+    uniform field along z (``field.B_T = [0, 0, B]``); a field map or a callable field is
+    refused, naming what the file was made with.
+    """
     field = config.get("field", {})
     if "B_T" not in field:
+        if "map" in field:
+            made = f"the field map {field['map']}"
+        elif "callable" in field:
+            made = f"the callable field {field['callable']}"
+        else:
+            made = "no field.B_T in its configuration"
         raise ConfigError(
-            f"fit-tracks needs a uniform field along z; {path} was made with "
-            f"{ {k: v for k, v in field.items() if k != 'stepper_tolerance_mm'} }"
+            f"fit-tracks (with or without --no-truth) needs a uniform field along z "
+            f"(field.B_T = [0, 0, B]); {path} was made with {made}"
         )
     bx, by, bz = (float(v) for v in field["B_T"])
     if bx != 0 or by != 0 or bz == 0:
         raise ConfigError(
-            f"fit-tracks needs a field along z; {path} was made with field.B_T = {[bx, by, bz]}"
+            f"fit-tracks (with or without --no-truth) needs a uniform field along z; {path} "
+            f"was made with field.B_T = {[bx, by, bz]}"
         )
     layers = config.get("detector", {}).get("layers", [])
     res = np.array([float(layer.get("resolution_um", 50.0)) for layer in layers])

@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
             "--image-size", 1, _MAX_IMAGE_SIZE + 1, f"an integer in [1, {_MAX_IMAGE_SIZE}]"
         ),
         metavar="PX",
-        help="image size",
+        help="image size in pixels (default 512); a hit radius set in mm ([image] "
+        "hit_radius_mm, the lecture preset's 3.125 mm) follows it, one set in pixels "
+        "(hit_radius_px) does not",
     )
     p.add_argument(
         "--workers",

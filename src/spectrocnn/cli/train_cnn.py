@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import shlex
 import sys
 from collections.abc import Sequence
@@ -95,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the interrupted run in --out from its last completed epoch",
+        help="continue the interrupted run in --out from its last completed epoch; with a "
+        "larger --epochs, extend the run (a finished one too)",
     )
     p.add_argument("--legacy-h5", action="store_true", help="also write best_model.h5")
     p.add_argument(
@@ -190,6 +192,8 @@ def _body(argv: Sequence[str] | None) -> int:
     m = result.metrics
     auc = m.get("roc_auc")
     rate = result.images_per_second
+    score = result.score_time_s
+    scored = "" if math.isnan(score) else f", {score:.0f} s scoring"
     if result.already_complete:
         print(
             f"{PROG}: run {result.out_dir} is already complete ({plural(result.epochs, 'epoch')})"
@@ -197,7 +201,8 @@ def _body(argv: Sequence[str] | None) -> int:
     print(
         f"{PROG}: best val_accuracy {result.best_val_accuracy:.5f} at epoch {result.best_epoch}"
         f" of {result.epochs}, ROC AUC {'n/a' if auc is None else f'{auc:.4f}'}; "
-        f"{result.train_time_s:.0f} s training ({rate:.0f} images/s); run in {result.out_dir}"
+        f"{result.train_time_s:.0f} s training ({rate:.0f} images/s){scored}; "
+        f"run in {result.out_dir}"
     )
     return EXIT_OK
 

@@ -26,6 +26,14 @@ With ``hit_radius_px = r > 0`` a hit lights its own pixel ``(row, col)`` and eve
 The parts of a disk that fall off the image are clipped; a hit whose own pixel is outside
 the window is not drawn at all, even if its disk would reach into the image.
 
+The radius may instead be given in millimetres, ``hit_radius_mm = R``, so that a hit keeps
+its size on the detector whatever the image size: the radius in pixels is then
+``r = floor(R / pitch)``, ``pitch = max(x_max - x_min, y_max - y_min) / size`` the larger
+of the pixel's width and height [mm], so that every lit pixel's centre lies within R mm of
+the centre of the hit's pixel. The ``lecture`` preset's R = 3.125 mm is its 2 pixels at
+512 x 512 over 800 mm (the same images as ``hit_radius_px = 2``), 1 pixel at 256, one
+pixel per hit (r = 0) at 128 and below, 4 pixels at 1024.
+
 Everything here is vectorised over all the hits of many events at once.
 """
 
@@ -74,11 +82,24 @@ class ImageSpec:
     hit_radius_px : int
         0: a hit lights one pixel; r > 0: every pixel whose centre is within r pixels of the
         hit's pixel centre (a disk, see :func:`disk_offsets`); at most ``MAX_HIT_RADIUS_PX``.
+        Derived from ``hit_radius_mm`` when that is given (the value passed is replaced).
+    hit_radius_mm : float, optional
+        The radius in millimetres on the detector, >= 0: ``hit_radius_px`` becomes
+        ``floor(hit_radius_mm / pitch)``, ``pitch`` the larger of the pixel's width and
+        height [mm] (module docstring), so that ``dataclasses.replace(spec, size=...)``
+        keeps the hits' size in mm. None (default): ``hit_radius_px`` as given.
+
+    Raises
+    ------
+    ConfigError
+        For a size, window or radius out of range (naming it and the value); for a
+        ``hit_radius_mm`` of more than ``MAX_HIT_RADIUS_PX`` pixels at this size.
     """
 
     size: int = 512
     window_mm: tuple[float, float, float, float] = (-400.0, 400.0, -400.0, 400.0)
     hit_radius_px: int = 2
+    hit_radius_mm: float | None = None
 
     def __post_init__(self) -> None:
         s = self.size
@@ -97,11 +118,38 @@ class ImageSpec:
                 f"window_mm must be [x_min, x_max, y_min, y_max] with min < max, got {list(w)}"
             )
         object.__setattr__(self, "window_mm", w)
+        if self.hit_radius_mm is not None:
+            object.__setattr__(self, "hit_radius_px", self._radius_from_mm())
         r = self.hit_radius_px
         if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r <= MAX_HIT_RADIUS_PX:
             raise ConfigError(
                 f"hit_radius_px must be an integer in [0, {MAX_HIT_RADIUS_PX}], got {r!r}"
             )
+
+    @property
+    def pitch_mm(self) -> float:
+        """The larger of a pixel's width and height [mm]."""
+        x0, x1, y0, y1 = self.window_mm
+        return max(x1 - x0, y1 - y0) / self.size
+
+    def _radius_from_mm(self) -> int:
+        """``floor(hit_radius_mm / pitch_mm)``, checked (a ratio within 1e-9 of an integer
+        counts as that integer, so that 0.3 mm on 0.1 mm pixels is 3 pixels)."""
+        mm = self.hit_radius_mm
+        if isinstance(mm, bool) or not isinstance(mm, int | float) or not math.isfinite(mm):
+            raise ConfigError(f"hit_radius_mm must be a finite number >= 0, got {mm!r}")
+        if mm < 0:
+            raise ConfigError(f"hit_radius_mm must be a finite number >= 0, got {mm!r}")
+        object.__setattr__(self, "hit_radius_mm", float(mm))
+        ratio = mm / self.pitch_mm
+        r = math.floor(ratio * (1.0 + 1e-9))
+        if r > MAX_HIT_RADIUS_PX:
+            raise ConfigError(
+                f"hit_radius_mm {mm:g} is {r} pixels of {self.pitch_mm:.4g} mm at size "
+                f"{self.size}, more than {MAX_HIT_RADIUS_PX}; use a smaller hit_radius_mm "
+                "or image size"
+            )
+        return r
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -20,7 +20,8 @@ architecture (:mod:`spectrocnn.model.architectures`), trains it with Keras and w
     previous epoch ended, checkpointing included).
 ``metrics.json``
     The best model on the validation and the training events: accuracy, loss, ROC AUC,
-    confusion matrix at 0.5; epochs, wall time, training images per second.
+    confusion matrix at 0.5; epochs, wall time, training images per second, the seconds
+    spent scoring both samples after the last epoch (``score_time_s``).
 ``accuracy.png``, ``loss.png``, ``roc.png``, ``scores.png``
     The lecture's plots (slides 16-17).
 
@@ -41,7 +42,10 @@ Every file is written atomically (temporary name, then rename). A run that fails
 its first epoch completes removes what it wrote; a later failure or an interruption keeps
 the run directory, and ``resume=True`` continues it from its last completed epoch to the
 planned number of epochs (same split, same per-epoch shuffling, optimizer state restored;
-not bit-identical to an uninterrupted run). It refuses input files that are not the ones
+not bit-identical to an uninterrupted run). ``resume`` with more ``epochs`` than the run
+planned extends it, a finished run too: the history continues, the best model is kept
+unless a later epoch beats it, config.json records the new number of epochs; fewer
+epochs than it has completed are refused. It refuses input files that are not the ones
 the run recorded (regenerated at the same path: another run_id, seed, size or content
 fingerprint).
 """
@@ -264,6 +268,11 @@ class TrainResult:
         return float(self.metrics.get("train_time_s", math.nan))
 
     @property
+    def score_time_s(self) -> float:
+        """Seconds spent scoring the validation and training events after the last epoch."""
+        return float(self.metrics.get("score_time_s", math.nan))
+
+    @property
     def images_per_second(self) -> float:
         """Training images per second of training time."""
         return float(self.metrics.get("images_per_second", math.nan))
@@ -351,10 +360,37 @@ def _check_out_dir(out: Path, resume: bool, config: TrainConfig) -> None:
         return
     saved = load_run_config(out)
     a, b = saved.settings(), config.settings()
-    diff = [k for k in a if k not in _RESUME_FREE and a[k] != b[k]]
+    diff = [k for k in a if k not in (*_RESUME_FREE, "epochs") and a[k] != b[k]]
     if diff:
         details = ", ".join(f"{k} {b[k]!r} (run: {a[k]!r})" for k in diff)
         raise ConfigError(f"cannot resume {out} with different settings: {details}")
+
+
+def _check_extension(out: Path, config: TrainConfig, done: int) -> None:
+    """Refuse to resume the run in ``out`` with fewer epochs than it has completed.
+
+    More epochs than the run planned extend it (a finished run too): the history goes on,
+    the best model is kept unless a later epoch beats it, and config.json records the new
+    number (:func:`_record_epochs`).
+
+    Raises
+    ------
+    ConfigError
+        When ``config.epochs`` is below ``done``, the epochs completed.
+    """
+    if config.epochs < done:
+        raise ConfigError(
+            f"--epochs {config.epochs} is fewer than the {done} epochs run {out} has "
+            f"completed; resume with --epochs {done} or more (or without --epochs)"
+        )
+
+
+def _record_epochs(path: Path, epochs: int) -> None:
+    """Write the planned ``epochs`` of a resumed run into its config.json (``path``)."""
+    saved = _read_json(path, "run configuration")
+    if saved.get("epochs") != epochs:
+        log.info("run %s extended from %s to %d epochs", path.parent, saved.get("epochs"), epochs)
+        write_json(path, {**saved, "epochs": epochs})
 
 
 def _shown(path: str) -> str:
@@ -487,13 +523,75 @@ def _load_model(path: Path) -> keras.Model:
 
 
 def predict(
-    model: keras.Model, images: Any, labels: Any, order: np.ndarray, scale: float
+    model: keras.Model,
+    images: Any,
+    labels: Any,
+    order: np.ndarray,
+    scale: float,
+    *,
+    progress: Callable[[int], Any] | None = None,
 ) -> np.ndarray:
-    """Scores (probability of class 1) of the events ``order``, float64 (len(order),)."""
+    """Scores (probability of class 1) of the events ``order``, float64 (len(order),).
+
+    ``progress``, when given, receives the number of events scored after each batch.
+    """
     if len(order) == 0:
         return np.zeros(0)
     ds = make_dataset(images, labels, order, batch_size=_PREDICT_BATCH, scale=scale)
-    return np.asarray(model.predict(ds, verbose=0), dtype=np.float64).reshape(-1)
+    callbacks = []
+    if progress is not None:
+        import keras
+
+        left = [len(order)]
+
+        class Tick(keras.callbacks.Callback):
+            def on_predict_batch_end(self, batch, logs=None):
+                n = min(_PREDICT_BATCH, left[0])
+                left[0] -= n
+                progress(n)
+
+        callbacks.append(Tick())
+    p = model.predict(ds, verbose=0, callbacks=callbacks)
+    return np.asarray(p, dtype=np.float64).reshape(-1)
+
+
+def _score_best(
+    model: keras.Model,
+    parts: list[tuple[Any, Any, np.ndarray, float]],
+    best_epoch: int,
+    progress: bool,
+    report: Callable[[str], None],
+) -> tuple[list[np.ndarray], float]:
+    """Score the validation and training events with the best model, after the last epoch.
+
+    Says what it does through ``report`` (the line before the bar) and shows a bar on
+    stderr with ``progress``.
+
+    Parameters
+    ----------
+    model : keras.Model
+        The best model.
+    parts : list of (images, labels, order, scale)
+        The validation part first, then the training part (:func:`predict`'s arguments).
+    best_epoch : int
+        1-based epoch of ``model``, for the line.
+
+    Returns
+    -------
+    scores : list of ndarray float64
+        One per part, in order.
+    seconds : float
+        Wall time of the scoring.
+    """
+    t = time.perf_counter()
+    n_val, n_train = len(parts[0][2]), len(parts[1][2])
+    report(
+        f"Scoring {n_val} validation and {n_train} training events with the best model "
+        f"(epoch {best_epoch})"
+    )
+    with _bar(progress, n_val + n_train, "scoring") as bar:
+        scores = [predict(model, *p, progress=bar.update if progress else None) for p in parts]
+    return scores, time.perf_counter() - t
 
 
 def _callbacks(
@@ -745,12 +843,14 @@ def train(
         empty, unless ``resume``.
     resume : bool
         Continue the interrupted run in ``out_dir`` (``config`` must equal its settings,
-        :func:`load_run_config`) from its last completed epoch.
+        :func:`load_run_config`, except ``threads`` and ``epochs``) from its last completed
+        epoch; a larger ``config.epochs`` extends the run, a finished one too.
     progress : bool
         Show progress bars on stderr.
     report : callable, optional
         Receives the per-epoch checkpoint lines ("Epoch 3: val_accuracy improved from
-        ..."); default: logged at INFO level.
+        ...") and the line saying that the events are being scored after the last epoch
+        ("Scoring ..."); default: logged at INFO level.
 
     Returns
     -------
@@ -760,8 +860,8 @@ def train(
     ------
     ConfigError
         Bad settings, a missing input file, a file with one class, images that cannot be
-        pooled to ``input_size``, a non-empty ``out_dir`` (without ``resume``), or a
-        ``resume`` with other settings.
+        pooled to ``input_size``, a non-empty ``out_dir`` (without ``resume``), a
+        ``resume`` with other settings or with fewer epochs than the run has completed.
     EventFileError
         An input file that is not a readable event file.
     """
@@ -787,7 +887,14 @@ def train(
     _check_out_dir(out, resume, config)
     state = _read_state(out if resume else None)
     done = int(state.get("completed_epochs", 0))
-    if resume and state.get("status") == "complete" and (out / "metrics.json").is_file():
+    if resume:
+        _check_extension(out, config, done)
+    if (
+        resume
+        and state.get("status") == "complete"
+        and done >= config.epochs
+        and (out / "metrics.json").is_file()
+    ):
         metrics = _read_json(out / "metrics.json", "metrics")
         return TrainResult(
             out_dir=out,
@@ -929,6 +1036,8 @@ def _run(
             "versions": _versions(),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         })  # fmt: skip
+    else:
+        _record_epochs(out / "config.json", config.epochs)
 
     policy = keras.mixed_precision.global_policy()
     if config.mixed_precision:
@@ -1000,8 +1109,13 @@ def _run(
         state = _read_state(out)
         best_path = out / "best_model.keras"
         best = _load_model(best_path)
-        p_val = predict(best, vx, vy, val_idx, vset.scale)
-        p_train = predict(best, tx, ty, train_idx, tset.scale)
+        (p_val, p_train), score_s = _score_best(
+            best,
+            [(vx, vy, val_idx, vset.scale), (tx, ty, train_idx, tset.scale)],
+            int(state.get("best_epoch", 0)),
+            progress,
+            report,
+        )
     finally:
         keras.mixed_precision.set_global_policy(policy)
 
@@ -1031,6 +1145,7 @@ def _run(
         **distribution,
         "load_time_s": load_s,
         "train_time_s": train_time,
+        "score_time_s": score_s,
         "wall_time_s": earlier_wall + time.perf_counter() - t0,
         "images_per_second": len(train_idx) * epochs_done / train_time if train_time else None,
     }
