@@ -28,6 +28,8 @@ __all__ = [
     "ELECTRON_MASS_MEV",
     "K_MEV_CM2_PER_MOL",
     "LANDAU_LAMBDA_MP",
+    "LANDAU_LOC",
+    "LANDAU_SCALE",
     "MATERIALS",
     "MIN_COS_INCIDENCE",
     "LayerMaterials",
@@ -44,6 +46,7 @@ __all__ = [
     "material_path_x0",
     "scatter_at_layers",
     "scatter_directions",
+    "straggling",
 ]
 
 #: Smallest ``|cos|`` of the incidence angle used for the material path through a layer:
@@ -212,10 +215,17 @@ ELECTRON_MASS_MEV = 0.51099895
 #: kinetic energy) has a CSDA range of about 0.2 mm in silicon (PDG/NIST PSTAR), less
 #: than a 0.3 mm sensor.
 MIN_BETA_GAMMA = 0.1
-#: Most probable value of the standard Landau variable lambda, the mode of
-#: ``phi(lambda) = (1/pi) int_0^inf exp(-t ln t - lambda t) sin(pi t) dt``
-#: (``scipy.stats.landau`` with loc 0 and scale 1).
+#: Most probable value of Landau's variable lambda, the mode of Landau's
+#: ``phi(lambda) = (1/pi) int_0^inf exp(-t ln t - lambda t) sin(pi t) dt`` (its full width
+#: at half maximum is 4.018, PDG Review 34.2.9: ``w = 4.018 xi``). SciPy's standard
+#: ``scipy.stats.landau`` (Boost's, mode -0.4293) is the ``c = 1`` member of the
+#: (mu, c) family; Landau's phi is ``c = pi/2``, i.e. ``scipy.stats.landau(loc=LANDAU_LOC,
+#: scale=LANDAU_SCALE)`` with ``loc = (2c/pi) ln c = ln(pi/2)``.
 LANDAU_LAMBDA_MP = -0.22278298
+#: ``loc`` of ``scipy.stats.landau`` that gives Landau's phi(lambda).
+LANDAU_LOC = math.log(math.pi / 2.0)
+#: ``scale`` of ``scipy.stats.landau`` that gives Landau's phi(lambda).
+LANDAU_SCALE = math.pi / 2.0
 #: The constant j of the Landau-Vavilov most probable energy loss (PDG Review eq. 34.12).
 LANDAU_J = 0.200
 
@@ -238,6 +248,10 @@ class Material:
         Density [g/cm^3].
     X0_g_cm2 : float
         Radiation length [g/cm^2].
+    X0_cm : float
+        Radiation length [cm], as the table gives it (``X0_g_cm2 / density_g_cm3`` to its
+        rounding); it converts ``thickness_mm`` to ``x/X0`` and back, so a layer of
+        ``thickness_mm`` has the mass thickness ``thickness_mm / 10 * density_g_cm3``.
     a, k, x0, x1, C_bar, delta0 : float
         Sternheimer's density-effect parameters (PDG Review eq. 34.7; Sternheimer,
         Berger and Seltzer, Atomic Data and Nuclear Data Tables 30 (1984) 261).
@@ -248,6 +262,7 @@ class Material:
     I_eV: float
     density_g_cm3: float
     X0_g_cm2: float
+    X0_cm: float
     a: float
     k: float
     x0: float
@@ -257,8 +272,13 @@ class Material:
 
     @property
     def X0_mm(self) -> float:
-        """Radiation length [mm]: ``X0[g/cm^2] / density * 10``."""
-        return self.X0_g_cm2 / self.density_g_cm3 * 10.0
+        """Radiation length [mm]."""
+        return self.X0_cm * 10.0
+
+    @property
+    def mass_per_x0_g_cm2(self) -> float:
+        """Mass thickness of one radiation length of path [g/cm^2]: ``X0_cm * density``."""
+        return self.X0_cm * self.density_g_cm3
 
 
 #: The known layer materials (PDG atomic and nuclear properties tables).
@@ -268,7 +288,8 @@ MATERIALS: dict[str, Material] = {
         Z_over_A=0.49848,  # Z = 14, A = 28.0855
         I_eV=173.0,
         density_g_cm3=2.329,
-        X0_g_cm2=21.82,  # 9.370 cm
+        X0_g_cm2=21.82,
+        X0_cm=9.370,
         a=0.1492,
         k=3.2546,
         x0=0.2015,
@@ -388,17 +409,18 @@ def landau_mpv(
 
 @cache
 def _landau_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Inverse-CDF table of the standard Landau distribution, built once.
+    """Inverse-CDF table of the standard Landau distribution, built once (about 1 ms).
 
     Returns ``(lam, cdf, mean_below)``: a grid of lambda (-3.8 to 1e8; linear to 10, then
-    logarithmic), ``scipy.stats.landau.cdf`` on it, and the mean of lambda drawn by linear
+    logarithmic), Landau's CDF on it (``scipy.stats.landau.cdf`` with
+    :data:`LANDAU_LOC`, :data:`LANDAU_SCALE`), and the mean of lambda drawn by linear
     interpolation of the inverse CDF (:func:`_draw_landau`) truncated at each grid point,
     ``E[lambda | lambda < L]`` (increasing in L).
     """
     from scipy.stats import landau
 
     lam = np.concatenate([np.linspace(-3.8, 10.0, 2801), np.geomspace(10.0, 1e8, 4001)[1:]])
-    cdf = landau.cdf(lam)
+    cdf = landau.cdf(lam, loc=LANDAU_LOC, scale=LANDAU_SCALE)
     cdf[0] = 0.0
     # first moment of the piecewise-linear inverse CDF, segment by segment
     moment = np.concatenate([[0.0], np.cumsum(0.5 * (lam[1:] + lam[:-1]) * np.diff(cdf))])
@@ -409,15 +431,93 @@ def _landau_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return lam[start:], cdf[start:], mean_below[start:]
 
 
-def _draw_landau(mean_lambda: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Standard Landau variables truncated above so that their mean is ``mean_lambda``.
+def straggling(
+    p_GeV: np.ndarray, mass_GeV: np.ndarray, charge: np.ndarray, x_g_cm2: np.ndarray,
+    mat: Material,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Parameters of the energy-loss distribution in a layer (:func:`energy_loss_at_layers`).
 
-    The cut ``L`` solves ``E[lambda | lambda < L] = mean_lambda`` (clipped to the table's
-    range, ``L <= 1e8``); one uniform per value is drawn (``rng.random``) and mapped
-    through the inverse CDF on ``[0, F(L)]``.
+    The loss is ``Delta = Delta_p + w xi (lambda - lambda_mp)``, lambda Landau's variable
+    (density phi(lambda), mode ``lambda_mp``, full width at half maximum 4.018) truncated
+    at ``cut``, such that
+
+    - its most probable value is ``Delta_p`` of PDG eq. 34.12 (:func:`landau_mpv`), or
+      the mean where eq. 34.12 exceeds it (thick layers, slow particles: the Gaussian
+      regime, where the distribution is narrow about its mean);
+    - its mean is the Bethe mean ``<Delta> = <-dE/dx> x`` (PDG eq. 34.5,
+      :func:`bethe_dedx`): the Landau distribution itself has no mean, and its tail is
+      truncated where the truncated mean is Bethe's, as GEANT3 does (GLANDZ; CERN Program
+      Library W5013, PHYS332); ``E[lambda | lambda < cut] = lambda_mp + (<Delta> -
+      Delta_p) / xi``;
+    - it never exceeds ``max_loss = max(W_max, 2 <Delta>)`` [MeV]: for a thin layer the
+      largest energy transfer to one electron (PDG eq. 34.4); the loss in a thicker one
+      (many collisions, ``<Delta> > W_max / 2``) is bounded by twice its mean.
+
+    The width factor ``w`` is 1 (Landau's width, ``4.018 xi``) unless the truncation that
+    gives the Bethe mean lies beyond ``max_loss``; then the cut is put at ``max_loss`` and
+    ``w > 1`` solves ``w (E[lambda | lambda < cut] - lambda_mp) = (<Delta> - Delta_p) / xi``
+    with ``cut = lambda_mp + (max_loss - Delta_p) / (w xi)`` (fixed-point iterations on
+    the tabulated truncated mean; ``w <= 20``); measured straggling functions in thin
+    silicon are wider than Landau's (PDG Review 34.2.9). For a 1 GeV/c muon or a 0.2 GeV/c
+    pion in 300 um of silicon, ``w = 1``.
+
+    Parameters
+    ----------
+    p_GeV, mass_GeV, charge, x_g_cm2 : ndarray, shape (n,)
+        Momentum [GeV/c], mass [GeV/c^2], charge number, mass thickness [g/cm^2].
+    mat : Material
+
+    Returns
+    -------
+    dict of ndarray, shape (n,)
+        ``mean``, ``mpv``, ``xi``, ``max_loss`` [MeV]; ``width`` (w) and ``cut`` (in units
+        of the standard Landau variable).
     """
-    lam, cdf, mean_below = _landau_table()
-    cut = np.interp(mean_lambda, mean_below, lam)
+    p = np.asarray(p_GeV, dtype=np.float64)
+    m = np.asarray(mass_GeV, dtype=np.float64)
+    q = np.asarray(charge, dtype=np.float64)
+    bg = p / m
+    xi = landau_xi(p, m, q, x_g_cm2, mat)
+    mean = bethe_dedx(p, m, q, mat) * np.asarray(x_g_cm2, dtype=np.float64)
+    # Thick layers or slow particles (kappa >~ 1, the Gaussian regime) may give eq. 34.12
+    # above the mean; the loss is then narrow about the mean.
+    mpv = np.minimum(landau_mpv(p, m, q, x_g_cm2, mat), mean)
+    max_loss = np.maximum(_wmax_MeV(bg, np.sqrt(1.0 + bg * bg), m * 1000.0), 2.0 * mean)
+    lam, _, mean_below = _landau_table()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        span = np.maximum((max_loss - mpv) / xi, 1.0)  # lambda above lambda_mp at the cap
+        target = np.maximum((mean - mpv) / xi, 1e-3)
+    span = np.where(np.isfinite(span), span, 1.0)
+    target = np.where(np.isfinite(target), target, 1e-3)
+    width = np.ones_like(target)
+    cut = np.interp(LANDAU_LAMBDA_MP + target, mean_below, lam)  # w = 1
+    wider = cut > LANDAU_LAMBDA_MP + span
+    if wider.any():
+        tw, sw, w = target[wider], span[wider], width[wider]
+        for _ in range(_STRAGGLING_ITERATIONS):
+            above = np.interp(LANDAU_LAMBDA_MP + sw / w, lam, mean_below) - LANDAU_LAMBDA_MP
+            w = np.clip(tw / np.maximum(above, 1e-6), 1.0, 20.0)
+        width[wider] = w
+        cut[wider] = LANDAU_LAMBDA_MP + sw / w
+    return {
+        "mean": mean,
+        "mpv": mpv,
+        "xi": xi,
+        "max_loss": max_loss,
+        "width": width,
+        "cut": cut,
+    }
+
+
+#: Fixed-point iterations for the width factor of :func:`straggling` (each gains a factor
+#: of about 10: the truncated mean grows like the logarithm of the cut).
+_STRAGGLING_ITERATIONS = 8
+
+
+def _draw_landau(cut: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Standard Landau variables truncated at ``cut`` (one ``rng.random`` per value,
+    mapped through the tabulated inverse CDF on ``[0, F(cut)]``)."""
+    lam, cdf, _ = _landau_table()
     u = rng.random(len(cut)) * np.interp(cut, lam, cdf)
     return np.interp(u, cdf, lam)
 
@@ -432,21 +532,20 @@ def energy_loss_at_layers(
 ) -> np.ndarray:
     """Momentum after ionisation energy loss in a layer; 0 where the particle stops.
 
-    The loss is ``Delta = Delta_p + xi (lambda - lambda_mp)``, lambda a standard Landau
-    variable (``scipy.stats.landau``, mode ``lambda_mp`` = :data:`LANDAU_LAMBDA_MP`),
-    ``xi`` and the most probable loss ``Delta_p`` of PDG Review eq. 34.12
-    (:func:`landau_xi`, :func:`landau_mpv`). The Landau distribution has no mean; its
-    tail is truncated where the truncated mean equals the Bethe mean (PDG eq. 34.5,
-    :func:`bethe_dedx` times ``x``; the thin-absorber approximation of GEANT3's
-    truncated Landau), so the losses have the most probable value of eq. 34.12 and the
-    mean of eq. 34.5. ``Delta`` is clipped at 0 from below. The particle stops (returned
-    momentum 0) when ``Delta`` reaches its kinetic energy, or when it arrives with
-    ``beta gamma`` below :data:`MIN_BETA_GAMMA`, where the Bethe formula does not hold.
-    The stopping power is evaluated at the entry momentum (a thin layer: a minimum-ionising
-    particle loses 0.12 MeV in 0.3 mm of silicon). Landau's form holds for
-    ``kappa = xi / W_max`` below about 0.01 (PDG 34.2.9), thin layers and particles well
-    above a few MeV; thicker layers or slower particles (Vavilov, Gaussian regime) get
-    the Landau shape with the right mean and most probable value.
+    The loss is ``Delta = Delta_p + w xi (lambda - lambda_mp)``, lambda a standard Landau
+    variable (density phi(lambda), ``scipy.stats.landau`` with :data:`LANDAU_LOC` and
+    :data:`LANDAU_SCALE`, whose mode is ``lambda_mp`` = :data:`LANDAU_LAMBDA_MP`)
+    truncated at ``cut``, with ``xi`` and the most probable loss
+    ``Delta_p`` of PDG Review eq. 34.12 and ``w``, ``cut`` of :func:`straggling`: the
+    losses have the most probable value of eq. 34.12, the Bethe mean of eq. 34.5, and none
+    exceeds ``max(W_max, 2 <Delta>)``. ``Delta`` is clipped at 0 from below. The particle
+    stops (returned momentum 0) when ``Delta`` reaches its kinetic energy, or when it
+    arrives with ``beta gamma`` below :data:`MIN_BETA_GAMMA`, where the Bethe formula
+    does not hold. The stopping power is evaluated at the entry momentum (thin layers: a
+    minimum-ionising particle loses about 0.12 MeV in 0.3 mm of silicon). The Landau shape
+    describes thin layers, ``kappa = xi / W_max`` below about 0.01 (PDG 34.2.9); thicker
+    layers or slow particles (the Vavilov and Gaussian regimes) get the same construction,
+    with the right mean and most probable value but an approximate shape.
 
     Parameters
     ----------
@@ -465,21 +564,16 @@ def energy_loss_at_layers(
     """
     p = np.asarray(p_GeV, dtype=np.float64)
     m = np.asarray(mass_GeV, dtype=np.float64)
-    q = np.asarray(charge, dtype=np.float64)
     x = np.asarray(x_g_cm2, dtype=np.float64)
     fast = p > MIN_BETA_GAMMA * m
     pf = np.where(fast, p, m)  # formulas evaluated on valid values only
-    xi = landau_xi(pf, m, q, x, mat)
-    mpv = landau_mpv(pf, m, q, x, mat)
-    mean = bethe_dedx(pf, m, q, mat) * x
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean_lambda = np.where(xi > 0, (mean - mpv) / xi + LANDAU_LAMBDA_MP, 0.0)
-    lam = _draw_landau(mean_lambda, rng)
-    loss_GeV = np.maximum(mpv + xi * (lam - LANDAU_LAMBDA_MP), 0.0) * 1e-3
+    st = straggling(pf, m, charge, x, mat)
+    lam = _draw_landau(st["cut"], rng)
+    loss = st["mpv"] + st["width"] * st["xi"] * (lam - LANDAU_LAMBDA_MP)
+    loss_GeV = np.clip(loss, 0.0, st["max_loss"]) * 1e-3
     loss_GeV = np.where(x > 0, loss_GeV, 0.0)
     energy = np.sqrt(p * p + m * m)
-    kinetic = energy - m
-    stops = ~fast | (loss_GeV >= kinetic)
+    stops = ~fast | (loss_GeV >= energy - m)
     e_out = energy - loss_GeV
     return np.where(stops, 0.0, np.sqrt(np.maximum(e_out * e_out - m * m, 0.0)))
 
@@ -536,8 +630,9 @@ def interact_at_layers(
     First multiple scattering (:func:`scatter_at_layers`, ``2 n`` normals from ``rng``),
     then, at the crossings of layers with ``energy_loss``, ionisation energy loss
     (:func:`energy_loss_at_layers`, one uniform per such crossing, in order) over the
-    material path ``x/X0 * X0`` of :func:`material_path_x0` (``thickness / |cos|`` with
-    the grazing cap :data:`MIN_COS_INCIDENCE`). Without energy-loss layers nothing more is
+    mass thickness ``x/X0 * X0_cm * density`` of the material path
+    (:func:`material_path_x0`: ``thickness / |cos|`` with the grazing cap
+    :data:`MIN_COS_INCIDENCE`). Without energy-loss layers nothing more is
     drawn from ``rng``.
 
     Parameters
@@ -575,6 +670,6 @@ def interact_at_layers(
         for k, mat in enumerate(materials.material):
             sel = np.flatnonzero(mat_of == k) if len(materials.material) > 1 else slice(None)
             p_out[lose[sel]] = energy_loss_at_layers(
-                p[lose[sel]], mass[sel], q[sel], x_over_x0[sel] * mat.X0_g_cm2, mat, rng
+                p[lose[sel]], mass[sel], q[sel], x_over_x0[sel] * mat.mass_per_x0_g_cm2, mat, rng
             )
     return new_dir, p_out
