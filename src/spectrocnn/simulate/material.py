@@ -473,16 +473,25 @@ def straggling(
         ``mean``, ``mpv``, ``xi``, ``max_loss`` [MeV]; ``width`` (w) and ``cut`` (in units
         of the standard Landau variable).
     """
-    p = np.asarray(p_GeV, dtype=np.float64)
+    # bethe_dedx, landau_xi, landau_mpv and W_max in one pass (their terms are shared)
     m = np.asarray(mass_GeV, dtype=np.float64)
-    q = np.asarray(charge, dtype=np.float64)
-    bg = p / m
-    xi = landau_xi(p, m, q, x_g_cm2, mat)
-    mean = bethe_dedx(p, m, q, mat) * np.asarray(x_g_cm2, dtype=np.float64)
+    bg = np.asarray(p_GeV, dtype=np.float64) / m
+    bg2 = bg * bg
+    gamma2 = 1.0 + bg2
+    beta2 = bg2 / gamma2
+    z2 = np.asarray(charge, dtype=np.float64) ** 2
+    i_MeV = mat.I_eV * 1e-6
+    wmax = _wmax_MeV(bg, np.sqrt(gamma2), m * 1000.0)
+    delta = density_effect(bg, mat)
+    log_2mbg2_i = np.log((2.0 * ELECTRON_MASS_MEV / i_MeV) * bg2)
+    xi = (0.5 * K_MEV_CM2_PER_MOL * mat.Z_over_A) * z2 * np.asarray(x_g_cm2) / beta2
+    mean = (2.0 * xi) * (0.5 * (log_2mbg2_i + np.log(wmax / i_MeV)) - beta2 - 0.5 * delta)
+    with np.errstate(divide="ignore"):
+        mpv = xi * (log_2mbg2_i + np.log(xi / i_MeV) + LANDAU_J - beta2 - delta)
     # Thick layers or slow particles (kappa >~ 1, the Gaussian regime) may give eq. 34.12
     # above the mean; the loss is then narrow about the mean.
-    mpv = np.minimum(landau_mpv(p, m, q, x_g_cm2, mat), mean)
-    max_loss = np.maximum(_wmax_MeV(bg, np.sqrt(1.0 + bg * bg), m * 1000.0), 2.0 * mean)
+    mpv = np.minimum(mpv, mean)
+    max_loss = np.maximum(wmax, 2.0 * mean)
     lam, _, mean_below = _landau_table()
     with np.errstate(divide="ignore", invalid="ignore"):
         span = np.maximum((max_loss - mpv) / xi, 1.0)  # lambda above lambda_mp at the cap
