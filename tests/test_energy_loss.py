@@ -241,7 +241,7 @@ def test_helix_and_stepper_agree_with_energy_loss_and_scattering():
     det = _barrel(UniformField((0.0, 0.0, 2.0)), thickness_mm=3.0)
     det_map = Detector(det.layers, uniform_map(det))
     n = 1000
-    pos, mom = _tracks(n, 0.125)
+    pos, mom = _tracks(n, 0.128)
     args = (pos, mom, np.ones(n), np.full(n, PI / 1000))
     res = {
         "helix": propagate_helix(det, *args, np.random.default_rng(1)),
