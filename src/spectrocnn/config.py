@@ -106,7 +106,8 @@ _KEYS: dict[str, set[str]] = {
     "image": {"size", "window_mm", "hit_radius_px"},
 }
 _RESPONSE = {"resolution_um", "efficiency", "thickness_x0", "material", "energy_loss"}
-#: Per-layer keys beyond the layer's own fields: converted to thickness_x0 (_thickness).
+#: A key of the detector and of each layer that is no layer field: converted to thickness_x0
+#: with the layer's material (x/X0 = thickness_mm / X0), see :func:`_thickness_mm`.
 _THICKNESS_MM = "thickness_mm"
 _LAYER_KEYS = {
     "cylinder": {"kind", "radius_mm", "half_length_mm", _THICKNESS_MM} | _RESPONSE,
