@@ -8,6 +8,10 @@ z, efficiency 1, no noise, no images) twice in one run:
 2. in a field map holding the same uniform 2 T on a coarse grid over the detector, where
    it takes the adaptive Runge-Kutta-Nystrom stepper (target: 200 thousand per second).
 
+Then the cost of energy loss, side by side: 0.3 mm silicon layers (x/X0 = 0.3/93.70) with
+multiple scattering only, and with energy loss too (Bethe mean, Landau fluctuations), on
+the helix path and on the stepper (target: energy loss costs at most 1.5 x).
+
 A crossing is a true (non-noise) hit. Usage::
 
     python benchmarks/simulate.py [--events 20000] [--seed 1]
@@ -23,10 +27,12 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
 
 import argparse  # noqa: E402
 import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 from spectrocnn.simulate import (  # noqa: E402
+    Detector,
     FieldMap,
     Simulation,
     UniformField,
@@ -36,6 +42,10 @@ from spectrocnn.simulate import (  # noqa: E402
 
 TARGET_HELIX = 2e6
 TARGET_STEPPER = 2e5
+#: Largest acceptable cost of energy loss: time per crossing with / without it.
+TARGET_ELOSS_COST = 1.5
+#: 0.3 mm of silicon in radiation lengths (X0 = 93.70 mm).
+SILICON_300UM_X0 = 0.3 / 93.70
 
 
 def uniform_map(detector, b_t=(0.0, 0.0, 2.0), spacing_mm: float = 50.0) -> FieldMap:
@@ -80,23 +90,45 @@ def main(argv: list[str] | None = None) -> int:
         noise_hits_per_layer=0.0,
     )
     scattering = Simulation(detector=lecture_detector(thickness_x0=0.01))
+    si_off = lecture_detector(thickness_x0=SILICON_300UM_X0)
+    si_on = Detector(
+        tuple(replace(layer, energy_loss=True) for layer in si_off.layers), si_off.field
+    )
+    si_map = uniform_map(si_off)
+    eloss = {
+        "helix, 0.3 mm Si, no eloss": Simulation(detector=si_off),
+        "helix, 0.3 mm Si, eloss": Simulation(detector=si_on),
+        "stepper, 0.3 mm Si, no eloss": Simulation(detector=Detector(si_off.layers, si_map)),
+        "stepper, 0.3 mm Si, eloss": Simulation(detector=Detector(si_on.layers, si_map)),
+    }
     print(f"lecture events: {args.events} in chunks of {args.chunk}, seed {args.seed}, one core")
     rates = {}
+    cpu_rates = {}
     for name, sim, target in (
         ("uniform field (helix)", helix, TARGET_HELIX),
         ("field map (RKN stepper)", stepper, TARGET_STEPPER),
         ("helix + scattering 0.01 X0", scattering, TARGET_STEPPER),
+        *((name, sim, TARGET_STEPPER) for name, sim in eloss.items()),
     ):
         simulate_events(sim, 50, np.random.default_rng(args.seed + 1))  # warm-up
         n, wall, cpu = measure(sim, args.events, args.seed, args.chunk)
         rate = n / wall
         rates[name] = rate
+        cpu_rates[name] = n / cpu
         print(
-            f"{name:<26} {n:>9d} crossings in {wall:7.3f} s (cpu {cpu:7.3f} s): "
+            f"{name:<28} {n:>9d} crossings in {wall:7.3f} s (cpu {cpu:7.3f} s): "
             f"{rate:>12,.0f} crossings/s = {rate / target:5.2f} x target {target:,.0f}"
         )
     ratio = rates["uniform field (helix)"] / rates["field map (RKN stepper)"]
     print(f"the helix path is {ratio:.1f} x faster than the stepper")
+    for path in ("helix", "stepper"):
+        off, on = f"{path}, 0.3 mm Si, no eloss", f"{path}, 0.3 mm Si, eloss"
+        cost = rates[off] / rates[on]
+        cost_cpu = cpu_rates[off] / cpu_rates[on]
+        print(
+            f"energy loss costs {cost:.2f} x wall time, {cost_cpu:.2f} x CPU time per crossing "
+            f"on the {path} path (target <= {TARGET_ELOSS_COST})"
+        )
     return 0
 
 

@@ -25,6 +25,7 @@ from spectrocnn.simulate.events import Simulation
 from spectrocnn.simulate.fields import FieldMap, UniformField, load_field_map
 from spectrocnn.simulate.geometry import CylinderLayer, Detector, PlaneLayer
 from spectrocnn.simulate.gun import Gun, LabelThreshold, ParticleGun
+from spectrocnn.simulate.material import get_material
 
 __all__ = [
     "CONFIG_VERSION",
@@ -46,6 +47,8 @@ _LECTURE: dict[str, Any] = {
         "resolution_um": 50.0,
         "efficiency": 1.0,
         "thickness_x0": 0.0,
+        "material": "silicon",
+        "energy_loss": False,
         "layers": [
             {"kind": "cylinder", "radius_mm": float(r), "half_length_mm": 1000.0}
             for r in range(50, 201, 10)
@@ -101,7 +104,16 @@ _KEYS: dict[str, set[str]] = {
         "guns",
         "label",
     },
-    "detector": {"preset", "resolution_um", "efficiency", "thickness_x0", "layers"},
+    "detector": {
+        "preset",
+        "resolution_um",
+        "efficiency",
+        "thickness_x0",
+        "layers",
+        "material",
+        "thickness_mm",
+        "energy_loss",
+    },
     "field": {"B_T", "map", "stepper_tolerance_mm"},
     "gun": {
         "particle",
@@ -131,10 +143,14 @@ _GUNS_KEYS = {
     "phi_deg",
     "vertex_sigma_mm",
 }
-_RESPONSE = {"resolution_um", "efficiency", "thickness_x0"}
+_RESPONSE = {"resolution_um", "efficiency", "thickness_x0", "material", "energy_loss"}
+#: A key of the detector and of each layer that is no layer field: converted to thickness_x0
+#: with the layer's material (x/X0 = thickness_mm / X0), see :func:`_thickness_mm`.
+_THICKNESS_MM = "thickness_mm"
 _LAYER_KEYS = {
-    "cylinder": {"kind", "radius_mm", "half_length_mm"} | _RESPONSE,
-    "plane": {"kind", "center_mm", "normal", "half_width_mm", "half_height_mm"} | _RESPONSE,
+    "cylinder": {"kind", "radius_mm", "half_length_mm", _THICKNESS_MM} | _RESPONSE,
+    "plane": {"kind", "center_mm", "normal", "half_width_mm", "half_height_mm", _THICKNESS_MM}
+    | _RESPONSE,
 }
 
 
@@ -152,15 +168,22 @@ class Config:
         Name of the preset the configuration started from (``"custom"`` when built in
         Python).
     detector_defaults : dict
-        The detector-level ``resolution_um``, ``efficiency``, ``thickness_x0`` (recorded in
-        the resolved configuration; each layer carries its own values).
+        The detector-level ``resolution_um``, ``efficiency``, ``thickness_x0`` (or
+        ``thickness_mm`` when the file gave it), ``material`` and ``energy_loss`` (recorded
+        in the resolved configuration; each layer carries its own values).
     """
 
     simulation: Simulation = field(default_factory=Simulation)
     image: ImageSpec = field(default_factory=ImageSpec)
     preset: str = "custom"
     detector_defaults: dict = field(
-        default_factory=lambda: {"resolution_um": 50.0, "efficiency": 1.0, "thickness_x0": 0.0}
+        default_factory=lambda: {
+            "resolution_um": 50.0,
+            "efficiency": 1.0,
+            "thickness_x0": 0.0,
+            "material": "silicon",
+            "energy_loss": False,
+        }
     )
 
     def with_image_size(self, size: int) -> Config:
@@ -376,6 +399,19 @@ def config_from_dict(
     defaults = {k: det[k] for k in _RESPONSE}
     for k, v in defaults.items():  # validate the detector-level values themselves
         _build("detector", CylinderLayer, **{k: v})
+    # the detector-level thickness: thickness_mm (converted per layer, with the layer's
+    # material) or thickness_x0, not both
+    user_det = user.get("detector", {})
+    det_mm = None
+    if _THICKNESS_MM in user_det:
+        if "thickness_x0" in user_det:
+            raise ConfigError(
+                f"detector: give either thickness_mm or thickness_x0, not both (got "
+                f"thickness_mm = {user_det[_THICKNESS_MM]!r}, thickness_x0 = "
+                f"{user_det['thickness_x0']!r})"
+            )
+        det_mm = _thickness_mm("detector.thickness_mm", user_det[_THICKNESS_MM])
+        del defaults["thickness_x0"]
     layers = []
     for i, spec in enumerate(layers_in):
         where = f"detector.layers[{i}]"
@@ -389,8 +425,24 @@ def config_from_dict(
                 hint = _did_you_mean(key, _LAYER_KEYS[kind])
                 raise ConfigError(f"unknown key {where}.{key!r} for a {kind} layer{hint}")
         kwargs = {**defaults, **{k: v for k, v in spec.items() if k != "kind"}}
+        layer_mm = det_mm
+        if _THICKNESS_MM in spec:  # a layer's own thickness replaces the detector's
+            if "thickness_x0" in spec:
+                raise ConfigError(
+                    f"{where}: give either thickness_mm or thickness_x0, not both (got "
+                    f"thickness_mm = {spec[_THICKNESS_MM]!r}, thickness_x0 = "
+                    f"{spec['thickness_x0']!r})"
+                )
+            layer_mm = _thickness_mm(f"{where}.thickness_mm", kwargs.pop(_THICKNESS_MM))
+        elif "thickness_x0" in spec:
+            layer_mm = None
+        if layer_mm is not None:
+            mat = _build(where, CylinderLayer, material=kwargs.get("material", "silicon"))
+            kwargs["thickness_x0"] = layer_mm / get_material(mat.material).X0_mm
         cls = CylinderLayer if kind == "cylinder" else PlaneLayer
         layers.append(_build(where, cls, **kwargs))
+    if det_mm is not None:  # recorded as given
+        defaults = {**defaults, _THICKNESS_MM: det_mm}
 
     fdata = merged["field"]
     user_field = user.get("field", {})
@@ -434,7 +486,18 @@ def config_from_dict(
         label=label,
     )
     image = _image_spec(merged["image"], user.get("image", {}))
-    return Config(sim, image, name, {k: float(v) for k, v in defaults.items()})
+    recorded = {
+        k: (v if k in ("material", "energy_loss") else float(v)) for k, v in defaults.items()
+    }
+    return Config(sim, image, name, recorded)
+
+
+def _thickness_mm(name: str, value: Any) -> float:
+    """A ``thickness_mm`` value: a finite number >= 0 [mm]."""
+    v = _number(name, value)
+    if v < 0:
+        raise ConfigError(f"{name} must be >= 0, got {value!r}")
+    return v
 
 
 def _guns_and_label(user: dict) -> tuple[tuple[Gun, ...], LabelThreshold | None]:

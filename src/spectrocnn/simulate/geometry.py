@@ -73,8 +73,23 @@ class _LayerResponse:
     resolution_um: float = 50.0
     efficiency: float = 1.0
     thickness_x0: float = 0.0
+    material: str = "silicon"
+    energy_loss: bool = False
+
+    @property
+    def thickness_mm(self) -> float:
+        """Thickness at normal incidence [mm]: ``thickness_x0 * X0(material)``."""
+        from spectrocnn.simulate.material import get_material
+
+        return self.thickness_x0 * get_material(self.material).X0_mm
 
     def _check_response(self) -> None:
+        from spectrocnn.simulate.material import get_material
+
+        get_material(self.material)  # an unknown name raises, naming the known ones
+        if not isinstance(self.energy_loss, bool | np.bool_):
+            raise ConfigError(f"energy_loss must be true or false, got {self.energy_loss!r}")
+        object.__setattr__(self, "energy_loss", bool(self.energy_loss))
         r = _finite("resolution_um", self.resolution_um)
         if r < 0:
             raise ConfigError(f"resolution_um must be >= 0, got {self.resolution_um!r}")
@@ -104,7 +119,15 @@ class CylinderLayer(_LayerResponse):
     efficiency : float
         Probability in [0, 1] that a crossing leaves a hit.
     thickness_x0 : float
-        Thickness in radiation lengths at normal incidence (multiple scattering), >= 0.
+        Thickness in radiation lengths at normal incidence (multiple scattering, energy
+        loss), >= 0.
+    material : str
+        The layer's material, a name of :data:`~spectrocnn.simulate.material.MATERIALS`
+        (``"silicon"``): its radiation length converts ``thickness_x0`` to a mass
+        thickness for the energy loss (:attr:`thickness_mm`).
+    energy_loss : bool
+        Whether a crossing loses energy by ionisation (Bethe mean, Landau fluctuations,
+        :func:`~spectrocnn.simulate.material.energy_loss_at_layers`).
     """
 
     radius_mm: float = 50.0
@@ -125,6 +148,8 @@ class CylinderLayer(_LayerResponse):
             "resolution_um": self.resolution_um,
             "efficiency": self.efficiency,
             "thickness_x0": self.thickness_x0,
+            "material": self.material,
+            "energy_loss": self.energy_loss,
         }
 
 
@@ -146,7 +171,7 @@ class PlaneLayer(_LayerResponse):
         Half extent along ``u`` [mm], > 0.
     half_height_mm : float
         Half extent along ``v`` [mm], > 0.
-    resolution_um, efficiency, thickness_x0
+    resolution_um, efficiency, thickness_x0, material, energy_loss
         As for :class:`CylinderLayer`; the measured coordinates are ``u`` and ``v``.
     """
 
@@ -188,6 +213,8 @@ class PlaneLayer(_LayerResponse):
             "resolution_um": self.resolution_um,
             "efficiency": self.efficiency,
             "thickness_x0": self.thickness_x0,
+            "material": self.material,
+            "energy_loss": self.energy_loss,
         }
 
 

@@ -1,9 +1,10 @@
 """Propagation of charged particles through the detector.
 
 :func:`propagate` finds, for every particle, its crossings of the detector's layers, with
-multiple scattering applied at each crossing. It uses exact helix-surface intersections
-(:func:`propagate_helix`) when the field is uniform and parallel to every layer's axis
-(B along z, planes whose normal has no z component), and the adaptive
+the material effects (multiple scattering, energy loss) applied at each crossing. It uses
+exact helix-surface intersections (:func:`propagate_helix`) when the field is uniform and
+parallel to every layer's axis (B along z, planes whose normal has no z component), and the
+adaptive
 Runge-Kutta-Nystrom stepper (:func:`spectrocnn.simulate.stepper.propagate_rk`) for every
 other field.
 
@@ -47,7 +48,8 @@ class StopReason(IntEnum):
     STEP_LIMIT = 3
     #: the state became NaN or infinite (a field returning NaN)
     NOT_FINITE = 4
-    #: ``|p| = 0``: a particle at rest goes nowhere (exact helix path only)
+    #: at rest: ``|p| = 0`` at the start, or its kinetic energy exhausted by energy loss in
+    #: a layer (it leaves no further crossings)
     AT_REST = 5
     #: charge 0: a neutral particle is not propagated and leaves no crossings
     NEUTRAL = 6
@@ -78,7 +80,7 @@ class Crossings:
     position : ndarray float64 (m, 3)
         True crossing point on the layer surface [mm].
     momentum : ndarray float64 (m, 3)
-        Momentum arriving at the layer, before scattering in it [GeV/c].
+        Momentum arriving at the layer, before scattering and energy loss in it [GeV/c].
     stop : ndarray int8 (n_particles,)
         Why each particle given to :func:`propagate` stopped (:class:`StopReason`).
     """
@@ -160,7 +162,7 @@ def propagate(
     *,
     tolerance_mm: float = 1e-4,
 ) -> Crossings:
-    """Find the layer crossings of particles, with multiple scattering in the layers.
+    """Find the layer crossings of particles, with the material effects in the layers.
 
     Parameters
     ----------
@@ -173,9 +175,9 @@ def propagate(
         Charges [e], any real value (|q| = 2 bends twice as much as |q| = 1); a particle
         of charge 0 leaves no crossings.
     mass : ndarray, shape (n,)
-        Masses [GeV/c^2] (for beta in the Highland formula).
+        Masses [GeV/c^2] (beta in the Highland formula; the Bethe formula).
     rng : numpy.random.Generator, int or None
-        Used for multiple scattering only.
+        Used for the material effects only (multiple scattering, energy loss).
     tolerance_mm : float
         Local error tolerance of the Runge-Kutta-Nystrom stepper [mm] (ignored on the
         exact helix path).
@@ -416,19 +418,22 @@ def propagate_helix(detector, position, momentum, charge, mass, rng) -> Crossing
     Crossing points are circle-circle and circle-line intersections computed in a
     cancellation-free form, so they lie on the layer surface to rounding (~1e-12 mm) for
     any radius of curvature. Multiple scattering, where a layer has material, changes the
-    direction at the crossing
-    (:func:`~spectrocnn.simulate.material.scatter_at_layers`, the stepper's rule too) and
-    the remaining crossings are recomputed from there. The turn about the field
+    direction at the crossing, and energy loss, on layers with ``energy_loss``, lowers
+    ``|p|`` there, keeping the direction
+    (:func:`~spectrocnn.simulate.material.interact_at_layers`, the stepper's rule too);
+    the remaining crossings are recomputed from there with the new radius. A particle
+    whose kinetic energy is exhausted in a layer stops there (``StopReason.AT_REST``,
+    after its crossing of that layer). The turn about the field
     accumulates ``|h| sigma`` (transverse curvature times transverse path, equal to
     ``|q C B| / p`` times the path), so a deflection by scattering does not count.
     Neutral particles (charge 0) and particles at rest leave no crossings.
     """
     from spectrocnn.simulate.geometry import on_active_area, surface_normal
-    from spectrocnn.simulate.material import scatter_at_layers
+    from spectrocnn.simulate.material import LayerMaterials, interact_at_layers
 
     bz = float(detector.field.B_T[2])
-    thickness = np.array([layer.thickness_x0 for layer in detector.layers])
-    n_layers = len(thickness)
+    materials = LayerMaterials.of(detector)
+    n_layers = detector.n_layers
     pmag = np.linalg.norm(momentum, axis=1)
     stop = np.full(len(pmag), StopReason.AT_REST, dtype=np.int8)
     stop[np.asarray(charge) == 0] = StopReason.NEUTRAL
@@ -442,7 +447,7 @@ def propagate_helix(detector, position, momentum, charge, mass, rng) -> Crossing
     path = np.zeros(len(alive))
     hit = np.zeros((len(alive), n_layers), dtype=bool)
     out_p, out_l, out_x, out_m, out_s = [], [], [], [], []
-    scattering = bool(np.any(thickness > 0))
+    scattering = materials.any_material
 
     def ended(rows, g):
         """Record why the particles ``rows`` (of the state arrays) end: the first limit."""
@@ -498,11 +503,13 @@ def propagate_helix(detector, position, momentum, charge, mass, rng) -> Crossing
         out_x.append(pts[ok])
         out_m.append(mom[ok])
         out_s.append(path[sel] + s[ok] * pm[sel] / np.hypot(mom[ok, 0], mom[ok, 1]))
-        # scatter in the layer material (only on the active area: elsewhere there is none)
-        newt[ok] = scatter_at_layers(
+        # material interactions (only on the active area: elsewhere there is none):
+        # scattering, and energy loss on the layers that have it
+        newt[ok], p_out = interact_at_layers(
             newt[ok],
             surface_normal(detector, pts[ok], cols[ok]),
-            thickness[cols[ok]],
+            cols[ok],
+            materials,
             pm[sel],
             m[sel],
             q[sel],
@@ -517,6 +524,11 @@ def propagate_helix(detector, position, momentum, charge, mass, rng) -> Crossing
         hit[sel, cols[ok]] = True
         keep = np.zeros(len(alive), dtype=bool)
         keep[rows] = True
+        if materials.any_energy_loss:  # the next crossings follow the new radius
+            pm[sel] = p_out
+            at_rest = sel[p_out <= 0]
+            stop[alive[at_rest]] = StopReason.AT_REST
+            keep[at_rest] = False
         alive, pos, t, pm, q, m = alive[keep], pos[keep], t[keep], pm[keep], q[keep], m[keep]
         turned, path, hit = turned[keep], path[keep], hit[keep]
     return Crossings.collect(out_p, out_l, out_x, out_m, out_s, stop)

@@ -14,7 +14,8 @@ of the ATLAS and ACTS track extrapolators (Bugge and Myrheim, NIM 179 (1981) 365
 field evaluations per step, the field at the last stage reused as the first stage of the
 next step, the local error estimate ``h^2 |k1 - k2 - k3 + k4|_1`` held below the tolerance
 by a per-particle step size. The direction is renormalised after every step, so ``|p|`` is
-conserved exactly (a magnetic field does no work). Two more rules bound the step:
+conserved exactly between layers (a magnetic field does no work); it changes only at the
+crossings of layers with energy loss. Two more rules bound the step:
 
 - a step may turn the direction about the field by at most ``_MAX_TURN_PER_STEP`` (0.5 rad),
   which the crossing search relies on (below);
@@ -40,9 +41,10 @@ iterations, so the crossing lies on the surface to ``1e-11`` mm and on the integ
 trajectory far below the step tolerance. On a uniform field the stepper and the exact
 helix then agree on every crossing but grazes shallower than the two paths' difference
 (far below 1 micrometre; none in 10^5 test tracks). A step is
-truncated at the first crossing of a layer with material, where the particle scatters and
-a new step starts; crossings of layers without material do not change the trajectory, so
-every one inside a step is recorded without restarting the step.
+truncated at the first crossing of a layer with material, where the particle scatters (and
+loses energy, on a layer with ``energy_loss``; a particle that stops there ends with
+``StopReason.AT_REST``) and a new step starts; crossings of layers without material do not
+change the trajectory, so every one inside a step is recorded without restarting the step.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ import numpy as np
 import spectrocnn.simulate.propagation as _propagation
 from spectrocnn.errors import ConfigError
 from spectrocnn.simulate.geometry import Detector, on_active_area, surface_normal
-from spectrocnn.simulate.material import scatter_at_layers
+from spectrocnn.simulate.material import LayerMaterials, interact_at_layers
 from spectrocnn.simulate.propagation import StopReason
 
 if TYPE_CHECKING:
@@ -151,10 +153,11 @@ def propagate_rk(
     steps; :attr:`Crossings.stop` says which
     (:class:`~spectrocnn.simulate.propagation.StopReason`). Crossings past the turning or
     path limit inside the last step are dropped. At a crossing of a layer with
-    ``thickness_x0 > 0`` the direction is scattered by
-    :func:`~spectrocnn.simulate.material.scatter_at_layers` (Highland, with the grazing
-    cap of :data:`~spectrocnn.simulate.material.MIN_COS_INCIDENCE`), as on the exact helix
-    path.
+    ``thickness_x0 > 0`` the direction is scattered and, with ``energy_loss``, ``|p|``
+    lowered by :func:`~spectrocnn.simulate.material.interact_at_layers` (Highland, Bethe
+    and Landau, with the grazing cap of
+    :data:`~spectrocnn.simulate.material.MIN_COS_INCIDENCE`), as on the exact helix path;
+    a particle whose kinetic energy is exhausted stops there (``AT_REST``).
 
     Particles are processed in fixed-size groups in input order, so the result is a
     deterministic function of the inputs and the state of ``rng``.
@@ -294,7 +297,8 @@ class _Layers:
         self.all_cyl = bool(self.is_cyl.all())
         self.cyl = np.flatnonzero(self.is_cyl)
         self.pln = np.flatnonzero(~self.is_cyl)
-        self.thickness = np.array([layer.thickness_x0 for layer in detector.layers])
+        self.materials = LayerMaterials.of(detector)
+        self.thickness = self.materials.thickness_x0
 
     def chord_approach(
         self, x0: np.ndarray, x1: np.ndarray, d0: np.ndarray, d1: np.ndarray
@@ -770,22 +774,47 @@ class _Run:
                     pmag, charge, mass,
                 )  # fmt: skip
             x, t, a, b, d, s, phi, h = x1, t1, a1, b3, d1, s1, phi1, h_next
+            at_rest = None
             if trunc is not None:
-                j, xj, tj, sj, phij = trunc
+                j, xj, tj, sj, phij, pj = trunc
+                if layers.materials.any_energy_loss:  # |p| changes: so do lam and the turn rate
+                    at_rest = np.zeros(idx.size, dtype=bool)
+                    at_rest[j] = pj <= 0
+                    pmag[j] = np.where(pj > 0, pj, pmag[j])
+                    lam[j] = _propagation.C_GEV_PER_T_MM * charge[j] / pmag[j]
                 bj = self.field_at(xj)
                 x[:, j], t[:, j], b[:, j] = xj, tj, bj
                 a[:, j] = _cross(tj, bj, lam[j])
                 d[j] = layers.distances(xj)
                 s[j], phi[j] = sj, phij
                 stopped[j] = False
+                if at_rest is not None:
+                    stopped |= at_rest
+                    with np.errstate(divide="ignore"):
+                        omega_j = np.abs(lam[j]) * np.sqrt(np.einsum("ij,ij->j", bj, bj))
+                        h[j] = np.clip(
+                            np.fmin(h[j], _MAX_TURN_PER_STEP / omega_j), _H_MIN_MM, h_max
+                        )
             if stopped.any():
                 k = np.flatnonzero(stopped)
                 # one reason each; the first that applies in this order
-                reason = np.select(
-                    [not_finite[k], left[k], looped[k]],
-                    [StopReason.NOT_FINITE, StopReason.LEFT_DETECTOR, StopReason.LOOPED],
-                    StopReason.PATH_LIMIT,
-                )
+                if at_rest is None:
+                    reason = np.select(
+                        [not_finite[k], left[k], looped[k]],
+                        [StopReason.NOT_FINITE, StopReason.LEFT_DETECTOR, StopReason.LOOPED],
+                        StopReason.PATH_LIMIT,
+                    )
+                else:
+                    reason = np.select(
+                        [at_rest[k], not_finite[k], left[k], looped[k]],
+                        [
+                            StopReason.AT_REST,
+                            StopReason.NOT_FINITE,
+                            StopReason.LEFT_DETECTOR,
+                            StopReason.LOOPED,
+                        ],
+                        StopReason.PATH_LIMIT,
+                    )
                 self.stop[idx[k]] = reason
                 keep = np.flatnonzero(~stopped)
                 idx, x, t, a, b, d, hit, s, phi, h = _take(keep, idx, x, t, a, b, d, hit, s, phi, h)
@@ -836,7 +865,8 @@ class _Run:
         tuple or None
             ``None`` when no step is truncated; else, for the particles whose step ends at
             a crossing of a layer with material, ``(rows (k,), position (3, k), scattered
-            direction (3, k), path (k,), turn (k,))``.
+            direction (3, k), path (k,), turn (k,), |p| leaving the layer (k,))`` (``|p|``
+            0: the particle stopped in the layer).
         """
         layers = self.layers
         pi, li = np.nonzero(examine)
@@ -871,16 +901,19 @@ class _Run:
             rows, m = np.unique(pi[material & (theta == first[pi])], return_index=True)
             m = np.flatnonzero(material & (theta == first[pi]))[m]
             tm = direction[:, m]
-            scattered = scatter_at_layers(
+            scattered, p_out = interact_at_layers(
                 tm.T,
                 surface_normal(self.detector, pos[:, m].T, li[m]),
-                layers.thickness[li[m]],
+                li[m],
+                layers.materials,
                 pmag[rows],
                 mass[rows],
                 charge[rows],
                 self.rng,
-            ).T
-            trunc = (rows, pos[:, m], np.ascontiguousarray(scattered), path[m], turn[m])
+            )
+            trunc = (
+                rows, pos[:, m], np.ascontiguousarray(scattered.T), path[m], turn[m], p_out,
+            )  # fmt: skip
         if ok.any():
             pk, lk = pi[ok], li[ok]
             hit[pk, lk] = True
