@@ -86,7 +86,7 @@ def run(files, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "run"
     args = [str(files / "train.h5"), "--val", str(files / "val.h5"), "--out", str(out),
             "--epochs", "2", "--batch-size", "8", "--input-size", "16",
-            "--downsample", "nearest", "--seed", "4"]  # fmt: skip
+            "--downsample", "nearest", "--seed", "4", "--arch", "lecture"]  # fmt: skip
     return out, args
 
 
@@ -95,9 +95,13 @@ def test_train_cnn_runs_and_prints_the_lectures_lines(run, capsys):
     assert train_main(args) == 0
     captured = capsys.readouterr()
     lines = captured.out.strip().splitlines()
-    assert lines[0].startswith("Training: seed on 120 events, validating on 40 (64x64 -> 16x16")
-    assert lines[1].startswith("Epoch 1: val_accuracy improved from -inf to ")
-    assert lines[2].startswith("Epoch 2: val_accuracy ")
+    assert lines[0].startswith("Device: CPU: ")
+    assert "precision fp32" in lines[0]
+    assert lines[1].startswith("Training: lecture on 120 events, validating on 40 (64x64 -> 16x16")
+    assert "2 epochs, batch 8" in lines[1]  # the lecture's: a fixed number of epochs
+    assert lines[2].startswith("Epoch 1: val_accuracy improved from -inf to ")
+    assert lines[3].startswith("Epoch 2: val_accuracy ")
+    assert "trained the planned 2 epochs (no early stopping)" in lines[-1]
     assert lines[-1].startswith("train-cnn: best val_accuracy ")
     assert captured.err == ""
     config = json.loads((out / "config.json").read_text())
