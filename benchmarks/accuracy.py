@@ -85,7 +85,8 @@ def _cnn_row(work: Path, train: Path, val: Path, arch: str, size: int, down: str
     run = work / f"run_{arch}_{down}_{size}"
     cmd = [str(BIN / "train-cnn"), str(train), "--val", str(val), "--arch", arch,
            "--input-size", str(size), "--downsample", down, "--epochs", str(epochs),
-           "--batch-size", "32", "--seed", "1", "--out", str(run), "--quiet"]  # fmt: skip
+           "--batch-size", "32", "--seed", "1", "--out", str(run), "--quiet",
+           "--patience", "0", "--precision", "fp32"]  # fmt: skip  (every CNN its full epochs)
     if (run / "state.json").is_file():
         cmd.append("--resume")
     _run(cmd)

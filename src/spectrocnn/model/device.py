@@ -42,6 +42,7 @@ __all__ = [
     "describe_devices",
     "device_summary",
     "gpu_devices",
+    "nvidia_gpu_present",
     "resolve_precision",
 ]
 
@@ -83,6 +84,15 @@ def cpu_flags() -> frozenset[str]:
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``), else :func:`platform.processor`."""
     return _cpuinfo_field("model name") or platform.processor() or platform.machine() or "unknown"
+
+
+def nvidia_gpu_present() -> bool:
+    """Whether the NVIDIA driver reports a GPU (``/proc/driver/nvidia/gpus``), whatever
+    TensorFlow sees."""
+    try:
+        return any(Path("/proc/driver/nvidia/gpus").iterdir())
+    except OSError:
+        return False
 
 
 def gpu_devices(tf: Any) -> list[dict[str, Any]]:
@@ -134,12 +144,21 @@ def describe_devices(tf: Any) -> dict[str, Any]:
 
     gpus = gpu_devices(tf)
     flags = cpu_flags()
+    cuda = bool(tf.test.is_built_with_cuda())
+    if not gpus and nvidia_gpu_present():
+        log.warning(
+            "this machine has an NVIDIA GPU but TensorFlow does not use it (%s); install the "
+            "GPU build as the README says: pip install -e '.[cuda]' && pip install "
+            "--force-reinstall --no-deps tensorflow==%s",
+            "it was built without CUDA: tensorflow-cpu" if not cuda else "no usable driver/CUDA",
+            getattr(tf, "__version__", "<version>"),
+        )
     return {
         "cpu": cpu_model(),
         "cores": available_cores(),
         "cpu_native_bf16": [f for f in NATIVE_BF16_FLAGS if f in flags],
         "gpus": gpus,
-        "tensorflow_cuda": bool(tf.test.is_built_with_cuda()),
+        "tensorflow_cuda": cuda,
         "trains_on": "GPU" if gpus else "CPU",
     }
 
