@@ -170,10 +170,7 @@ def device_summary(device: dict[str, Any]) -> str:
         names = sorted({g["name"] for g in gpus})
         ccs = sorted({".".join(map(str, g["compute_capability"] or ["?"])) for g in gpus})
         return f"GPU: {len(gpus)} x {', '.join(names)} (compute capability {', '.join(ccs)})"
-    text = f"CPU: {device.get('cpu', 'unknown')}, {device.get('cores', '?')} cores"
-    if not device.get("tensorflow_cuda", True):
-        text += " (this TensorFlow has no CUDA support)"
-    return text
+    return f"CPU: {device.get('cpu', 'unknown')}, {device.get('cores', '?')} cores"
 
 
 def resolve_precision(requested: str, device: dict[str, Any]) -> tuple[str, str]:
