@@ -67,6 +67,27 @@ def test_train_cnn_auto_records_its_choice(presets, tmp_path, capsys):
     assert config["arch_choice"]["chosen"] == "polar"
     assert config["patience"] == 3  # early stopping is on by default
     assert "reached the maximum of 1 epochs" in lines[-1]
+    # the summary make demo prints, from the run and fit-tracks' JSON
+    import runpy
+    import sys
+    from pathlib import Path
+
+    from spectrocnn.cli.fit_tracks import main as fit_main
+
+    assert fit_main([str(presets / "lecture.h5"), "--json"]) == 0
+    (tmp_path / "fit.json").write_text(capsys.readouterr().out)
+    script = Path(__file__).resolve().parent.parent / "examples" / "demo_summary.py"
+    argv = sys.argv
+    sys.argv = [str(script), str(out), "--fit", str(tmp_path / "fit.json"), "--title", "t"]
+    try:
+        with pytest.raises(SystemExit) as done:
+            runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = argv
+    assert done.value.code == 0
+    summary = capsys.readouterr().out
+    assert "CNN        polar (auto: a barrel" in summary
+    assert "fit-tracks accuracy" in summary and str(out / "best_model.keras") in summary
     # the telescope's window does not hold the beam line: the lecture's network
     out = tmp_path / "telescope"
     args = [str(presets / "telescope.h5"), "--out", str(out), "--input-size", "16",
