@@ -65,7 +65,7 @@ def test_train_cnn_auto_records_its_choice(presets, tmp_path, capsys):
     assert config["arch"] == "polar"
     assert config["arch_choice"]["requested"] == "auto"
     assert config["arch_choice"]["chosen"] == "polar"
-    assert config["patience"] == 3  # early stopping is on by default
+    assert config["patience"] == 2  # early stopping is on by default
     assert "reached the maximum of 1 epochs" in lines[-1]
     # the summary make demo prints, from the run and fit-tracks' JSON
     import runpy
@@ -107,9 +107,9 @@ def test_lecture_defaults_and_the_seed_alias():
         c = TrainConfig("ev.h5", arch=name)
         assert (c.arch, c.epochs, c.patience, c.input_size) == ("lecture", 10, 0, 128)
     c = TrainConfig("ev.h5", arch="polar")
-    assert (c.epochs, c.patience) == (20, 3)
+    assert (c.epochs, c.patience) == (20, 2)
     c = TrainConfig("ev.h5")
-    assert (c.arch, c.epochs, c.patience, c.precision) == ("auto", 20, 3, "auto")
+    assert (c.arch, c.epochs, c.patience, c.precision) == ("auto", 20, 2, "auto")
     assert TrainConfig("ev.h5", arch="lecture", patience=2).epochs == 20
     with pytest.raises(ConfigError, match="patience must be a non-negative integer, got -1"):
         TrainConfig("ev.h5", patience=-1)

@@ -112,7 +112,7 @@ MIXED_PRECISION = {"bf16": "mixed_bfloat16"}
 
 #: Early stopping when not reproducing the lecture: epochs without a higher val_accuracy
 #: before training stops (``patience``), and the maximum number of epochs.
-DEFAULT_PATIENCE = 3
+DEFAULT_PATIENCE = 2
 
 #: Maximum epochs by default: with early stopping, and without (the lecture's 10).
 DEFAULT_EPOCHS = {"early_stopping": 20, "fixed": 10}
@@ -157,7 +157,7 @@ class TrainConfig:
         The maximum number of epochs; default 20 with early stopping, 10 without.
     patience : int, optional
         Stop when val_accuracy has not improved for ``patience`` epochs (the best model is
-        kept); 0 turns early stopping off. Default 3, except for the ``lecture`` network,
+        kept); 0 turns early stopping off. Default 2, except for the ``lecture`` network,
         which trains its 10 epochs as in the lecture.
     batch_size : int
     input_size : int, optional
