@@ -208,7 +208,10 @@ class TrainConfig:
             raise ConfigError(f"val_fraction must be between 0 and 1 (exclusive), got {f!r}")
         set_("val_fraction", float(f))
         if self.arch != AUTO:
-            set_("arch", canonical_name(self.arch))
+            try:
+                set_("arch", canonical_name(self.arch))
+            except ConfigError as exc:
+                raise ConfigError(str(exc).replace("(known: ", f"(known: {AUTO}, ")) from None
         if self.input_size is None and self.arch != AUTO:
             set_("input_size", INPUT_SIZES[self.arch])
         if self.patience is None:
