@@ -1,14 +1,21 @@
 # Two commands set everything up on a fresh machine:
-#   make demo   create .venv, install, generate the default data set and train the lecture CNN
-#   make test   create .venv, install with test extras, run the default test suite
+#   make demo     create .venv, install, generate 20 000 events, train the best CNN for them
+#                 (train-cnn's defaults), fit the tracks, draw eight events, print a summary
+#   make lecture  the same events, the lecture's CNN trained as in the lecture (10 epochs)
+#   make test     create .venv, install with test extras, run the default test suite
+# Each honours VENV= (the virtual environment), DEMO= (output directory), N= (events).
+# A run that exists is resumed (or, when complete, only summarised), never deleted.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 N      ?= 20000
 SEED   ?= 1
 DEMO   ?= demo
+EVENTS := $(DEMO)/events-$(N)-seed$(SEED).h5
+FIT    := $(DEMO)/fit-$(N)-seed$(SEED).json
+GRID   := $(DEMO)/events-$(N)-seed$(SEED)-grid8.png
 
-.PHONY: demo test test-slow lint format bench clean
+.PHONY: demo lecture install test test-slow lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +25,34 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-demo: $(VENV)/.installed
+install: $(VENV)/.installed
+
+# The event file is made once per N and SEED (gen-events writes it atomically).
+$(EVENTS): | $(VENV)/.installed
 	mkdir -p $(DEMO)
-	$(BIN)/gen-events --n $(N) --seed $(SEED) --out $(DEMO)/events.h5 --overwrite
-	rm -rf $(DEMO)/run
-	$(BIN)/train-cnn $(DEMO)/events.h5 --out $(DEMO)/run --seed $(SEED)
+	$(BIN)/gen-events --n $(N) --seed $(SEED) --out $@ --quiet
+
+$(FIT): $(EVENTS)
+	$(BIN)/fit-tracks $(EVENTS) --json > $@.tmp && mv $@.tmp $@
+
+$(GRID): $(EVENTS)
+	$(BIN)/show-event $(EVENTS) --grid 8 --out $@
+
+# train RUN_DIR EXTRA_FLAGS: train-cnn into RUN_DIR, resuming it when it holds a run
+define train
+	if [ -f $(1)/config.json ]; then resume=--resume; else resume=; fi; \
+	$(BIN)/train-cnn $(EVENTS) --out $(1) --seed $(SEED) $$resume $(2)
+endef
+
+demo: $(EVENTS) $(FIT) $(GRID)
+	$(call train,$(DEMO)/run-$(N)-seed$(SEED),)
+	@$(BIN)/python examples/demo_summary.py $(DEMO)/run-$(N)-seed$(SEED) --fit $(FIT) \
+		--picture $(GRID) --title "make demo: $(N) lecture events, seed $(SEED)"
+
+lecture: $(EVENTS) $(FIT) $(GRID)
+	$(call train,$(DEMO)/lecture-$(N)-seed$(SEED),--arch lecture --downsample nearest --epochs 10)
+	@$(BIN)/python examples/demo_summary.py $(DEMO)/lecture-$(N)-seed$(SEED) --fit $(FIT) \
+		--picture $(GRID) --title "make lecture: the lecture's CNN on $(N) lecture events"
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest

@@ -83,9 +83,11 @@ def _events(path: Path, n: int, seed: int) -> None:
 
 def _cnn_row(work: Path, train: Path, val: Path, arch: str, size: int, down: str, epochs: int):
     run = work / f"run_{arch}_{down}_{size}"
+    # every CNN trains its full epochs (no early stopping), in float32
     cmd = [str(BIN / "train-cnn"), str(train), "--val", str(val), "--arch", arch,
            "--input-size", str(size), "--downsample", down, "--epochs", str(epochs),
-           "--batch-size", "32", "--seed", "1", "--out", str(run), "--quiet"]  # fmt: skip
+           "--batch-size", "32", "--seed", "1", "--out", str(run), "--quiet",
+           "--patience", "0", "--precision", "fp32"]  # fmt: skip
     if (run / "state.json").is_file():
         cmd.append("--resume")
     _run(cmd)

@@ -5,7 +5,10 @@ Prints, in one run:
 (a) the input pipeline alone: images per second delivered from the HDF5 file at the model
     input size (read + downsample + tf.data to float32 batches, one epoch);
 (b) the model's training step alone on in-memory float32 tensors, images per second;
-(c) train-cnn's epoch time divided by the epoch time of the same model trained by
+(a) and (b) for each network of ``--archs`` (default: ``lecture`` at 128x128 and ``polar``
+at 256x256, their default input sizes);
+(c) train-cnn's epoch time (the ``lecture`` network, 128x128) divided by the epoch time of
+    the same model trained by
     ``model.fit`` on in-memory float32 tensors (same data, same split, same epochs, with
     validation each epoch in both; train-cnn's epochs include its checkpointing). The
     first epoch of each run (graph tracing) is left out; on a shared machine compare the
@@ -17,6 +20,7 @@ Usage::
 
     python benchmarks/train_pipeline.py               # 4000 lecture events, 3 epochs
     python benchmarks/train_pipeline.py --n 20000 --epochs 3 --file events.h5
+    python benchmarks/train_pipeline.py --epochs 0      # (a) and (b) only
 
 Without ``--file`` it generates its event file with the lecture preset (gen-events'
 library function) in a temporary directory.
@@ -40,8 +44,9 @@ def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=4000, help="events to generate (default 4000)")
     p.add_argument("--file", help="use this event file instead of generating one")
-    p.add_argument("--epochs", type=int, default=3, help="epochs for (c) (default 3)")
-    p.add_argument("--input-size", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=3, help="epochs for (c) (default 3; 0: no (c))")
+    p.add_argument("--archs", nargs="+", default=["lecture", "polar"], help="for (a) and (b)")
+    p.add_argument("--input-size", type=int, help="default: each network's own")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--step-images", type=int, default=1024, help="images timed for (b)")
     p.add_argument("--repeat", type=int, default=1, help="pairs of runs for (c) (default 1)")
@@ -65,10 +70,61 @@ def _epoch_times(keras):
     return Times()
 
 
+def _pipeline_and_step(
+    tf,
+    keras,
+    build_model,
+    load_images,
+    make_dataset,
+    open_event_file,
+    path,
+    arch,
+    size,
+    args,
+    step=True,
+):
+    """(a) and (b) for one network at one input size; returns the images as tensors."""
+    bs = args.batch_size
+    with open_event_file(path) as ev:
+        n, shape = ev.n_events, ev.image_shape
+        t = time.perf_counter()
+        data = load_images(ev, size, "max")
+        t_load = time.perf_counter() - t
+    images, labels = tf.constant(data.images), tf.constant(data.labels)
+    order = np.random.default_rng(0).permutation(n)
+    t = time.perf_counter()
+    for _x, _y in make_dataset(images, labels, order, batch_size=bs, scale=data.scale):
+        pass
+    t_iter = time.perf_counter() - t
+    rate_a = n / (t_load + t_iter)
+    print(
+        f"(a) input pipeline, {n} events {shape[0]}x{shape[1]} -> {size}x{size}: read + "
+        f"downsample {n / t_load:,.0f} img/s, tf.data batches {n / t_iter:,.0f} img/s, "
+        f"together {rate_a:,.0f} img/s"
+    )
+    if not step:
+        return images, labels, data
+    # (b) the training step alone on in-memory tensors (best of two passes)
+    m = min(args.step_images, n)
+    x_mem = tf.minimum(tf.cast(images[:m], tf.float32), 1.0)[..., tf.newaxis]
+    y_mem = tf.cast(labels[:m], tf.float32)
+    keras.utils.set_random_seed(args.seed)
+    model = build_model(arch, size, window_mm=data.info["window_mm"])
+    model.fit(x_mem[: 4 * bs], y_mem[: 4 * bs], batch_size=bs, epochs=1, verbose=0)  # tracing
+    rate_b = 0.0
+    for _ in range(2):
+        t = time.perf_counter()
+        model.fit(x_mem, y_mem, batch_size=bs, epochs=1, verbose=0, shuffle=False)
+        rate_b = max(rate_b, m / (time.perf_counter() - t))
+    print(f"(b) training step, {arch} architecture, batch {bs}, in memory: {rate_b:,.1f} img/s")
+    print(f"    (a) / (b) = {rate_a / rate_b:,.1f} for {arch} at {size}x{size}  (target >= 10)")
+    return images, labels, data
+
+
 def main() -> None:
     args = _args()
     from spectrocnn.model._tf import available_cores, configure_threads, tensorflow
-    from spectrocnn.model.architectures import build_model
+    from spectrocnn.model.architectures import INPUT_SIZES, build_model
     from spectrocnn.model.data import load_images, make_dataset, open_event_file, split_indices
     from spectrocnn.model.train import TrainConfig, train
 
@@ -89,42 +145,40 @@ def main() -> None:
         t = time.perf_counter()
         generate_file(preset_config("lecture"), args.n, path, seed=args.seed)
         print(f"generated {args.n} lecture events in {time.perf_counter() - t:.1f} s: {path}")
-    size, bs = args.input_size, args.batch_size
-
-    # (a) the input pipeline alone
-    with open_event_file(path) as ev:
-        n, shape = ev.n_events, ev.image_shape
-        t = time.perf_counter()
-        data = load_images(ev, size, "max")
-        t_load = time.perf_counter() - t
-    images, labels = tf.constant(data.images), tf.constant(data.labels)
-    order = np.random.default_rng(0).permutation(n)
-    t = time.perf_counter()
-    for _x, _y in make_dataset(images, labels, order, batch_size=bs, scale=data.scale):
-        pass
-    t_iter = time.perf_counter() - t
-    rate_a = n / (t_load + t_iter)
-    print(
-        f"(a) input pipeline, {n} events {shape[0]}x{shape[1]} -> {size}x{size}: read + "
-        f"downsample {n / t_load:,.0f} img/s, tf.data batches {n / t_iter:,.0f} img/s, "
-        f"together {rate_a:,.0f} img/s"
-    )
-
-    # (b) the training step alone on in-memory tensors (best of two passes)
-    m = min(args.step_images, n)
-    x_mem = tf.minimum(tf.cast(images[:m], tf.float32), 1.0)[..., tf.newaxis]
-    y_mem = tf.cast(labels[:m], tf.float32)
-    keras.utils.set_random_seed(args.seed)
-    model = build_model("seed", size)
-    model.fit(x_mem[: 4 * bs], y_mem[: 4 * bs], batch_size=bs, epochs=1, verbose=0)  # tracing
-    rate_b = 0.0
-    for _ in range(2):
-        t = time.perf_counter()
-        model.fit(x_mem, y_mem, batch_size=bs, epochs=1, verbose=0, shuffle=False)
-        rate_b = max(rate_b, m / (time.perf_counter() - t))
-    print(f"(b) training step, seed architecture, batch {bs}, in memory: {rate_b:,.1f} img/s")
-    print(f"    (a) / (b) = {rate_a / rate_b:,.1f}  (target >= 10)")
-    del x_mem, y_mem, model
+    bs = args.batch_size
+    for arch in args.archs:
+        size = args.input_size or INPUT_SIZES[arch]
+        images, labels, data = _pipeline_and_step(
+            tf,
+            keras,
+            build_model,
+            load_images,
+            make_dataset,
+            open_event_file,
+            path,
+            arch,
+            size,
+            args,
+        )
+    if args.epochs <= 0:
+        tmp.cleanup()
+        return
+    size = args.input_size or INPUT_SIZES["lecture"]
+    if size != data.images.shape[1] or args.archs[-1] != "lecture":
+        images, labels, data = _pipeline_and_step(
+            tf,
+            keras,
+            build_model,
+            load_images,
+            make_dataset,
+            open_event_file,
+            path,
+            "lecture",
+            size,
+            args,
+            step=False,
+        )
+    n = data.n
 
     # (c) train-cnn's epochs against in-memory epochs, same data, split and epochs
     tr, va = split_indices(n, 0.2, args.seed)
@@ -137,7 +191,7 @@ def main() -> None:
     cnn_times: list[float] = []
     for r in range(args.repeat):
         keras.utils.set_random_seed(args.seed)
-        model = build_model("seed", size)
+        model = build_model("lecture", size)
         times = _epoch_times(keras)
         model.fit(
             xt,
@@ -156,6 +210,9 @@ def main() -> None:
         run_dir = Path(tmp.name) / f"run{r}"
         config = TrainConfig(
             str(path),
+            arch="lecture",
+            patience=0,
+            precision="fp32",
             epochs=args.epochs,
             batch_size=bs,
             input_size=size,

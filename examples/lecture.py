@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         TrainConfig(
             str(train_file),
             val_fraction=0.2,
-            arch="seed",
+            arch="lecture",
             epochs=args.epochs,
             batch_size=32,
             input_size=args.input_size,

@@ -393,6 +393,12 @@ CASES: list[Case] = [
       "{good} --out {run} --input-size 20", 2,
       "input size 20 cannot be max-pooled from 64x64 images of {good}: set --input-size to a "
       "divisor of 64 (e.g. 64, 32, 16, 8), or use --downsample nearest"),
+    C("train-patience-negative", "train-cnn", "--patience -1", "{good} --patience -1", 2,
+      "--patience must be a non-negative integer, got -1"),
+    C("train-patience-text", "train-cnn", "--patience not a number", "{good} --patience x", 2,
+      "--patience must be a non-negative integer, got 'x'"),
+    C("train-precision", "train-cnn", "unknown --precision", "{good} --precision fp16", 2,
+      "argument --precision: invalid choice: 'fp16'"),
     C("train-seed-negative", "train-cnn", "--seed -1", "{good} --seed -1", 2,
       "--seed must be an integer in [0, 2**63), got -1"),
     C("train-out-is-file", "train-cnn", "--out is an existing file", "{good} --out {old}", 2,

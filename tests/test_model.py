@@ -334,11 +334,12 @@ def test_polar_architecture_builds_saves_and_loads(tmp_path):
     from spectrocnn.model.architectures import INPUT_SIZES, build_model, model_flops
     from spectrocnn.model.train import _load_model
 
-    assert INPUT_SIZES == {"seed": 128, "polar": 256}
+    assert INPUT_SIZES == {"lecture": 128, "polar": 256}
     from spectrocnn.model.train import TrainConfig
 
     assert TrainConfig("ev.h5", arch="polar").input_size == 256  # the architecture's default
-    assert TrainConfig("ev.h5").input_size == 128
+    assert TrainConfig("ev.h5", arch="lecture").input_size == 128
+    assert TrainConfig("ev.h5").input_size is None  # auto: the file decides
     assert TrainConfig("ev.h5", arch="polar", input_size=64).input_size == 64
     window = (-400.0, 400.0, -400.0, 400.0)
     model = build_model("polar", 64, window_mm=window)
@@ -405,7 +406,9 @@ def trained(tmp_path_factory):
     path = d / "ev.h5"
     write_event_file(path, n=160, size=64, seed=1)
     lines: list[str] = []
-    config = TrainConfig(str(path), epochs=2, batch_size=8, input_size=16, seed=5, legacy_h5=True)
+    config = TrainConfig(
+        str(path), arch="lecture", epochs=2, batch_size=8, input_size=16, seed=5, legacy_h5=True
+    )
     result = train(config, d / "run", report=lines.append)
     return result, lines, path
 
@@ -437,9 +440,13 @@ def test_train_outputs_exist_and_load(trained):
         assert key in metrics
     assert metrics["epochs"] == 2
     assert np.sum(metrics["confusion_matrix"]) == config["n_val"]
-    assert lines[0].startswith("Training: seed on 128 events")
-    assert lines[1].startswith("Epoch 1: val_accuracy improved from -inf to ")
-    assert lines[1].endswith("saving model to " + str(out / "best_model.keras"))
+    assert lines[0].startswith("Device: CPU: ")
+    assert lines[1].startswith("Training: lecture on 128 events")
+    assert lines[2].startswith("Epoch 1: val_accuracy improved from -inf to ")
+    assert lines[2].endswith("saving model to " + str(out / "best_model.keras"))
+    assert config["arch"] == "lecture" and config["patience"] == 0
+    assert config["arch_choice"] == {"requested": "lecture", "chosen": "lecture"}
+    assert config["precision"] == metrics["precision"] == "fp32"
 
 
 def test_best_checkpoint_is_the_best_epoch(trained):
@@ -471,7 +478,7 @@ def test_resume_ends_with_the_planned_epochs(tmp_path):
 
     path = tmp_path / "ev.h5"
     write_event_file(path, n=96, size=32, seed=2)
-    config = TrainConfig(str(path), epochs=3, batch_size=16, input_size=8, seed=3)
+    config = TrainConfig(str(path), arch="lecture", epochs=3, batch_size=16, input_size=8, seed=3)
     out = tmp_path / "run"
 
     def interrupt_in_epoch_2(line: str) -> None:
@@ -496,9 +503,9 @@ def test_resume_ends_with_the_planned_epochs(tmp_path):
     history.write_text(history.read_text().replace("\n1,", "\n0,"))
     lines: list[str] = []
     result = train(config, out, resume=True, report=lines.append)
-    assert lines[0].startswith(f"Resuming {out} at epoch 2")
-    assert [ln.split(":")[0] for ln in lines[1:3]] == ["Epoch 2", "Epoch 3"]
-    assert lines[3:] == ["Scoring 19 validation and 77 training events with the best model "
+    assert lines[1].startswith(f"Resuming {out} at epoch 2")
+    assert [ln.split(":")[0] for ln in lines[2:4]] == ["Epoch 2", "Epoch 3"]
+    assert lines[4:] == ["Scoring 19 validation and 77 training events with the best model "
                          f"(epoch {result.best_epoch})"]  # fmt: skip
     assert result.epochs == 3
     assert result.initial_epoch == 1

@@ -326,7 +326,8 @@ def test_strategy_mirrored_trains_on_the_cpu(small, tmp_path, capsys):
             "--batch-size", "8", "--seed", "2", "--strategy", "mirrored"]  # fmt: skip
     assert train_main(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert "batch 8 (8 x 1 replica, mirrored)" in lines[0], lines
+    training = next(ln for ln in lines if ln.startswith("Training:"))
+    assert "batch 8 (8 x 1 replica, mirrored)" in training, lines
     assert lines[-1].startswith("train-cnn: best val_accuracy ")
     config = json.loads((out / "config.json").read_text())
     assert config["strategy"] == "mirrored"

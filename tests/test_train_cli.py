@@ -86,7 +86,7 @@ def run(files, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "run"
     args = [str(files / "train.h5"), "--val", str(files / "val.h5"), "--out", str(out),
             "--epochs", "2", "--batch-size", "8", "--input-size", "16",
-            "--downsample", "nearest", "--seed", "4"]  # fmt: skip
+            "--downsample", "nearest", "--seed", "4", "--arch", "lecture"]  # fmt: skip
     return out, args
 
 
@@ -95,13 +95,17 @@ def test_train_cnn_runs_and_prints_the_lectures_lines(run, capsys):
     assert train_main(args) == 0
     captured = capsys.readouterr()
     lines = captured.out.strip().splitlines()
-    assert lines[0].startswith("Training: seed on 120 events, validating on 40 (64x64 -> 16x16")
-    assert lines[1].startswith("Epoch 1: val_accuracy improved from -inf to ")
-    assert lines[2].startswith("Epoch 2: val_accuracy ")
+    assert lines[0].startswith("Device: CPU: ")
+    assert "precision fp32" in lines[0]
+    assert lines[1].startswith("Training: lecture on 120 events, validating on 40 (64x64 -> 16x16")
+    assert "2 epochs, batch 8" in lines[1]  # the lecture's: a fixed number of epochs
+    assert lines[2].startswith("Epoch 1: val_accuracy improved from -inf to ")
+    assert lines[3].startswith("Epoch 2: val_accuracy ")
     # after the last epoch: what it does while it scores both samples, and how long it took
-    assert lines[3].startswith("Scoring 40 validation and 120 training events with the best model")
+    assert lines[4].startswith("Scoring 40 validation and 120 training events with the best model")
+    assert "trained the planned 2 epochs (no early stopping)" in lines[-1]
     assert lines[-1].startswith("train-cnn: best val_accuracy ")
-    assert " s scoring; run in " in lines[-1]
+    assert " s scoring; " in lines[-1] and "; run in " in lines[-1]
     assert captured.err == ""
     config = json.loads((out / "config.json").read_text())
     assert config["downsample"] == "nearest"

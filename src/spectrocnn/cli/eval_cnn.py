@@ -71,7 +71,8 @@ def _body(argv: Sequence[str] | None) -> int:
     auc = m.get("roc_auc")
     print(
         f"{PROG}: accuracy {m['accuracy']:.5f}, ROC AUC {'n/a' if auc is None else f'{auc:.4f}'}"
-        f", loss {m['loss']:.4f} on {m['n_events']} events; results in {result.out_dir}"
+        f", loss {m['loss']:.4f} on {m['n_events']} events ({m['device']['summary']}); "
+        f"results in {result.out_dir}"
     )
     return EXIT_OK
 

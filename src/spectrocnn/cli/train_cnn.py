@@ -1,4 +1,5 @@
-"""``train-cnn``: train the lecture's CNN (or another ``--arch``) on an event file.
+"""``train-cnn``: train a CNN on an event file: by default the architecture that suits the
+file (``--arch auto``), with early stopping; ``--arch lecture`` is the lecture's network.
 
 Writes a run directory (``--out``, default ``runs/<timestamp>``) with the best and last
 models, history.csv, metrics.json, config.json and the lecture's plots; see
@@ -47,8 +48,10 @@ def _fraction(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of train-cnn (imports no TensorFlow)."""
-    from spectrocnn.model.architectures import ARCHITECTURES
+    from spectrocnn.model.architectures import ALIASES, ARCHITECTURES
     from spectrocnn.model.data import DOWNSAMPLE_METHODS
+    from spectrocnn.model.device import PRECISIONS
+    from spectrocnn.model.train import DEFAULT_EPOCHS, DEFAULT_PATIENCE
 
     p = make_parser(
         PROG,
@@ -64,12 +67,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="F",
         help="fraction of FILE held out for validation (default 0.2)",
     )
+    aliases = ", ".join(f"{a} = {n}" for a, n in ALIASES.items())
     p.add_argument(
         "--arch",
         metavar="NAME",
-        help=f"architecture: {', '.join(sorted(ARCHITECTURES))} (default seed, the lecture's)",
+        help=f"architecture: auto (default: polar for a barrel detector whose image window "
+        f"holds the beam line, else lecture), {', '.join(sorted(ARCHITECTURES))} "
+        f"({aliases}); lecture is the lecture's network",
     )
-    p.add_argument("--epochs", type=positive_int("--epochs"), metavar="E", help="default 10")
+    p.add_argument(
+        "--epochs",
+        type=positive_int("--epochs"),
+        metavar="E",
+        help=f"maximum number of epochs (default {DEFAULT_EPOCHS['early_stopping']} with early "
+        f"stopping, {DEFAULT_EPOCHS['fixed']} without, as the lecture)",
+    )
+    p.add_argument(
+        "--patience",
+        type=bounded_int("--patience", 0, None, "a non-negative integer"),
+        metavar="P",
+        help=f"stop when val_accuracy has not improved for P epochs, keeping the best model; "
+        f"0: off (default {DEFAULT_PATIENCE}; 0 for --arch lecture, which trains its "
+        f"{DEFAULT_EPOCHS['fixed']} epochs as in the lecture)",
+    )
     p.add_argument(
         "--batch-size", type=positive_int("--batch-size"), metavar="B", help="default 32"
     )
@@ -101,9 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--legacy-h5", action="store_true", help="also write best_model.h5")
     p.add_argument(
-        "--mixed-precision",
-        choices=("bf16",),
-        help="bf16: mixed_bfloat16 (faster only on CPUs with AVX512_BF16/AMX); default float32",
+        "--precision",
+        choices=PRECISIONS,
+        help="bf16: Keras mixed_bfloat16 (fast on CPUs with AMX or AVX512_BF16 and on GPUs of "
+        "compute capability >= 8.0, slow elsewhere); fp32: float32; auto (default): bf16 "
+        "where the hardware has it natively, else fp32",
+    )
+    p.add_argument(  # the flag's earlier name
+        "--mixed-precision", choices=("bf16",), dest="precision", help=argparse.SUPPRESS
     )
     p.add_argument(
         "--threads",
@@ -144,8 +169,8 @@ def resume_command(argv: Sequence[str] | None, out: str) -> str:
 _OPTIONS = {
     "val": "val", "val_fraction": "val_fraction", "arch": "arch", "epochs": "epochs",
     "batch_size": "batch_size", "input_size": "input_size", "downsample": "downsample",
-    "seed": "seed", "mixed_precision": "mixed_precision", "threads": "threads",
-    "strategy": "strategy",
+    "seed": "seed", "precision": "precision", "threads": "threads",
+    "strategy": "strategy", "patience": "patience",
 }  # fmt: skip
 
 
@@ -202,7 +227,8 @@ def _body(argv: Sequence[str] | None) -> int:
         f"{PROG}: best val_accuracy {result.best_val_accuracy:.5f} at epoch {result.best_epoch}"
         f" of {result.epochs}, ROC AUC {'n/a' if auc is None else f'{auc:.4f}'}; "
         f"{result.train_time_s:.0f} s training ({rate:.0f} images/s){scored}; "
-        f"run in {result.out_dir}"
+        + (f"{result.stop_reason}; " if result.stop_reason else "")
+        + f"run in {result.out_dir}"
     )
     return EXIT_OK
 

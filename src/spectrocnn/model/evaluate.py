@@ -156,7 +156,12 @@ def evaluate(
 
         tf = tensorflow()
         configure_threads(threads)
-        model = _load_model(model_path)
+        from spectrocnn.model.device import describe_devices, device_summary
+
+        device = describe_devices(tf)
+        device["summary"] = device_summary(device)
+        log.info("evaluating on %s", device["summary"])
+        model = _load_model(model_path)  # each layer keeps the dtype policy it was saved with
         shape = tuple(model.input_shape)
         if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 1:
             raise ModelFileError(
@@ -237,6 +242,7 @@ def evaluate(
             "predict_time_s": t_pred,
             "images_per_second": data.n / t_pred if t_pred > 0 else None,
             "wall_time_s": time.perf_counter() - t0,
+            "device": device,
         }
         plot_roc([(Path(data.path).name, data.labels, scores)], out / "roc.png")
         plot_scores(out / "scores.png", (Path(data.path).stem, data.labels, scores))

@@ -74,7 +74,12 @@ import numpy as np
 from spectrocnn._atomic import atomic_path, write_json
 from spectrocnn.errors import ConfigError, ModelFileError
 from spectrocnn.metrics import binary_metrics
-from spectrocnn.model.architectures import INPUT_SIZES, get_architecture
+from spectrocnn.model.architectures import (
+    AUTO,
+    INPUT_SIZES,
+    canonical_name,
+    choose_architecture,
+)
 from spectrocnn.model.data import (
     DOWNSAMPLE_METHODS,
     ImageSet,
@@ -85,6 +90,7 @@ from spectrocnn.model.data import (
     open_event_file,
     split_indices,
 )
+from spectrocnn.model.device import POLICIES, PRECISIONS
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -92,6 +98,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from spectrocnn.dataset import EventFile
 
 __all__ = [
+    "DEFAULT_EPOCHS",
+    "DEFAULT_PATIENCE",
     "MIXED_PRECISION",
     "RUN_SCHEMA",
     "STRATEGIES",
@@ -110,8 +118,15 @@ log = logging.getLogger(__name__)
 #: ``schema`` of config.json.
 RUN_SCHEMA = "spectrocnn.run/1"
 
-#: Mixed-precision options: name -> Keras dtype policy.
+#: Mixed-precision options: name -> Keras dtype policy (see :data:`PRECISIONS`).
 MIXED_PRECISION = {"bf16": "mixed_bfloat16"}
+
+#: Early stopping when not reproducing the lecture: epochs without a higher val_accuracy
+#: before training stops (``patience``), and the maximum number of epochs.
+DEFAULT_PATIENCE = 2
+
+#: Maximum epochs by default: with early stopping, and without (the lecture's 10).
+DEFAULT_EPOCHS = {"early_stopping": 20, "fixed": 10}
 
 #: Distribution strategies (:mod:`tf.distribute`), the default first: no strategy, one device.
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -146,12 +161,20 @@ class TrainConfig:
     val_fraction : float
         Fraction of ``input`` used for validation, in (0, 1); ignored with ``val``.
     arch : str
-        Architecture name (:data:`~spectrocnn.model.architectures.ARCHITECTURES`).
-    epochs, batch_size : int
+        Architecture name (:data:`~spectrocnn.model.architectures.ARCHITECTURES`; ``seed``
+        is read as ``lecture``), or ``"auto"`` (the default): :func:`train` picks the one
+        for the event file (:func:`~spectrocnn.model.architectures.choose_architecture`).
+    epochs : int, optional
+        The maximum number of epochs; default 20 with early stopping, 10 without.
+    patience : int, optional
+        Stop when val_accuracy has not improved for ``patience`` epochs (the best model is
+        kept); 0 turns early stopping off. Default 2, except for the ``lecture`` network,
+        which trains its 10 epochs as in the lecture.
+    batch_size : int
     input_size : int, optional
         Model input height and width [pixels]; default: the architecture's
-        (:data:`~spectrocnn.model.architectures.INPUT_SIZES`: 128 for ``seed``, 256 for
-        ``polar``).
+        (:data:`~spectrocnn.model.architectures.INPUT_SIZES`: 128 for ``lecture``, 256
+        for ``polar``).
     downsample : {"max", "mean", "nearest"}
         See :mod:`spectrocnn.model.data`.
     seed : int, optional
@@ -159,9 +182,11 @@ class TrainConfig:
         (:func:`train` records it).
     legacy_h5 : bool
         Also write ``best_model.h5``.
-    mixed_precision : {"bf16"}, optional
+    precision : {"auto", "fp32", "bf16"}
         ``bf16``: Keras' ``mixed_bfloat16`` policy (faster on CPUs with AVX512_BF16 or
-        AMX, much slower elsewhere); default float32, as the lecture.
+        AMX and on GPUs of compute capability 8.0 and later, much slower elsewhere);
+        ``fp32``: float32, as the lecture; ``auto``: ``bf16`` where the hardware has it
+        natively (:func:`~spectrocnn.model.device.resolve_precision`).
     threads : int, optional
         TensorFlow intra-op threads; default: the cores available to the process.
     strategy : {"default", "mirrored", "multiworker"}
@@ -172,16 +197,17 @@ class TrainConfig:
     input: str
     val: str | None = None
     val_fraction: float = 0.2
-    arch: str = "seed"
-    epochs: int = 10
+    arch: str = AUTO
+    epochs: int | None = None
     batch_size: int = 32
     input_size: int | None = None
     downsample: str = "max"
     seed: int | None = None
     legacy_h5: bool = False
-    mixed_precision: str | None = None
+    precision: str = "auto"
     threads: int | None = None
     strategy: str = "default"
+    patience: int | None = None
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -192,11 +218,24 @@ class TrainConfig:
         if isinstance(f, bool) or not isinstance(f, int | float) or not 0.0 < f < 1.0:
             raise ConfigError(f"val_fraction must be between 0 and 1 (exclusive), got {f!r}")
         set_("val_fraction", float(f))
-        get_architecture(self.arch)
-        if self.input_size is None:
+        if self.arch != AUTO:
+            try:
+                set_("arch", canonical_name(self.arch))
+            except ConfigError as exc:
+                raise ConfigError(str(exc).replace("(known: ", f"(known: {AUTO}, ")) from None
+        if self.input_size is None and self.arch != AUTO:
             set_("input_size", INPUT_SIZES[self.arch])
+        if self.patience is None:
+            set_("patience", 0 if self.arch == "lecture" else DEFAULT_PATIENCE)
+        p = self.patience
+        if isinstance(p, bool) or not isinstance(p, int | np.integer) or p < 0:
+            raise ConfigError(f"patience must be a non-negative integer, got {p!r}")
+        set_("patience", int(p))
+        if self.epochs is None:
+            set_("epochs", DEFAULT_EPOCHS["early_stopping" if self.patience else "fixed"])
         for name in ("epochs", "batch_size", "input_size"):
-            set_(name, _positive_int(name, getattr(self, name)))
+            if name != "input_size" or self.input_size is not None:
+                set_(name, _positive_int(name, getattr(self, name)))
         if self.downsample not in DOWNSAMPLE_METHODS:
             raise ConfigError(
                 f"downsample must be one of {', '.join(DOWNSAMPLE_METHODS)}, "
@@ -207,10 +246,9 @@ class TrainConfig:
             if isinstance(s, bool) or not isinstance(s, int | np.integer) or not 0 <= s < 2**63:
                 raise ConfigError(f"seed must be an integer in [0, 2**63), got {s!r}")
             set_("seed", int(s))
-        if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISION:
+        if self.precision not in PRECISIONS:
             raise ConfigError(
-                f"mixed precision must be one of {', '.join(MIXED_PRECISION)}, "
-                f"got {self.mixed_precision!r}"
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
         if self.threads is not None:
             set_("threads", _positive_int("threads", self.threads))
@@ -248,6 +286,8 @@ class TrainResult:
     n_train, n_val : int
     already_complete : bool
         ``resume`` found the run already finished and did nothing.
+    stop_reason : str, optional
+        Why training ended (early stopping, or the maximum number of epochs).
     """
 
     out_dir: Path
@@ -261,6 +301,7 @@ class TrainResult:
     n_train: int = 0
     n_val: int = 0
     already_complete: bool = False
+    stop_reason: str | None = None
 
     @property
     def train_time_s(self) -> float:
@@ -321,12 +362,24 @@ def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not a train-cnn run directory (no config.json)")
-    data = _read_json(path, "run configuration")
+    data = _upgrade_run_config(_read_json(path, "run configuration"))
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     try:
         return TrainConfig(**{k: v for k, v in data.items() if k in names})
     except (TypeError, ConfigError) as exc:
         raise ModelFileError(f"{path}: invalid run configuration ({exc})") from None
+
+
+def _upgrade_run_config(data: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a config.json written before early stopping and ``precision``: such
+    runs trained their fixed number of epochs (no patience) in float32 unless
+    ``mixed_precision`` said ``bf16``; ``arch`` ``seed`` is read as ``lecture``."""
+    data = dict(data)
+    if "patience" not in data:
+        data["patience"] = 0
+    if "precision" not in data:
+        data["precision"] = "bf16" if data.get("mixed_precision") == "bf16" else "fp32"
+    return data
 
 
 def _float(value: Any) -> float:
@@ -472,6 +525,83 @@ def _remove_outputs(out: Path, created: bool, before: set[str]) -> None:
                 p.unlink(missing_ok=True)
 
 
+def _resolve_arch(config: TrainConfig, out: Path, resume: bool) -> tuple[TrainConfig, dict]:
+    """Replace ``arch="auto"`` by the architecture for the input file (or, when resuming,
+    by the run's; also ``precision="auto"`` by the run's); returns the config and
+    ``{"requested", "chosen", "reason"}`` of the architecture (empty when it was given)."""
+    if resume and config.precision == "auto" and (out / "config.json").is_file():
+        config = dataclasses.replace(config, precision=load_run_config(out).precision)
+    if config.arch != AUTO:
+        return config, {}
+    if resume:
+        saved = load_run_config(out)
+        chosen, reason = saved.arch, "auto: the architecture of the run being resumed"
+    else:
+        with open_event_file(config.input) as ev:
+            file_config, window = ev.config, ev.window_mm
+        chosen, reason = choose_architecture(file_config, window)
+        reason = f"auto: {reason}"
+    log.info("architecture %s (%s)", chosen, reason)
+    input_size = config.input_size if config.input_size is not None else INPUT_SIZES[chosen]
+    config = dataclasses.replace(config, arch=chosen, input_size=input_size)
+    return config, {"requested": AUTO, "chosen": chosen, "reason": reason}
+
+
+def _resolve_precision(config: TrainConfig, tf: Any) -> tuple[TrainConfig, dict[str, Any]]:
+    """``precision="auto"`` replaced by the one for this machine, and the record of the
+    choice with the device (:func:`~spectrocnn.model.device.describe_devices`)."""
+    from spectrocnn.model.device import describe_devices, device_summary, resolve_precision
+
+    device = describe_devices(tf)
+    device["summary"] = device_summary(device)
+    precision, reason = resolve_precision(config.precision, device)
+    log.info("device %s; precision %s (%s)", device["summary"], precision, reason)
+    choice = {"requested": config.precision, "chosen": precision, "reason": reason}
+    return dataclasses.replace(config, precision=precision), {"device": device, **choice}
+
+
+def _early_stopping(config: TrainConfig, state: dict[str, Any]) -> Any:
+    """Keras' ``EarlyStopping`` on val_accuracy (strictly higher counts as better, as for
+    the best model), its counter and best score restored from ``state`` when resuming;
+    None when ``config.patience`` is 0."""
+    if not config.patience:
+        return None
+    import keras
+
+    class RunEarlyStopping(keras.callbacks.EarlyStopping):
+        """EarlyStopping whose state survives ``--resume`` (it is saved in state.json)."""
+
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            best = state.get("best_val_accuracy")
+            self.best = None if best is None else float(best)
+            self.best_epoch = int(state.get("best_epoch", 0)) - 1
+            self.wait = int(state.get("epochs_without_improvement", 0))
+
+        def state(self) -> dict[str, Any]:
+            """What state.json keeps of the early stopping."""
+            return {
+                "patience": self.patience,
+                "epochs_without_improvement": int(self.wait),
+                "stopped_early": bool(self.model.stop_training),
+            }
+
+    return RunEarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience)
+
+
+def _stop_reason(config: TrainConfig, state: dict[str, Any]) -> str:
+    """Why training ended, for metrics.json and the summary line."""
+    done = int(state.get("completed_epochs", 0))
+    if state.get("stopped_early"):
+        return (
+            f"stopped early after epoch {done}: val_accuracy did not improve for "
+            f"{config.patience} epochs"
+        )
+    if config.patience:
+        return f"reached the maximum of {config.epochs} epochs (patience {config.patience})"
+    return f"trained the planned {config.epochs} epochs (no early stopping)"
+
+
 # -- TensorFlow parts -----------------------------------------------------------------------
 
 
@@ -606,6 +736,7 @@ def _callbacks(
     import keras
 
     earlier_wall = float(state.get("wall_time_s", 0.0))
+    stopper = _early_stopping(config, state)
 
     class EpochTimer(keras.callbacks.Callback):
         """Adds ``epoch_time_s``: seconds since the previous epoch ended."""
@@ -683,12 +814,20 @@ def _callbacks(
                     "train_time_s": self.train_time,
                     "wall_time_s": earlier_wall + time.perf_counter() - t0,
                     "status": "training",
+                    **(stopper.state() if stopper is not None else {}),
                 },
             )
+            if stopper is not None and self.model.stop_training:
+                report(
+                    f"Epoch {epoch + 1}: early stopping: val_accuracy did not improve for "
+                    f"{config.patience} epochs (best {self.best:.5f} at epoch {self.best_epoch})"
+                )
 
     cbs: list[Any] = [EpochTimer()]
     if progress:
         cbs.append(Progress())
+    if stopper is not None:  # before RunCheckpoint, which saves its state
+        cbs.append(stopper)
 
     class History(keras.callbacks.CSVLogger):
         """history.csv with epochs counted from 1, as on the console and in metrics.json."""
@@ -884,6 +1023,9 @@ def train(
         if resume:
             raise ConfigError("a resumed run needs the seed of the run")
         config = dataclasses.replace(config, seed=new_seed())
+    config, arch_choice = _resolve_arch(config, out, resume)
+    if arch_choice:
+        report(f"Architecture: {config.arch} ({arch_choice['reason']})")
     _check_out_dir(out, resume, config)
     state = _read_state(out if resume else None)
     done = int(state.get("completed_epochs", 0))
@@ -908,6 +1050,7 @@ def train(
             n_train=int(metrics.get("n_train", 0)),
             n_val=int(metrics.get("n_val", 0)),
             already_complete=True,
+            stop_reason=metrics.get("stop_reason"),
         )
 
     # Inputs: checked and loaded before anything is written (and before TensorFlow).
@@ -954,8 +1097,9 @@ def train(
     before = {p.name for p in out.iterdir()}
     try:
         return _run(
-            config, out, resume, state, tset, vset, train_idx, val_idx, progress, report, t0, load_s
-        )
+            config, out, resume, state, tset, vset, train_idx, val_idx, progress, report, t0,
+            load_s, arch_choice=arch_choice,
+        )  # fmt: skip
     except BaseException as exc:
         completed = int(_read_state(out).get("completed_epochs", 0)) if out.is_dir() else 0
         if not resume and completed == 0:
@@ -1000,12 +1144,22 @@ def _run(
     report: Callable[[str], None],
     t0: float,
     load_s: float,
+    *,
+    arch_choice: dict[str, Any] | None = None,
 ) -> TrainResult:
     from spectrocnn.model._tf import configure_threads, tensorflow
 
     tf = tensorflow()
     intra, inter = configure_threads(config.threads)
     import keras
+
+    config, precision_choice = _resolve_precision(config, tf)
+    device = precision_choice.pop("device")
+    if int(state.get("completed_epochs", 0)) < config.epochs:
+        report(
+            f"Device: {device['summary']}; precision {config.precision} "
+            f"({precision_choice['reason']})"
+        )
 
     strategy = _make_strategy(tf, config.strategy)
     replicas = int(strategy.num_replicas_in_sync) if strategy is not None else 1
@@ -1033,6 +1187,9 @@ def _run(
             },
             "tensorflow_threads": {"intra_op": intra, "inter_op": inter},
             "distribution": distribution,
+            "arch_choice": arch_choice or {"requested": config.arch, "chosen": config.arch},
+            "precision_choice": precision_choice,
+            "device": device,
             "versions": _versions(),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         })  # fmt: skip
@@ -1040,8 +1197,7 @@ def _run(
         _record_epochs(out / "config.json", config.epochs)
 
     policy = keras.mixed_precision.global_policy()
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy(MIXED_PRECISION[config.mixed_precision])
+    keras.mixed_precision.set_global_policy(POLICIES[config.precision])
     try:
         keras.utils.set_random_seed((config.seed + done) % 2**32)
         with strategy.scope() if strategy is not None else nullcontext():
@@ -1069,13 +1225,20 @@ def _run(
         del images
         n_train, bs = len(train_idx), config.batch_size * replicas
         steps = math.ceil(n_train / bs)
-        if done < config.epochs:
+        if done < config.epochs and not state.get("stopped_early"):
             what = f"Resuming {out} at epoch {done + 1}" if done else "Training"
             report(
                 f"{what}: {config.arch} on {n_train} events, validating on {len(val_idx)} "
                 f"({tset.info['image_shape'][0]}x{tset.info['image_shape'][1]} -> "
                 f"{config.input_size}x{config.input_size} by {config.downsample} downsampling), "
-                f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}, batch {bs}"
+                f"{config.precision}, "
+                + (
+                    f"at most {config.epochs} epochs, stopping after {config.patience} without "
+                    "a higher val_accuracy"
+                    if config.patience
+                    else f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
+                )
+                + f", batch {bs}"
                 + (
                     f" ({config.batch_size} x {replicas} replica{'s' if replicas != 1 else ''}, "
                     f"{config.strategy})"
@@ -1143,6 +1306,10 @@ def _run(
         "n_val": len(val_idx),
         "parameters": int(best.count_params()),
         **distribution,
+        "stopped_early": bool(state.get("stopped_early", False)),
+        "stop_reason": _stop_reason(config, state),
+        "precision": config.precision,
+        "device": device,
         "load_time_s": load_s,
         "train_time_s": train_time,
         "score_time_s": score_s,
@@ -1162,4 +1329,5 @@ def _run(
         history=history,
         n_train=len(train_idx),
         n_val=len(val_idx),
+        stop_reason=metrics["stop_reason"],
     )
