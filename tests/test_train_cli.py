@@ -295,7 +295,9 @@ def test_resume_with_more_epochs_extends_a_finished_run(files, tmp_path, capsys,
         assert train_main([data, "--out", str(ext), "--resume", "--epochs", "3"]) == 0
     captured = capsys.readouterr()
     assert "already complete" not in captured.out
-    assert captured.out.splitlines()[0].startswith(f"Resuming {ext} at epoch 3")
+    out_lines = captured.out.splitlines()
+    assert out_lines[0].startswith("Device: ")
+    assert out_lines[1].startswith(f"Resuming {ext} at epoch 3")
     assert "Scoring 24 validation and 96 training events" in captured.out
     assert "scoring" in captured.err and "epoch 3/3" in captured.err
 

@@ -170,7 +170,8 @@ def test_patience_stops_early_and_resume_restores_the_counter(tmp_path, capsys):
     assert train_main([*base, "--out", str(full)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "at most 8 epochs, stopping after 2 without a higher val_accuracy" in lines[1]
-    assert lines[-2].startswith("Epoch 3: early stopping: val_accuracy did not improve for 2")
+    assert lines[-3].startswith("Epoch 3: early stopping: val_accuracy did not improve for 2")
+    assert lines[-2].startswith("Scoring 20 validation and 64 training events")
     assert "stopped early after epoch 3: val_accuracy did not improve for 2 epochs" in lines[-1]
     metrics = json.loads((full / "metrics.json").read_text())
     assert metrics["epochs"] == 3 and metrics["best_epoch"] == 1 and metrics["stopped_early"]

@@ -438,6 +438,21 @@ def _check_extension(out: Path, config: TrainConfig, done: int) -> None:
         )
 
 
+def _finished(out: Path, state: dict[str, Any], done: int, epochs: int) -> bool:
+    """Whether the run in ``out`` is complete for a resume that plans ``epochs`` epochs.
+
+    A run that trained all its epochs is complete unless ``epochs`` extends it; a run that
+    stopped early (``--patience``) stays complete unless ``epochs`` is more than the run
+    planned (config.json), which asks for more training explicitly.
+    """
+    if state.get("status") != "complete" or not (out / "metrics.json").is_file():
+        return False
+    if done >= epochs:
+        return True
+    planned = _read_json(out / "config.json", "run configuration").get("epochs", done)
+    return bool(state.get("stopped_early")) and epochs <= int(planned)
+
+
 def _record_epochs(path: Path, epochs: int) -> None:
     """Write the planned ``epochs`` of a resumed run into its config.json (``path``)."""
     saved = _read_json(path, "run configuration")
@@ -1031,12 +1046,7 @@ def train(
     done = int(state.get("completed_epochs", 0))
     if resume:
         _check_extension(out, config, done)
-    if (
-        resume
-        and state.get("status") == "complete"
-        and done >= config.epochs
-        and (out / "metrics.json").is_file()
-    ):
+    if resume and _finished(out, state, done, config.epochs):
         metrics = _read_json(out / "metrics.json", "metrics")
         return TrainResult(
             out_dir=out,
