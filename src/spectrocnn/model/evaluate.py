@@ -41,10 +41,17 @@ class EvalResult:
         Where metrics.json, roc.png and scores.png were written.
     metrics : dict
         The content of metrics.json.
+    labels : ndarray uint8 (n,), optional
+        The file's labels.
+    scores : ndarray float64 (n,), optional
+        The network's output for every event of the file, in file order (for ROC curves
+        of several methods on one plot, :func:`spectrocnn.model.plots.plot_roc`).
     """
 
     out_dir: Path
     metrics: dict[str, Any]
+    labels: np.ndarray | None = None
+    scores: np.ndarray | None = None
 
 
 def default_eval_dir(model_path: str | os.PathLike, event_path: str | os.PathLike) -> Path:
@@ -187,7 +194,7 @@ def evaluate(
         if created:
             shutil.rmtree(out, ignore_errors=True)
         raise
-    return EvalResult(out, metrics)
+    return EvalResult(out, metrics, data.labels, scores)
 
 
 def _explain(model: Any, data: Any, scores: np.ndarray, k: int, out: Path) -> None:
