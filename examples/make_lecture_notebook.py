@@ -155,8 +155,14 @@ build_model("seed", SEED_INPUT).summary()
 seed_run = out / "run_seed"
 seed_result = train(
     TrainConfig(
-        str(train_file), arch="seed", input_size=SEED_INPUT, downsample="nearest",
-        epochs=EPOCHS, batch_size=32, val_fraction=0.2, seed=SEED,
+        str(train_file),
+        arch="seed",
+        input_size=SEED_INPUT,
+        downsample="nearest",
+        epochs=EPOCHS,
+        batch_size=32,
+        val_fraction=0.2,
+        seed=SEED,
     ),
     seed_run,
     resume=(seed_run / "state.json").exists(),
@@ -195,8 +201,14 @@ with open_events(train_file) as ev:
 polar_run = out / "run_polar"
 polar_result = train(
     TrainConfig(
-        str(train_file), arch="polar", input_size=POLAR_INPUT, downsample="max",
-        epochs=EPOCHS, batch_size=32, val_fraction=0.2, seed=SEED,
+        str(train_file),
+        arch="polar",
+        input_size=POLAR_INPUT,
+        downsample="max",
+        epochs=EPOCHS,
+        batch_size=32,
+        val_fraction=0.2,
+        seed=SEED,
     ),
     polar_run,
     resume=(polar_run / "state.json").exists(),
@@ -256,8 +268,12 @@ rows = [
     ("polar CNN", polar_eval.metrics["accuracy"], polar_eval.metrics["roc_auc"]),
     (f"circle fit (cut p_T >= {fit['cut_GeV']:.2g} GeV/c)", fit["accuracy"], fit["roc_auc"]),
 ]
-display(Markdown("| method | accuracy | ROC AUC |\\n|---|---|---|\\n" + "\\n".join(
-    f"| {name} | {acc:.3f} | {auc:.3f} |" for name, acc, auc in rows)))""",
+display(
+    Markdown(
+        "| method | accuracy | ROC AUC |\\n|---|---|---|\\n"
+        + "\\n".join(f"| {name} | {acc:.3f} | {auc:.3f} |" for name, acc, auc in rows)
+    )
+)""",
     ),
     (
         "md",
@@ -303,9 +319,11 @@ with open_events(test_file) as ev:
     tr = concatenate_batches([slice_batch(truth, int(i), int(i) + 1) for i in ones[right]])
     share = track_focus(ex.attribution[right], tr, ev.window_mm, inputs=ex.inputs[right])
 if right.any():
-    print(f"in {np.mean(share > 0.5):.0%} of the {right.sum()} correctly classified label-1 "
-          "events most of the 1 % most salient hit pixels lie within 3 pixels of the "
-          "high-momentum track")""",
+    print(
+        f"in {np.mean(share > 0.5):.0%} of the {right.sum()} correctly classified label-1 "
+        "events most of the 1 % most salient hit pixels lie within 3 pixels of the "
+        "high-momentum track"
+    )""",
     ),
     (
         "md",
@@ -345,8 +363,8 @@ for k, (name, change) in enumerate(VARIANTS.items()):
     a = evaluate(seed_run / "best_model.keras", path, out / f"eval_variant_{k}_seed")
     b = evaluate(polar_run / "best_model.keras", path, out / f"eval_variant_{k}_polar")
     c = circle_fit(path)
-    table.append(f"| {name} | {a.metrics['roc_auc']:.3f} | {b.metrics['roc_auc']:.3f} | "
-                 f"{c['roc_auc']:.3f} |")
+    auc = [r.metrics["roc_auc"] for r in (a, b)] + [c["roc_auc"]]
+    table.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in auc) + " |")
 display(Markdown("\\n".join(table)))
 with open_events(out / "variant_1.h5") as ev:
     display(event_figure(ev, [0, 1], truth=True))  # noise hits: grey dots on no trajectory""",

@@ -199,3 +199,15 @@ def test_explanation_picture_layers(lecture_file, polar_model):
     assert any(lbl.startswith("top 1 %") or lbl.startswith("top 1%") for lbl in labels)
     cbar_labels = {a.get_ylabel() for a in fig.axes[1:]}
     assert "p [GeV/c]" in cbar_labels and any("saliency" in t for t in cbar_labels)
+
+
+def test_explain_a_saved_lecture_network(lecture_file, tmp_path):
+    """The lecture's (Sequential) network, saved and loaded: the logit of its last layer."""
+    from spectrocnn.model.architectures import build_model
+
+    path = tmp_path / "seed16.keras"
+    build_model("seed", 16).save(path)
+    ex = explain_events(path, lecture_file, [1, 2])
+    assert ex.attribution.shape == (2, 16, 16) and np.any(ex.attribution > 0)
+    with open_events(lecture_file) as ev:
+        assert ex.stored.shape == (2, *ev.image_shape)

@@ -293,8 +293,8 @@ class Explanation:
         The model inputs.
     attribution : ndarray float32 (n, s, s)
         :func:`saliency` at the model's input resolution.
-    stored : ndarray float32 (n, H, W)
-        The same mapped back to the stored image (:func:`to_stored`).
+    image_shape : (int, int)
+        ``(H, W)`` of the stored images.
     window_mm : (float, float, float, float)
     method : dict
         :data:`METHOD`.
@@ -305,9 +305,15 @@ class Explanation:
     scores: np.ndarray
     inputs: np.ndarray
     attribution: np.ndarray
-    stored: np.ndarray
+    image_shape: tuple[int, int]
     window_mm: tuple[float, float, float, float]
     method: dict[str, str] = field(default_factory=lambda: dict(METHOD))
+
+    @property
+    def stored(self) -> np.ndarray:
+        """ndarray float32 (n, H, W): the attribution mapped back to the stored image
+        (:func:`to_stored`; computed on each access, 1 MiB per 512 x 512 event)."""
+        return to_stored(self.attribution, self.image_shape)
 
 
 def _model_inputs(images: np.ndarray, scale: float) -> np.ndarray:
@@ -382,9 +388,7 @@ def explain_events(
         shape, window = tuple(ev.image_shape), tuple(float(v) for v in ev.window_mm)
     if full is None:
         empty = np.zeros((0, size, size), np.float32)
-        return Explanation(
-            idx, labels, np.zeros(0), empty, empty, np.zeros((0, *shape), np.float32), window
-        )
+        return Explanation(idx, labels, np.zeros(0), empty, empty, shape, window)
     x = _model_inputs(pool(full, size, method), input_scale(method, factor))
     scores = np.asarray(model.predict(x[..., None], verbose=0), np.float64).reshape(-1)
     return explain_inputs(model, x, idx, labels, scores, shape, window)
@@ -424,7 +428,7 @@ def explain_inputs(
         np.asarray(scores, np.float64),
         np.asarray(inputs, np.float32),
         attr,
-        to_stored(attr, image_shape),
+        (int(image_shape[0]), int(image_shape[1])),
         tuple(float(v) for v in window_mm),
     )
 
