@@ -89,6 +89,26 @@ def _focus(model_path: Path, test: Path) -> dict[str, float]:
     }
 
 
+def _describe(model: Path) -> str:
+    """Where a model comes from: its run's config.json and state.json, when beside it."""
+    import json
+
+    run = model.resolve().parent
+    try:
+        cfg = json.loads((run / "config.json").read_text())
+        state = json.loads((run / "state.json").read_text())
+    except (OSError, ValueError):
+        return f"{model} (no run directory beside it)"
+    f = cfg.get("input_file", {})
+    return (
+        f"{model}: {cfg.get('arch')} trained by train-cnn on {Path(str(cfg.get('input'))).name} "
+        f"(file seed {f.get('seed')}, {cfg.get('n_train')} training / {cfg.get('n_val')} "
+        f"validation events), {cfg.get('input_size')} px by {cfg.get('downsample')}, seed "
+        f"{cfg.get('seed')}, best val_accuracy {state.get('best_val_accuracy'):.4f} at epoch "
+        f"{state.get('best_epoch')} of {state.get('completed_epochs')}"
+    )
+
+
 def main() -> int:
     a = _args()
     import matplotlib
@@ -131,6 +151,7 @@ def main() -> int:
             model = run / "best_model.keras"
             print(f"# {key}: best val_accuracy {result.best_val_accuracy:.4f} at epoch "
                   f"{result.best_epoch} of {a.epochs} ({train_s:.0f} s)", flush=True)  # fmt: skip
+        print(f"# {key}: {_describe(model)}", flush=True)
         results[key] = (name, _focus(model, test))
 
     source = ("trained here: " f"{a.n} lecture events (seed 1, 20 % validation), {a.epochs} epochs"

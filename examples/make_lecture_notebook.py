@@ -40,17 +40,18 @@ This notebook goes through the lecture ("slide N" is slide N of the lecture):
 
 **Running it.** The next cell sets the size. The defaults are small so that the whole
 notebook runs in a minute or two on a laptop; at that size it shows every step, but the
-networks have not learnt yet (their ROC AUC stays near 0.5, a coin toss). The second set
-of values in the comments (4000 events at 512 pixels, 2 epochs) is the smallest at which
-the polar network is right on more than 99 % of the events (measured with
-`benchmarks/explain.py`); it takes about a quarter of an hour on two CPU cores. The
-lecture's own size is in the comments too. The cell is tagged `parameters`, so
+networks have not learnt yet (their ROC AUC stays near 0.5, a coin toss). With the
+second set of values in the comments (4000 events at 512 pixels, 2 epochs) the polar
+network is right on more than 99 % of the events (measured with `benchmarks/explain.py`:
+its training took 6.5 minutes on a busy 2-core machine, the lecture network's 18 minutes),
+but the lecture network still guesses: it needs the lecture's size (the third set, hours
+on a laptop's CPU, minutes on a GPU). The cell is tagged `parameters`, so
 `papermill -p N_TRAIN 4000 ...` can set the values as well.""",
     ),
     (
         "parameters",
         """\
-# small (runs in a minute or two) | networks that learn | the lecture
+# small (runs in a minute or two) | the polar network learns | the lecture
 N_TRAIN = 300  # 4000 | 20000 training events (20 % of them validate)
 N_TEST = 200  # 1000 | 5000 independent test events
 IMAGE_SIZE = 128  # 512 | 512 stored image [pixels]
