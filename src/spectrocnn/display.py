@@ -16,7 +16,14 @@ def _draw_layers(ax, layers: Sequence[dict]) -> None:
     for layer in layers:
         if layer.get("kind", "cylinder") == "cylinder":
             ax.add_patch(
-                Circle((0.0, 0.0), layer["radius_mm"], fill=False, lw=0.4, color="0.75", zorder=1)
+                Circle(
+                    (0.0, 0.0),
+                    layer["radius_mm"],
+                    fill=False,
+                    lw=0.4,
+                    color="0.75",
+                    zorder=Z_LAYERS,
+                )
             )
         else:
             c = np.asarray(layer["center_mm"], dtype=float)
@@ -28,7 +35,7 @@ def _draw_layers(ax, layers: Sequence[dict]) -> None:
             u /= np.linalg.norm(u)
             w = layer["half_width_mm"]
             ends = np.array([c - w * u, c + w * u])
-            ax.plot(ends[:, 0], ends[:, 1], lw=0.6, color="0.75", zorder=1)
+            ax.plot(ends[:, 0], ends[:, 1], lw=0.6, color="0.75", zorder=Z_LAYERS)
 
 
 def draw_event(

@@ -632,7 +632,7 @@ def write_explanations(
         {
             "method": explanation.method,
             "input_size": int(explanation.attribution.shape[-1]),
-            "on_track_share": "share of the 1 % most salient hit pixels within 3 input "
+            "on_track_share_means": "share of the 1 % most salient hit pixels within 3 input "
             "pixels of a hit of the high-momentum track (label-1 events)",
             "kinds": KINDS,
             "pictures": entries,
