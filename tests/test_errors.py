@@ -494,6 +494,13 @@ CASES: list[Case] = [
       "--input-size 32 does not match {seed16}, which takes 16x16 images"),
     C("eval-downsample", "eval-cnn", "unknown --downsample", "{seed16} {good} --downsample foo",
       2, "argument --downsample: invalid choice: 'foo'"),
+    C("eval-explain-negative", "eval-cnn", "--explain -1", "{model} {good} --explain -1", 2,
+      "--explain must be an integer >= 0, got -1"),
+    C("eval-explain-text", "eval-cnn", "--explain not a number",
+      "{model} {good} --explain all", 2, "--explain must be an integer >= 0, got 'all'"),
+    C("eval-explain-fraction", "eval-cnn", "--explain not an integer",
+      "{seed16} {good} --explain 2.5 --out {outdir}/eval", 2,
+      "--explain must be an integer >= 0, got '2.5'"),
     # -- show-event
     C("show-missing", "show-event", "missing input file", "{missing} --out {png}", 2,
       "event file '{missing}' does not exist"),

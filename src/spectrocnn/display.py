@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["draw_event", "event_figure"]
+__all__ = ["draw_event", "event_figure", "hit_count_norm", "momentum_ticks"]
 
 
 def _draw_layers(ax, layers: Sequence[dict]) -> None:
@@ -16,7 +16,14 @@ def _draw_layers(ax, layers: Sequence[dict]) -> None:
     for layer in layers:
         if layer.get("kind", "cylinder") == "cylinder":
             ax.add_patch(
-                Circle((0.0, 0.0), layer["radius_mm"], fill=False, lw=0.4, color="0.75", zorder=1)
+                Circle(
+                    (0.0, 0.0),
+                    layer["radius_mm"],
+                    fill=False,
+                    lw=0.4,
+                    color="0.75",
+                    zorder=Z_LAYERS,
+                )
             )
         else:
             c = np.asarray(layer["center_mm"], dtype=float)
@@ -28,7 +35,7 @@ def _draw_layers(ax, layers: Sequence[dict]) -> None:
             u /= np.linalg.norm(u)
             w = layer["half_width_mm"]
             ends = np.array([c - w * u, c + w * u])
-            ax.plot(ends[:, 0], ends[:, 1], lw=0.6, color="0.75", zorder=1)
+            ax.plot(ends[:, 0], ends[:, 1], lw=0.6, color="0.75", zorder=Z_LAYERS)
 
 
 def draw_event(
@@ -42,6 +49,7 @@ def draw_event(
     colorbar: bool = False,
     max_pixels: int = 256,
     norm=None,
+    hit_norm=None,
 ):
     """Draw one event on a matplotlib Axes.
 
@@ -65,11 +73,21 @@ def draw_event(
     max_pixels : int
         The image is max-pooled to at most this many pixels across before it is drawn, so
         that every single-pixel hit stays visible in a small picture.
+    hit_norm : matplotlib.colors.Normalize, optional
+        Grey scale of the hit counts per pixel (default :func:`hit_count_norm` of this
+        image); pass one norm to every panel of a figure so that their grey levels compare.
 
     Returns
     -------
     matplotlib.collections.LineCollection or None
         The trajectories, for a colour bar.
+
+    Notes
+    -----
+    Drawing order (z-order), bottom to top: the layers (1), the hits (2, lighter when
+    the truth is drawn), the halo of the high-momentum track (3, wide and translucent),
+    the true trajectories coloured by momentum (4; the high-momentum one a little wider).
+    The trajectories lie above the hits so that their colours show along the whole track.
     """
     from matplotlib.collections import LineCollection
 
@@ -86,11 +104,11 @@ def draw_event(
         shown,
         extent=(x0, x0 + (x1 - x0) * (pw * f) / w, y1 - (y1 - y0) * (ph * f) / h, y1),
         origin="upper",
-        cmap="gray_r",
-        vmin=0,
-        vmax=max(1, int(np.max(image)) if np.size(image) else 1),
+        cmap=hit_cmap(),
+        norm=hit_norm if hit_norm is not None else hit_count_norm([image]),
         interpolation="nearest",
-        zorder=5,  # the measured hits above the true trajectories
+        alpha=0.55 if truth is not None else None,  # the trajectories show through
+        zorder=Z_HITS,  # beneath the true trajectories
     )
     if layers:
         _draw_layers(ax, layers)
@@ -110,21 +128,31 @@ def draw_event(
         if norm is None:
             norm = _momentum_norm(pmag)
         high = p.is_high == 1
-        if np.any(high):
+        if np.any(high):  # a wide translucent halo beneath the track's own colour
             ax.add_collection(
                 LineCollection(
                     [s for s, hi in zip(segs, high, strict=True) if hi],
-                    colors="red",
-                    linewidths=3.0,
-                    alpha=0.35,
-                    zorder=3,
+                    colors=HIGH_HALO_COLOR,
+                    linewidths=HIGH_HALO_WIDTH,
+                    alpha=0.45,
+                    capstyle="round",
+                    zorder=Z_HALO,
+                    label="high-momentum track",
                 )
             )
-        lines = LineCollection(segs, cmap="viridis", norm=norm, linewidths=0.9, zorder=4)
+        lines = LineCollection(
+            segs,
+            cmap="viridis",
+            norm=norm,
+            linewidths=np.where(high, 1.6, 0.9),
+            zorder=Z_TRACKS,
+            label="true trajectories",
+        )
         lines.set_array(pmag)
         ax.add_collection(lines)
         if colorbar:
-            ax.figure.colorbar(lines, ax=ax, label="p [GeV/c]", shrink=0.8)
+            cbar = ax.figure.colorbar(lines, ax=ax, label="p [GeV/c]", shrink=0.8)
+            momentum_ticks(cbar)
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
     ax.set_aspect("equal")
@@ -133,6 +161,83 @@ def draw_event(
     if title:
         ax.set_title(title, fontsize=9)
     return lines
+
+
+#: z-orders of an event picture (see :func:`draw_event`)
+Z_LAYERS, Z_HITS, Z_HALO, Z_TRACKS = 1, 2, 3, 4
+#: The halo under the high-momentum track: colour and line width [points].
+HIGH_HALO_COLOR, HIGH_HALO_WIDTH = "red", 5.0
+
+
+def hit_cmap():
+    """Grey levels of the hit counts: 1 hit is a clearly visible mid grey, the most black.
+
+    Returns
+    -------
+    matplotlib.colors.ListedColormap
+        ``gray_r`` from 45 % to 100 % (empty pixels are masked and stay white).
+    """
+    import matplotlib as mpl
+    from matplotlib.colors import ListedColormap
+
+    return ListedColormap(mpl.colormaps["gray_r"](np.linspace(0.45, 1.0, 256)), name="hits")
+
+
+def hit_count_norm(images: Sequence[np.ndarray]):
+    """One grey scale for the hit counts of several images (DESIGN 3.3: hits per pixel).
+
+    Parameters
+    ----------
+    images : sequence of ndarray uint8 (H, W)
+        Stored images.
+
+    Returns
+    -------
+    matplotlib.colors.Normalize
+        From 1 hit to the largest count of all the images (at least 2): one grey level per
+        count (a :class:`~matplotlib.colors.BoundaryNorm` with bins ``n - 1/2 .. n + 1/2``)
+        up to 16 hits per pixel, a linear scale beyond.
+    """
+    import matplotlib.colors as mcolors
+
+    top = max(2, max((int(np.max(im)) for im in images if np.size(im)), default=1))
+    if top <= 16:
+        return mcolors.BoundaryNorm(np.arange(0.5, top + 1.0), ncolors=256)
+    return mcolors.Normalize(vmin=1, vmax=top)
+
+
+def momentum_ticks(cbar, min_labels: int = 3) -> None:
+    """Label a logarithmic momentum colour bar with at least ``min_labels`` plain numbers.
+
+    The ticks are 1, 2, 5 times powers of ten (0.1, 0.2, 0.5, 1, 2, 5 ...); when fewer
+    than ``min_labels`` of them fall in the bar's range (a narrow range, as the
+    0.1-0.15 GeV/c of a label-0 lecture event) the ticks are evenly spaced round numbers
+    instead (``matplotlib.ticker.MaxNLocator``). Minor ticks carry no labels.
+
+    Parameters
+    ----------
+    cbar : matplotlib.colorbar.Colorbar
+        A colour bar of a :class:`~matplotlib.colors.LogNorm`.
+    min_labels : int
+        Fewest labelled ticks.
+    """
+    import matplotlib.ticker as mticker
+
+    lo, hi = float(cbar.norm.vmin), float(cbar.norm.vmax)
+    ticks = mticker.LogLocator(subs=(1.0, 2.0, 5.0)).tick_values(lo, hi)
+    ticks = ticks[(ticks >= lo) & (ticks <= hi)]
+    if len(ticks) < min_labels:
+        ticks = np.array([])
+        for nbins in range(min_labels, 4 * min_labels):
+            t = mticker.MaxNLocator(nbins=nbins, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+            t = t[(t >= lo) & (t <= hi)]
+            if len(t) >= min_labels:
+                ticks = t
+                break
+    axis = cbar.ax.yaxis if cbar.orientation == "vertical" else cbar.ax.xaxis
+    axis.set_major_locator(mticker.FixedLocator(ticks))
+    axis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:.6g}"))
+    axis.set_minor_formatter(mticker.NullFormatter())
 
 
 def _momentum_norm(pmag: np.ndarray):
@@ -164,6 +269,11 @@ def _max_pool(image: np.ndarray, max_pixels: int) -> tuple[np.ndarray, int]:
 def event_figure(events, indices: Sequence[int], *, truth: bool = False):
     """A figure of one or more events of an open event file, side by side.
 
+    Every panel uses one grey scale of hit counts per pixel (:func:`hit_count_norm` over
+    all the panels), and a grid of several events has its colour bar ("hits per pixel"),
+    so that the panels compare. With ``truth`` every panel uses one momentum scale too,
+    with its colour bar (at least three labelled ticks, :func:`momentum_ticks`).
+
     Parameters
     ----------
     events : EventFile
@@ -184,11 +294,12 @@ def event_figure(events, indices: Sequence[int], *, truth: bool = False):
     ncols = min(n, 4)
     nrows = math.ceil(n / ncols)
     size = 5.0 if n == 1 else 3.2
-    fig = Figure(
-        figsize=(size * ncols + (1.2 if truth else 0), size * nrows), dpi=120, layout="constrained"
-    )
+    extra = (1.2 if truth else 0) + (1.0 if n > 1 else 0)
+    fig = Figure(figsize=(size * ncols + extra, size * nrows), dpi=120, layout="constrained")
     layers = events.config.get("detector", {}).get("layers") if truth else None
     truths = [events.truth(i, i + 1) for i in indices] if truth else [None] * n
+    images = [events.read_images(i, i + 1)[0] for i in indices]
+    hit_norm = hit_count_norm(images)
     norm = None
     if truth:
         p = np.concatenate(
@@ -197,9 +308,8 @@ def event_figure(events, indices: Sequence[int], *, truth: bool = False):
         if p.size:
             norm = _momentum_norm(p)
     lines = None
-    for k, (i, batch) in enumerate(zip(indices, truths, strict=True)):
+    for k, (i, batch, image) in enumerate(zip(indices, truths, images, strict=True)):
         ax = fig.add_subplot(nrows, ncols, k + 1)
-        image = events.read_images(i, i + 1)[0]
         label = int(events.read_labels(i, i + 1)[0])
         drawn = draw_event(
             ax,
@@ -210,16 +320,20 @@ def event_figure(events, indices: Sequence[int], *, truth: bool = False):
             title=f"event {i}  label {label}",
             max_pixels=256 if n == 1 else 160,
             norm=norm,
+            hit_norm=hit_norm,
         )
         lines = drawn if drawn is not None else lines
         if n > 1:
             ax.tick_params(labelsize=6)
             ax.xaxis.label.set_size(7)
             ax.yaxis.label.set_size(7)
+    panels = list(fig.axes)
     if lines is not None:
-        cbar = fig.colorbar(lines, ax=fig.axes, label="p [GeV/c]", shrink=0.8 if n == 1 else 0.6)
-        # 0.1, 0.2, 0.5, 1, 2, 5 ... as plain numbers, the minor ticks unlabelled
-        cbar.ax.yaxis.set_major_locator(mticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-        cbar.ax.yaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
-        cbar.ax.yaxis.set_minor_formatter(mticker.NullFormatter())
+        cbar = fig.colorbar(lines, ax=panels, label="p [GeV/c]", shrink=0.8 if n == 1 else 0.6)
+        momentum_ticks(cbar)
+    if n > 1:  # one grey scale for every panel, and its legend
+        cbar = fig.colorbar(
+            panels[0].images[0], ax=panels, label="hits per pixel", shrink=0.6, extend="neither"
+        )
+        cbar.ax.yaxis.set_major_locator(mticker.MaxNLocator(integer=True, min_n_ticks=2))
     return fig

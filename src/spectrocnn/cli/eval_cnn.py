@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from spectrocnn.cli._common import EXIT_OK, make_parser, positive_int, run
+from spectrocnn.cli._common import EXIT_OK, bounded_int, make_parser, positive_int, run
 
 __all__ = ["build_parser", "main"]
 
@@ -51,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
         "config.json is used with a warning",
     )
     p.add_argument(
+        "--explain",
+        type=bounded_int("--explain", 0),
+        default=0,
+        metavar="K",
+        help="also draw, for K events of each kind (most confident label 1, most confident "
+        "label 0, misclassified), the image with the network's gradient saliency "
+        "(Simonyan et al. 2014), the true tracks and the high-momentum track into "
+        "DIR/explain/ with explain.json (default 0: none)",
+    )
+    p.add_argument(
         "--quiet",
         action="store_true",
         help="no progress bar and no TensorFlow messages: only the summary line (and warnings)",
@@ -64,7 +74,7 @@ def _body(argv: Sequence[str] | None) -> int:
 
     result = evaluate(
         args.model, args.file, args.out, threads=args.threads,
-        progress=not args.quiet and sys.stderr.isatty(),
+        progress=not args.quiet and sys.stderr.isatty(), explain=args.explain,
         input_size=args.input_size, downsample=args.downsample,
     )  # fmt: skip
     m = result.metrics

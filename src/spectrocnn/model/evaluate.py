@@ -45,10 +45,17 @@ class EvalResult:
         Where metrics.json, roc.png and scores.png were written.
     metrics : dict
         The content of metrics.json.
+    labels : ndarray uint8 (n,), optional
+        The file's labels.
+    scores : ndarray float64 (n,), optional
+        The network's output for every event of the file, in file order (for ROC curves
+        of several methods on one plot, :func:`spectrocnn.model.plots.plot_roc`).
     """
 
     out_dir: Path
     metrics: dict[str, Any]
+    labels: np.ndarray | None = None
+    scores: np.ndarray | None = None
 
 
 def default_eval_dir(model_path: str | os.PathLike, event_path: str | os.PathLike) -> Path:
@@ -81,6 +88,7 @@ def evaluate(
     progress: bool = False,
     input_size: int | None = None,
     downsample: str | None = None,
+    explain: int = 0,
 ) -> EvalResult:
     """Score every event of a file with a saved model; write metrics.json, roc.png, scores.png.
 
@@ -107,6 +115,11 @@ def evaluate(
         The model's input size [pixels] (``--input-size``).
     downsample : {"max", "mean", "nearest"}, optional
         How the images are downsampled to the input size (``--downsample``).
+    explain : int
+        Also draw the network's attribution (gradient saliency, Simonyan et al. 2014) on
+        up to ``explain`` events of each kind (most confident label 1, most confident
+        label 0, misclassified) into ``out_dir/explain/`` with ``explain.json``
+        (:func:`spectrocnn.model.explain.write_explanations`); 0: none.
 
     Returns
     -------
@@ -123,6 +136,8 @@ def evaluate(
         A file that is not a Keras model, or that Keras cannot load.
     """
     t0 = time.perf_counter()
+    if isinstance(explain, bool) or not isinstance(explain, int | np.integer) or explain < 0:
+        raise ConfigError(f"explain must be a non-negative integer, got {explain!r}")
     model_path = Path(model_path)
     if not model_path.exists():
         raise ConfigError(f"model file {str(model_path)!r} does not exist")
@@ -246,9 +261,25 @@ def evaluate(
         }
         plot_roc([(Path(data.path).name, data.labels, scores)], out / "roc.png")
         plot_scores(out / "scores.png", (Path(data.path).stem, data.labels, scores))
+        if explain:
+            _explain(model, data, scores, explain, out / "explain")
         write_json(out / "metrics.json", metrics)
     except BaseException:
         if created:
             shutil.rmtree(out, ignore_errors=True)
         raise
-    return EvalResult(out, metrics)
+    return EvalResult(out, metrics, data.labels, scores)
+
+
+def _explain(model: Any, data: Any, scores: np.ndarray, k: int, out: Path) -> None:
+    """The pictures of ``evaluate(explain=k)`` from the images already in memory."""
+    from spectrocnn.model.explain import explain_inputs, pick_events, write_explanations
+
+    kinds = pick_events(data.labels, scores, k)
+    idx = np.unique(np.concatenate(list(kinds.values())))
+    x = np.minimum(data.images[idx].astype(np.float32) * np.float32(data.scale), 1.0)
+    info = data.info
+    expl = explain_inputs(
+        model, x, idx, data.labels[idx], scores[idx], info["image_shape"], info["window_mm"]
+    )
+    write_explanations(expl, kinds, out, event_path=data.path)
