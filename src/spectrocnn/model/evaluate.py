@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from spectrocnn._atomic import write_json
+from spectrocnn._modelfile import check_model_file
 from spectrocnn.errors import ConfigError, ModelFileError
 from spectrocnn.metrics import binary_metrics
 from spectrocnn.model.data import check_downsample, load_images, open_event_file
-from spectrocnn.model.modelfile import check_model_file
 from spectrocnn.model.train import _load_model, predict
 
 __all__ = ["EvalResult", "default_eval_dir", "evaluate", "run_preprocessing"]

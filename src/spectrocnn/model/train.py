@@ -652,7 +652,7 @@ def _save_model(model: keras.Model, path: Path) -> None:
 
 
 def _load_model(path: Path) -> keras.Model:
-    from spectrocnn.model.modelfile import check_model_file
+    from spectrocnn._modelfile import check_model_file
 
     check_model_file(path)  # the real cause, where Keras would say "File not found"
     import keras

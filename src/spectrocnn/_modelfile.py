@@ -5,7 +5,8 @@ legacy HDF5 ``.h5`` file (with a ``model_config`` attribute). Its own messages f
 files are misleading (a text file named ``.keras`` gives "File not found"), so
 :func:`check_model_file` names the real cause first: a missing file, a directory, no read
 permission, a lock held by another process, an empty file, a file of another format (an
-event file passed as the model, say), a truncated archive.
+event file passed as the model, say), a truncated archive. It lives outside ``model/``
+because it reads HDF5 attributes with h5py, which ``model/`` leaves to the file layers.
 """
 
 from __future__ import annotations
