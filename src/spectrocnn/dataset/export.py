@@ -1,3 +1,5 @@
+# One file for the two export formats, which share block streaming and atomic output; a split into
+# one module per format is planned with issue 16.
 """Export an event file to other tools' formats: the lecture's PNG folders, TrackML CSV.
 
 Two formats, both written event by event (constant memory: images and truth are read in

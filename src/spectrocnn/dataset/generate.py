@@ -1,3 +1,5 @@
+# One file for the gen-events pipeline: chunks, workers, memory budget and atomic output; issue 16
+# item 2 gives the shared parts public names.
 """The gen-events pipeline: simulate, rasterize, compress and write events in chunks.
 
 Events are made in chunks of :data:`CHUNK_EVENTS` events. Chunk ``i`` draws all its random

@@ -1,3 +1,5 @@
+# One file for sharded generation: the Dask jobs, the shard files and the virtual file that joins
+# them.
 """Sharded generation on a Dask cluster: K shard files presented as one event file.
 
 :func:`generate_sharded` (``gen-events --shards K --out DIR``) makes the same events as

@@ -1,3 +1,6 @@
+# Over 600 lines: the run directory, distribution, model I/O and the training loop still share
+# this file. Issue 16 item 1 splits them into their own modules; it waited until the parallel work
+# of issues 14-20 had landed.
 """Training a CNN on an event file: the library behind ``train-cnn``.
 
 :func:`train` reads and downsamples the images (:mod:`spectrocnn.model.data`), builds the

@@ -1,3 +1,5 @@
+# One file for one algorithm: triplet seeding, the road search, ambiguity resolution and the
+# finding report share the hit arrays and settings.
 """Track finding without truth: triplet seeds, a road search, ambiguity resolution.
 
 The finder works in the bending (x-y) plane of a field along z and uses ``z`` as a second

@@ -1,3 +1,5 @@
+# One file for the particle gun: particle properties, kinematics, multiplicity, several guns and
+# threshold labels draw from one random stream in a fixed order, which keeps files reproducible.
 """The particle gun: momenta, directions, vertices and charges of an event's particles."""
 
 from __future__ import annotations

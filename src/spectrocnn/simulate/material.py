@@ -1,3 +1,5 @@
+# One file for the material table and its two interactions, Highland scattering and Bethe/Landau
+# energy loss; the formulas are short, and most of the length is their documented sources.
 """Material effects at layer crossings: multiple scattering and ionisation energy loss.
 
 Multiple Coulomb scattering follows Highland (:func:`highland_theta0`); ionisation energy

@@ -1,3 +1,5 @@
+# One file for one algorithm: the Runge-Kutta-Nystrom step with error control, the crossing search
+# inside a step and the field-edge rule all share the per-particle step state.
 """Adaptive Runge-Kutta-Nystrom propagation through any magnetic field.
 
 :func:`propagate_rk` integrates the equation of motion of charged particles in a static
