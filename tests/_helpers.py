@@ -119,3 +119,15 @@ def make_sharded(
         processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None
     ) as c:
         return Path(generate_sharded(cfg, n, directory, shards=shards, seed=seed, client=c).path)
+
+
+def auto_precision_here() -> str:
+    """What ``--precision auto`` must choose on this machine's CPU, read independently of
+    the package: bf16 where /proc/cpuinfo lists a native bfloat16 instruction set (AMX or
+    AVX512_BF16), fp32 elsewhere (README, "Precision")."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = {w for line in f if line.startswith("flags") for w in line.split()}
+    except OSError:
+        return "fp32"
+    return "bf16" if flags & {"amx_bf16", "avx512_bf16"} else "fp32"

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from _helpers import sparse_images, write_event_file
+from _helpers import auto_precision_here, sparse_images, write_event_file
 
 from spectrocnn.errors import ConfigError, EventFileError
 from spectrocnn.metrics import binary_metrics, roc_auc, roc_curve
@@ -446,7 +446,7 @@ def test_train_outputs_exist_and_load(trained):
     assert lines[2].endswith("saving model to " + str(out / "best_model.keras"))
     assert config["arch"] == "lecture" and config["patience"] == 0
     assert config["arch_choice"] == {"requested": "lecture", "chosen": "lecture"}
-    assert config["precision"] == metrics["precision"] == "fp32"
+    assert config["precision"] == metrics["precision"] == auto_precision_here()
 
 
 def test_best_checkpoint_is_the_best_epoch(trained):

@@ -15,9 +15,14 @@ pipeline. ``--threads N`` (or ``threads=N``) overrides the core count.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -47,6 +52,45 @@ def quiet_environment() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if _verbose() else "3")
 
 
+#: C++ start-up lines that TensorFlow >= 2.21 writes during its import whatever
+#: ``TF_CPP_MIN_LOG_LEVEL`` says (absl logs before ``absl::InitializeLog``; an info line
+#: "I0000 ... port.cc:153] oneDNN custom operations are on"): github.com/tensorflow/tensorflow
+#: issues 100442 and pull request 102212.
+_STARTUP_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|I\d{4} [\d:. ]+\d+ \S+:\d+\] )"
+)
+
+
+@contextlib.contextmanager
+def _startup_lines_dropped() -> Iterator[None]:
+    """Send file descriptor 2 to a temporary file while TensorFlow is imported; then write
+    back every line of it except TensorFlow's known start-up noise (:data:`_STARTUP_NOISE`),
+    so a real error from the import is still seen."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no file descriptor 2 (embedded interpreters)
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [
+                line
+                for line in captured.read().decode(errors="replace").splitlines(True)
+                if not _STARTUP_NOISE.match(line)
+            ]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
 def tensorflow() -> ModuleType:
     """Import TensorFlow quietly.
 
@@ -57,7 +101,11 @@ def tensorflow() -> ModuleType:
     with ``--debug``: :func:`spectrocnn.cli._common.run`.)
     """
     quiet_environment()
-    import tensorflow as tf
+    if _verbose() or "tensorflow" in sys.modules:
+        import tensorflow as tf
+    else:
+        with _startup_lines_dropped():
+            import tensorflow as tf
 
     if not _verbose():
         for name in _CHATTY_LOGGERS:
