@@ -172,6 +172,12 @@ CASES: list[Case] = [
       "--n 5 --out {out} --config {cfg_hit_both}", 2,
       "image.hit_radius_px = 3 disagrees with image.hit_radius_mm = 3.125 (2 pixels at size "
       "512); give only one of them"),
+    C("gen-config-projection", "gen-events", "unknown image projection (axes swapped)",
+      "--n 5 --out {out} --config {cfg_projection}", 2,
+      "image.projection must be one of 'xy', 'xz', 'yz', got 'zx'; did you mean 'xz'?"),
+    C("gen-config-projection-key", "gen-events", "misspelt [image] projection key",
+      "--n 5 --out {out} --config {cfg_projection_key}", 2,
+      "unknown key 'image.projektion' in [image]; did you mean 'projection'?"),
     C("gen-fieldmap-nan", "gen-events", "NaN in a field map",
       "--n 5 --out {out} --config {cfg_map_nan}", 2,
       "field map {map_nan}: B_T contains NaN or inf"),
@@ -511,6 +517,9 @@ CASES: list[Case] = [
     C("show-corrupt-chunk", "show-event", "corrupted gzip chunk of image 3",
       "{corrupt} --index 3 --out {png}", 1,
       "{corrupt}: cannot read images 3:4"),
+    C("show-projection", "show-event", "/images with an unknown projection attribute",
+      "{bad_projection} --out {png}", 1,
+      "{bad_projection}: /images has projection 'rz', expected one of 'xy', 'xz', 'yz'"),
     C("show-zero-events", "show-event", "file with zero events", "{zero} --out {png}", 2,
       "event file {zero} holds no events"),
     C("show-index-range", "show-event", "--index out of range", "{good} --index 16", 2,
@@ -604,6 +613,7 @@ DOC_NAMES = {
     "truncated": "truncated.h5",
     "corrupt": "corrupt.h5",
     "zero": "zero.h5",
+    "bad_projection": "bad_projection.h5",
     "nan_hits": "nan_hits.h5",
     "model": "model.keras",
     "empty_model": "empty.keras",
@@ -668,6 +678,8 @@ CONFIGS = {
     "cfg_hit_mm_negative": "[image]\nhit_radius_mm = -1.5\n",
     "cfg_hit_mm_large": "[image]\nhit_radius_mm = 500.0\n",
     "cfg_hit_both": "[image]\nhit_radius_mm = 3.125\nhit_radius_px = 3\n",
+    "cfg_projection": '[image]\nprojection = "zx"\n',
+    "cfg_projection_key": '[image]\nprojektion = "xz"\n',
     "cfg_map_nan": '[field]\nmap = "nan.npz"\n',
     "cfg_map_shape": '[field]\nmap = "shape.npz"\n',
     "cfg_map_missing": '[field]\nmap = "missing.npz"\n',
@@ -841,6 +853,9 @@ def world(tmp_path_factory) -> dict[str, str]:
     with open_events(p["good"]) as ev:
         batch, config = ev.truth(0, 1), ev.config
     write_events(p["zero"], slice_batch(batch, 0, 0), ImageSpec(size=64), config=config)
+    shutil.copy(p["good"], p["bad_projection"])
+    with h5py.File(p["bad_projection"], "a") as f:
+        f["images"].attrs["projection"] = "rz"
     shutil.copy(p["good"], p["nan_hits"])
     with h5py.File(p["nan_hits"], "a") as f:
         x = f["hits/x"][:]

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from spectrocnn.dataset.raster import ImageSpec
+from spectrocnn.dataset.raster import PROJECTIONS, ImageSpec
 from spectrocnn.errors import ConfigError
 from spectrocnn.simulate.events import Simulation
 from spectrocnn.simulate.fields import FieldMap, UniformField, load_field_map
@@ -128,7 +128,7 @@ _KEYS: dict[str, set[str]] = {
     },
     "label": {"threshold_GeV", "variable"},
     "noise": {"hits_per_layer"},
-    "image": {"size", "window_mm", "hit_radius_px", "hit_radius_mm"},
+    "image": {"size", "window_mm", "hit_radius_px", "hit_radius_mm", "projection"},
 }
 #: Keys of each ``[[guns]]`` table (issue 19).
 _GUNS_KEYS = {
@@ -244,7 +244,7 @@ class Config:
                 "size": self.image.size,
                 "window_mm": list(self.image.window_mm),
                 "hit_radius_px": self.image.hit_radius_px,
-                **_radius_mm(self.image),
+                **_image_extras(self.image),
             },
         }
         if gun.eta is not None:  # eta replaces the dip range
@@ -538,9 +538,28 @@ def _guns_and_label(user: dict) -> tuple[tuple[Gun, ...], LabelThreshold | None]
     return tuple(guns), label
 
 
-def _radius_mm(image: ImageSpec) -> dict[str, float]:
-    """``{"hit_radius_mm": R}`` when the hit size is set in mm, else ``{}`` (to_dict)."""
-    return {} if image.hit_radius_mm is None else {"hit_radius_mm": image.hit_radius_mm}
+def _image_extras(image: ImageSpec) -> dict[str, Any]:
+    """The optional ``[image]`` keys of to_dict: ``hit_radius_mm`` when the hit size is set in
+    mm; ``projection`` when not ``"xy"`` (a default configuration records what it did)."""
+    out: dict[str, Any] = {}
+    if image.hit_radius_mm is not None:
+        out["hit_radius_mm"] = image.hit_radius_mm
+    return out if image.projection == "xy" else {**out, "projection": image.projection}
+
+
+def _check_projection(value: Any) -> str:
+    """The ``[image] projection`` value, checked by :class:`ImageSpec`; a near miss gets a
+    suggestion: another case (``"XZ"``), the axes swapped (``"zx"``) or a typo (``"x-z"``)."""
+    try:
+        return ImageSpec(projection=value).projection
+    except ConfigError as exc:
+        hint = ""
+        if isinstance(value, str):
+            guess = value.strip().lower()
+            if guess not in PROJECTIONS and guess[::-1] in PROJECTIONS:
+                guess = guess[::-1]
+            hint = _did_you_mean(guess, PROJECTIONS)
+        raise ConfigError(f"image.{exc}{hint}") from None
 
 
 def _image_spec(img: dict[str, Any], user: dict[str, Any]) -> ImageSpec:
@@ -549,7 +568,8 @@ def _image_spec(img: dict[str, Any], user: dict[str, Any]) -> ImageSpec:
     The user's ``hit_radius_px`` keeps its meaning (pixels, whatever the size) and
     replaces a preset's ``hit_radius_mm``; the user's ``hit_radius_mm`` replaces a preset's
     ``hit_radius_px``. Both given must agree (a resolved configuration fed back records
-    both); otherwise the preset's. Raises ConfigError naming the key.
+    both); otherwise the preset's. ``projection`` defaults to ``"xy"``. Raises ConfigError
+    naming the key.
     """
     px, mm = img.get("hit_radius_px"), img.get("hit_radius_mm")
     if "hit_radius_px" in user and "hit_radius_mm" not in user:
@@ -557,6 +577,7 @@ def _image_spec(img: dict[str, Any], user: dict[str, Any]) -> ImageSpec:
     elif "hit_radius_mm" in user and "hit_radius_px" not in user:
         px = None
     kwargs: dict[str, Any] = {"size": img["size"], "window_mm": img["window_mm"]}
+    kwargs["projection"] = _check_projection(img.get("projection", "xy"))
     if mm is not None:
         kwargs["hit_radius_mm"] = mm
     if px is not None:

@@ -7,35 +7,83 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["draw_event", "event_figure", "hit_count_norm", "momentum_ticks"]
+__all__ = [
+    "draw_event",
+    "event_figure",
+    "hit_count_norm",
+    "layer_outlines",
+    "momentum_ticks",
+    "trajectories",
+]
 
 
-def _draw_layers(ax, layers: Sequence[dict]) -> None:
+def _draw_layers(ax, layers: Sequence[dict], projection: str) -> None:
+    """Each layer in light grey as the image's projection shows it (:func:`layer_outlines`);
+    each artist's gid is ``"layer I"``, I the layer's index."""
     from matplotlib.patches import Circle
 
-    for layer in layers:
-        if layer.get("kind", "cylinder") == "cylinder":
-            ax.add_patch(
-                Circle(
-                    (0.0, 0.0),
-                    layer["radius_mm"],
-                    fill=False,
-                    lw=0.4,
-                    color="0.75",
-                    zorder=Z_LAYERS,
-                )
-            )
-        else:
-            c = np.asarray(layer["center_mm"], dtype=float)
-            n = np.asarray(layer["normal"], dtype=float)
-            n = n / np.linalg.norm(n)
-            u = np.cross([0.0, 0.0, 1.0], n)
-            if np.linalg.norm(u) < 1e-12:  # normal along z: the plane fills the view
-                continue
-            u /= np.linalg.norm(u)
-            w = layer["half_width_mm"]
-            ends = np.array([c - w * u, c + w * u])
-            ax.plot(ends[:, 0], ends[:, 1], lw=0.6, color="0.75", zorder=Z_LAYERS)
+    for i, layer in enumerate(layers):
+        style = {"color": "0.75", "zorder": Z_LAYERS, "gid": f"layer {i}"}
+        if layer.get("kind", "cylinder") == "cylinder" and projection == "xy":
+            ax.add_patch(Circle((0.0, 0.0), layer["radius_mm"], fill=False, lw=0.4, **style))
+            continue
+        for line in layer_outlines(layer, projection):
+            ax.plot(line[:, 0], line[:, 1], lw=0.6, **style)
+
+
+def layer_outlines(layer: dict, projection: str) -> list[np.ndarray]:
+    """A layer of the resolved configuration as lines in an image's projection.
+
+    Every layer is finite (a cylinder has its half length, a plane its half width and
+    height), so it is drawn in every projection:
+
+    - a cylinder about z of radius r and half length L: in ``"xy"`` the circle of radius r
+      (drawn as a circle patch; here 361 points on it); in ``"xz"`` and ``"yz"`` the
+      pair of lines ``u = -r`` and ``u = +r`` for ``-L <= z <= L``;
+    - a plane: the outline of its rectangle (its four corners ``c +- w u +- h v``,
+      :class:`~spectrocnn.simulate.geometry.PlaneLayer`) projected, a parallelogram; a
+      rectangle seen edge on (its normal in the picture's plane) projects to a segment,
+      drawn as that segment. So a plane normal to z is the line ``z = z0`` of its
+      extent in ``"xz"`` and ``"yz"`` and its rectangle in ``"xy"``; a plane normal to x
+      the line ``x = x0`` in ``"xy"`` and ``"xz"`` and its rectangle in ``"yz"``.
+
+    Parameters
+    ----------
+    layer : dict
+        A ``[[detector.layers]]`` table (``kind`` "cylinder" with ``radius_mm`` and
+        ``half_length_mm``, or "plane" with ``center_mm``, ``normal``, ``half_width_mm``,
+        ``half_height_mm``).
+    projection : {"xy", "xz", "yz"}
+
+    Returns
+    -------
+    list of ndarray float64 (k, 2)
+        Polylines of ``(u, v)`` points [mm] in the projection's coordinates
+        (:func:`spectrocnn.dataset.raster.project`).
+    """
+    from spectrocnn.dataset.raster import check_projection, project
+    from spectrocnn.simulate.geometry import PlaneLayer
+
+    check_projection(projection)
+    if layer.get("kind", "cylinder") == "cylinder":
+        r, half = float(layer["radius_mm"]), float(layer["half_length_mm"])
+        if projection == "xy":
+            t = np.linspace(0.0, 2.0 * math.pi, 361)
+            return [np.column_stack([r * np.cos(t), r * np.sin(t)])]
+        return [np.array([[s * r, -half], [s * r, half]]) for s in (-1.0, 1.0)]
+    keys = ("center_mm", "normal", "half_width_mm", "half_height_mm")
+    plane = PlaneLayer(**{k: layer[k] for k in keys if k in layer})
+    c, u, v = (np.asarray(a, dtype=float) for a in (plane.center_mm, plane.u, plane.v))
+    w, h = plane.half_width_mm, plane.half_height_mm
+    corners = np.array([c - w * u - h * v, c + w * u - h * v, c + w * u + h * v, c - w * u + h * v])
+    pu, pv = project(projection, corners[:, 0], corners[:, 1], corners[:, 2])
+    pts = np.column_stack([pu, pv])
+    a, b = pts[1] - pts[0], pts[3] - pts[0]  # the projected sides, 2w u and 2h v
+    if abs(a[0] * b[1] - a[1] * b[0]) <= 1e-9 * (4.0 * w * h):  # seen edge on: a segment
+        d = np.linalg.norm(pts[:, None, :] - pts[None, :, :], axis=2)
+        i, j = np.unravel_index(np.argmax(d), d.shape)
+        return [pts[[i, j]]]
+    return [np.vstack([pts, pts[:1]])]
 
 
 def draw_event(
@@ -50,6 +98,7 @@ def draw_event(
     max_pixels: int = 256,
     norm=None,
     hit_norm=None,
+    projection: str = "xy",
 ):
     """Draw one event on a matplotlib Axes.
 
@@ -58,13 +107,15 @@ def draw_event(
     ax : matplotlib.axes.Axes
     image : ndarray uint8 (H, W)
         The stored image; hits are drawn dark on white, as on the lecture's slide 13.
-    window_mm : (x_min, x_max, y_min, y_max)
-        The image window [mm].
+    window_mm : (u_min, u_max, v_min, v_max)
+        The image window [mm] in the coordinates of ``projection``.
     truth : EventBatch, optional
         The event's truth (one event); each particle's true trajectory (vertex, then its
-        true hits) is drawn coloured by momentum, the high-momentum track highlighted.
+        true hits, projected as the image) is drawn coloured by momentum, the
+        high-momentum track highlighted.
     layers : sequence of dict, optional
-        Layer tables of the resolved configuration; drawn in light grey.
+        Layer tables of the resolved configuration; drawn in light grey as the projection
+        shows them (:func:`layer_outlines`).
     title : str, optional
     colorbar : bool
         Add a momentum colour bar (with ``truth``).
@@ -76,6 +127,9 @@ def draw_event(
     hit_norm : matplotlib.colors.Normalize, optional
         Grey scale of the hit counts per pixel (default :func:`hit_count_norm` of this
         image); pass one norm to every panel of a figure so that their grey levels compare.
+    projection : {"xy", "xz", "yz"}
+        The plane the image shows (:data:`~spectrocnn.dataset.raster.PROJECTIONS`): its
+        first axis is horizontal, its second vertical (the event file's ``projection``).
 
     Returns
     -------
@@ -91,6 +145,9 @@ def draw_event(
     """
     from matplotlib.collections import LineCollection
 
+    from spectrocnn.dataset.raster import PROJECTIONS, check_projection
+
+    check_projection(projection)
     x0, x1, y0, y1 = window_mm
     image = np.asarray(image)
     pooled, f = _max_pool(image, max_pixels)
@@ -111,20 +168,12 @@ def draw_event(
         zorder=Z_HITS,  # beneath the true trajectories
     )
     if layers:
-        _draw_layers(ax, layers)
+        _draw_layers(ax, layers, projection)
     lines = None
     if truth is not None and len(truth.particles):
         p = truth.particles
         pmag = np.sqrt(p.px**2 + p.py**2 + p.pz**2)
-        h = truth.hits
-        rows = h.particle >= 0
-        order = np.argsort(h.particle[rows], kind="stable")
-        part = h.particle[rows][order]
-        xy = np.column_stack([h.true_x[rows][order], h.true_y[rows][order]])
-        pieces = np.split(xy, np.searchsorted(part, np.arange(1, len(p))))
-        segs = [
-            np.vstack([[vx, vy], piece]) for vx, vy, piece in zip(p.vx, p.vy, pieces, strict=True)
-        ]
+        segs = trajectories(truth, projection)
         if norm is None:
             norm = _momentum_norm(pmag)
         high = p.is_high == 1
@@ -156,11 +205,40 @@ def draw_event(
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
     ax.set_aspect("equal")
-    ax.set_xlabel("x [mm]")
-    ax.set_ylabel("y [mm]")
+    ax.set_xlabel(f"{PROJECTIONS[projection][0]} [mm]")
+    ax.set_ylabel(f"{PROJECTIONS[projection][1]} [mm]")
     if title:
         ax.set_title(title, fontsize=9)
     return lines
+
+
+def trajectories(truth, projection: str = "xy") -> list[np.ndarray]:
+    """Each particle's true trajectory in an image's projection: its vertex, then its true
+    hits in stored order.
+
+    Parameters
+    ----------
+    truth : EventBatch
+        One event's truth.
+    projection : {"xy", "xz", "yz"}
+        :func:`spectrocnn.dataset.raster.project`.
+
+    Returns
+    -------
+    list of ndarray float64 (1 + hits of the particle, 2)
+        ``(u, v)`` points [mm], one array per particle row.
+    """
+    from spectrocnn.dataset.raster import project
+
+    p, h = truth.particles, truth.hits
+    rows = h.particle >= 0
+    order = np.argsort(h.particle[rows], kind="stable")
+    part = h.particle[rows][order]
+    tu, tv = project(projection, h.true_x[rows], h.true_y[rows], h.true_z[rows])
+    uv = np.column_stack([tu[order], tv[order]])
+    pieces = np.split(uv, np.searchsorted(part, np.arange(1, len(p))))
+    vu, vv = project(projection, p.vx, p.vy, p.vz)
+    return [np.vstack([[a, b], piece]) for a, b, piece in zip(vu, vv, pieces, strict=True)]
 
 
 #: z-orders of an event picture (see :func:`draw_event`)
@@ -281,7 +359,7 @@ def event_figure(events, indices: Sequence[int], *, truth: bool = False):
     indices : sequence of int
         Events to draw; more than one gives a grid of up to 4 columns (slide 13).
     truth : bool
-        Overlay true trajectories and layers.
+        Overlay true trajectories and layers (both in the file's projection).
 
     Returns
     -------
@@ -321,6 +399,7 @@ def event_figure(events, indices: Sequence[int], *, truth: bool = False):
             max_pixels=256 if n == 1 else 160,
             norm=norm,
             hit_norm=hit_norm,
+            projection=events.projection,
         )
         lines = drawn if drawn is not None else lines
         if n > 1:

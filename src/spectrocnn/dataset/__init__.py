@@ -28,12 +28,20 @@ from spectrocnn.dataset.eventfile import (
 )
 from spectrocnn.dataset.export import ExportResult, export_png, export_trackml
 from spectrocnn.dataset.generate import CHUNK_EVENTS, GenerateResult, generate_file
-from spectrocnn.dataset.raster import ImageSpec, SparseImages, rasterize, rasterize_sparse
+from spectrocnn.dataset.raster import (
+    PROJECTIONS,
+    ImageSpec,
+    SparseImages,
+    project,
+    rasterize,
+    rasterize_sparse,
+)
 from spectrocnn.dataset.shards import ShardedResult, generate_sharded
 
 __all__ = [
     "CHUNK_EVENTS",
     "COMPRESSIONS",
+    "PROJECTIONS",
     "SCHEMA",
     "EventFile",
     "EventFileNotFoundError",
@@ -48,6 +56,7 @@ __all__ = [
     "generate_file",
     "generate_sharded",
     "open_events",
+    "project",
     "rasterize",
     "rasterize_sparse",
     "write_events",

@@ -5,8 +5,9 @@
 Layout::
 
     /images            uint8 (N, H, W), chunks (1, H, W), gzip (default), lzf or none
-                       attrs: window_mm [mm] (x_min, x_max, y_min, y_max), projection="xy",
-                       hit_radius_px
+                       attrs: window_mm [mm] (u_min, u_max, v_min, v_max), projection
+                       "xy" | "xz" | "yz" (the plane shown, (u, v) = (x, y), (x, z) or
+                       (y, z); dataset/raster.py), hit_radius_px
     /labels            uint8 (N,)  1 = the event contains a high-momentum particle (lecture
                        recipe) or a particle at or above the [label] threshold
     /events/n_above_threshold  int32 (N,)  particles at or above the threshold (attrs:
@@ -54,7 +55,7 @@ import numpy as np
 from spectrocnn._files import hdf5_open_problem, unreadable_reason
 from spectrocnn.dataset.deflate import encode_zlib
 from spectrocnn.dataset.identity import RUN_ID_ATTR, check_shards, file_identity, new_run_id
-from spectrocnn.dataset.raster import ImageSpec, SparseImages, rasterize_sparse
+from spectrocnn.dataset.raster import PROJECTIONS, ImageSpec, SparseImages, rasterize_sparse
 from spectrocnn.errors import ConfigError, EventFileError, EventFileNotFoundError
 from spectrocnn.simulate.events import (
     EVENT_COLUMNS,
@@ -216,8 +217,8 @@ class EventFileWriter:
     Examples
     --------
     >>> with EventFileWriter("events.h5", batch.n_events, spec, seed=1) as w:  # doctest: +SKIP
-    ...     w.append(batch, rasterize_sparse(batch.hits.x, batch.hits.y, batch.hits.event,
-    ...                                      batch.n_events, spec))
+    ...     u, v = spec.project(batch.hits.x, batch.hits.y, batch.hits.z)
+    ...     w.append(batch, rasterize_sparse(u, v, batch.hits.event, batch.n_events, spec))
     """
 
     def __init__(
@@ -287,12 +288,13 @@ class EventFileWriter:
             **img_filter,
         )
         images.attrs["window_mm"] = np.asarray(self.spec.window_mm, dtype=np.float64)
-        images.attrs["projection"] = "xy"
+        images.attrs["projection"] = self.spec.projection
         images.attrs["hit_radius_px"] = np.int64(self.spec.hit_radius_px)
+        u, v = self.spec.axes
         images.attrs["description"] = (
-            "hits per pixel (capped at 255); row 0 = y_max, col 0 = x_min: "
-            "col = floor((x - x_min) / (x_max - x_min) * W), "
-            "row = floor((y_max - y) / (y_max - y_min) * H)"
+            f"hits per pixel (capped at 255); row 0 = {v}_max, col 0 = {u}_min: "
+            f"col = floor(({u} - {u}_min) / ({u}_max - {u}_min) * W), "
+            f"row = floor(({v}_max - {v}) / ({v}_max - {v}_min) * H)"
         )
         labels = f.create_dataset("labels", shape=(n,), dtype=np.uint8)
         labels.attrs["description"] = "1 = the event contains a high-momentum particle"
@@ -578,7 +580,14 @@ def write_events(
         for a in range(0, batch.n_events, step):
             sub = slice_batch(batch, a, min(batch.n_events, a + step))
             h = sub.hits
-            w.append(sub, rasterize_sparse(h.x, h.y, h.event, sub.n_events, spec))
+            u, v = spec.project(h.x, h.y, h.z)
+            w.append(sub, rasterize_sparse(u, v, h.event, sub.n_events, spec))
+
+
+def _projection(attrs: Any) -> str:
+    """The ``projection`` attribute of ``/images`` as a str (``"xy"`` when absent)."""
+    value = attrs.get("projection")
+    return "xy" if value is None else _attr_str(value)
 
 
 def _attr_str(value: Any) -> str:
@@ -602,7 +611,11 @@ class EventFile:
     image_shape : (int, int)
         ``(H, W)`` [pixels].
     window_mm : (float, float, float, float)
-        ``x_min, x_max, y_min, y_max`` [mm].
+        ``u_min, u_max, v_min, v_max`` [mm] in the coordinates of ``projection``.
+    projection : str
+        ``"xy"``, ``"xz"`` or ``"yz"``: the plane the images show, ``(u, v)`` = ``(x, y)``,
+        ``(x, z)`` or ``(y, z)`` (:mod:`spectrocnn.dataset.raster`); ``"xy"`` for a file
+        without the attribute.
     seed : int
     images : h5py.Dataset
         uint8 (n_events, H, W), lazy.
@@ -617,6 +630,7 @@ class EventFile:
         self.window_mm: tuple[float, float, float, float] = tuple(
             float(v) for v in self.images.attrs["window_mm"]
         )  # type: ignore[assignment]
+        self.projection: str = _projection(self.images.attrs)
         self.seed = int(file.attrs["seed"])
 
     # -- metadata -------------------------------------------------------------------------
@@ -653,7 +667,9 @@ class EventFile:
         if h != w:
             raise EventFileError(f"{self.path}: images are {h}x{w}, not square")
         radius = int(self.images.attrs.get("hit_radius_px", 0))
-        return ImageSpec(size=h, window_mm=self.window_mm, hit_radius_px=radius)
+        return ImageSpec(
+            size=h, window_mm=self.window_mm, hit_radius_px=radius, projection=self.projection
+        )
 
     @cached_property
     def labels(self) -> np.ndarray:
@@ -830,6 +846,12 @@ def _validate(path: str, f: h5py.File) -> None:
     window = images.attrs.get("window_mm")
     if window is None or np.shape(window) != (4,):
         raise EventFileError(f"{path}: /images needs a window_mm attribute of 4 numbers")
+    projection = _projection(images.attrs)
+    if projection not in PROJECTIONS:
+        raise EventFileError(
+            f"{path}: /images has projection {projection!r}, expected one of "
+            f"{', '.join(repr(p) for p in PROJECTIONS)}"
+        )
     for group, spec in (("particles", PARTICLE_COLUMNS), ("hits", HIT_COLUMNS)):
         g = f[group]
         if not isinstance(g, h5py.Group):

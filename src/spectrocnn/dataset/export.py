@@ -15,7 +15,8 @@ directory that appears complete or not at all:
         DIR/Training/LoPt/event000000007.png   label 0
         DIR/Testing/HiPt/...
         DIR/Testing/LoPt/...
-        DIR/export.json                        manifest: source, style, seed, split, counts
+        DIR/export.json                        manifest: source, image shape, projection
+                                               and window, style, seed, split, counts
 
     One 8-bit grayscale PNG per event, named by the event's index in the file (9 digits),
     at the stored image size (512 x 512 for the lecture preset; other sizes are written as
@@ -427,6 +428,8 @@ def export_png(
                         ev,
                         "png",
                         image_shape=[h, w],
+                        projection=ev.projection,
+                        window_mm=[float(v) for v in ev.window_mm],
                         style=style,
                         mapping=PNG_STYLES[style],
                         classes={"0": PNG_CLASSES[0], "1": PNG_CLASSES[1]},

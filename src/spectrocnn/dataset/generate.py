@@ -279,6 +279,7 @@ def _process_chunk(job: _Job, index: int) -> _ChunkResult:
     h = batch.hits
     n = batch.n_events
     spec = job.spec
+    u, v = spec.project(h.x, h.y, h.z)  # the image's coordinates (dataset/raster.py)
     first = np.searchsorted(h.event, np.arange(n + 1, dtype=np.int64))
     lit = np.minimum(np.diff(first) * _disk_pixels(spec), spec.n_pixels)
     ends = np.cumsum(lit)
@@ -291,7 +292,7 @@ def _process_chunk(job: _Job, index: int) -> _ChunkResult:
         groups.append((e0, e1))
         e0 = e1
     if len(groups) <= 1:
-        sparse = rasterize_sparse(h.x, h.y, h.event, n, spec)
+        sparse = rasterize_sparse(u, v, h.event, n, spec)
         if job.compression == "gzip":
             return _ChunkResult(index, batch, None, encode_zlib(sparse))
         return _ChunkResult(index, batch, sparse, None)
@@ -299,7 +300,7 @@ def _process_chunk(job: _Job, index: int) -> _ChunkResult:
     parts: list[SparseImages] = []
     for e0, e1 in groups:
         a, b = int(first[e0]), int(first[e1])
-        part = rasterize_sparse(h.x[a:b], h.y[a:b], h.event[a:b] - e0, e1 - e0, spec)
+        part = rasterize_sparse(u[a:b], v[a:b], h.event[a:b] - e0, e1 - e0, spec)
         if job.compression == "gzip":
             encoded += encode_zlib(part)
         else:

@@ -1,21 +1,33 @@
 """Rasterization of hits into detector images (docs/design.md 3.3 pixel convention).
 
+Projection
+----------
+An image shows the hits projected on one coordinate plane, ``ImageSpec.projection``:
+``"xy"`` (the default, the transverse plane of a barrel), ``"xz"`` or ``"yz"`` (the
+bending plane of a dipole with its field along y or x, the side views of a forward
+spectrometer). The projection names the picture's two axes ``(u, v)`` in order
+(:data:`PROJECTIONS`): ``u`` is horizontal (columns, growing to the right), ``v`` vertical
+(rows, growing upwards): ``(u, v) = (x, y)``, ``(x, z)`` or ``(y, z)``. The third
+coordinate is dropped. ``window_mm`` is ``(u_min, u_max, v_min, v_max)``.
+
 Pixel convention
 ----------------
-An image of ``H x W`` pixels (``H = W = spec.size``) shows the x-y window
-``[x_min, x_max] x [y_min, y_max]`` as a picture is viewed: row 0 is the top (largest y),
-column 0 is the left (smallest x). A hit at ``(x, y)`` [mm] lands on::
+An image of ``H x W`` pixels (``H = W = spec.size``) shows the u-v window
+``[u_min, u_max] x [v_min, v_max]`` as a picture is viewed: row 0 is the top (largest v),
+column 0 is the left (smallest u). A hit at ``(u, v)`` [mm] lands on::
 
-    col = floor((x - x_min) / (x_max - x_min) * W)
-    row = floor((y_max - y) / (y_max - y_min) * H)
+    col = floor((u - u_min) / (u_max - u_min) * W)
+    row = floor((v_max - v) / (v_max - v_min) * H)
 
 and is drawn only when ``0 <= col < W`` and ``0 <= row < H``. So the window is half-open:
-``x = x_min`` is column 0 but ``x = x_max`` is outside; ``y = y_max`` is row 0 but
-``y = y_min`` is outside. Hits with a NaN or infinite coordinate are not drawn.
+``u = u_min`` is column 0 but ``u = u_max`` is outside; ``v = v_max`` is row 0 but
+``v = v_min`` is outside. Hits with a NaN or infinite coordinate are not drawn. In the
+default ``xy`` projection ``u = x`` and ``v = y``; the functions below take the projected
+coordinates (:func:`project`) and name them after that default, ``x_mm, y_mm``.
 
 The formulas are evaluated exactly, as real numbers on the float values (not as rounded
-floating-point arithmetic): a hit one ulp below ``x_max`` is in column ``W - 1``, one ulp
-above ``y_min`` in row ``H - 1``, one ulp below ``x_min`` outside, and a hit a few ulp from
+floating-point arithmetic): a hit one ulp below ``u_max`` is in column ``W - 1``, one ulp
+above ``v_min`` in row ``H - 1``, one ulp below ``u_min`` outside, and a hit a few ulp from
 an inner pixel edge lands on the side of the edge where it really is (:func:`pixel_floor`).
 
 Pixel values count the hits that light a pixel, capped at 255 (uint8).
@@ -28,7 +40,7 @@ the window is not drawn at all, even if its disk would reach into the image.
 
 The radius may instead be given in millimetres, ``hit_radius_mm = R``, so that a hit keeps
 its size on the detector whatever the image size: the radius in pixels is then
-``r = floor(R / pitch)``, ``pitch = max(x_max - x_min, y_max - y_min) / size`` the larger
+``r = floor(R / pitch)``, ``pitch = max(u_max - u_min, v_max - v_min) / size`` the larger
 of the pixel's width and height [mm], so that every lit pixel's centre lies within R mm of
 the centre of the hit's pixel. The ``lecture`` preset's R = 3.125 mm is its 2 pixels at
 512 x 512 over 800 mm (the same images as ``hit_radius_px = 2``), 1 pixel at 256, one
@@ -51,11 +63,14 @@ from spectrocnn.errors import ConfigError
 __all__ = [
     "MAX_HIT_RADIUS_PX",
     "MAX_IMAGE_SIZE",
+    "PROJECTIONS",
     "ImageSpec",
     "SparseImages",
+    "check_projection",
     "disk_offsets",
     "pixel_floor",
     "pixel_indices",
+    "project",
     "rasterize",
     "rasterize_sparse",
 ]
@@ -68,6 +83,52 @@ MAX_IMAGE_SIZE = 16384
 #: Largest ``hit_radius_px`` (a disk of about 13 000 pixels per hit).
 MAX_HIT_RADIUS_PX = 64
 
+#: The projections an image may show: name -> the hit coordinates ``(u, v)`` along the
+#: picture's horizontal axis (columns, to the right) and vertical axis (rows, upwards).
+PROJECTIONS: dict[str, tuple[str, str]] = {"xy": ("x", "y"), "xz": ("x", "z"), "yz": ("y", "z")}
+
+
+def check_projection(projection: object) -> str:
+    """``projection`` if it is a name of :data:`PROJECTIONS`.
+
+    Raises
+    ------
+    ConfigError
+        Otherwise, naming the value and the known projections.
+    """
+    if not isinstance(projection, str) or projection not in PROJECTIONS:
+        allowed = ", ".join(repr(p) for p in PROJECTIONS)
+        raise ConfigError(f"projection must be one of {allowed}, got {projection!r}")
+    return projection
+
+
+def project(
+    projection: str, x_mm: np.ndarray, y_mm: np.ndarray, z_mm: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The coordinates ``(u, v)`` an image of ``projection`` shows (module docstring).
+
+    Parameters
+    ----------
+    projection : {"xy", "xz", "yz"}
+        :data:`PROJECTIONS`.
+    x_mm, y_mm, z_mm : array_like float (n,)
+        Positions [mm].
+
+    Returns
+    -------
+    u, v : array_like float (n,)
+        Two of the inputs, the very objects passed (no copy): ``(x, y)``, ``(x, z)`` or
+        ``(y, z)``.
+
+    Raises
+    ------
+    ConfigError
+        An unknown projection (naming it and the known ones).
+    """
+    coords = {"x": x_mm, "y": y_mm, "z": z_mm}
+    u, v = PROJECTIONS[check_projection(projection)]
+    return coords[u], coords[v]
+
 
 @dataclass(frozen=True)
 class ImageSpec:
@@ -78,7 +139,9 @@ class ImageSpec:
     size : int
         Image height and width [pixels], in ``[1, MAX_IMAGE_SIZE]``.
     window_mm : (float, float, float, float)
-        ``x_min, x_max, y_min, y_max`` of the x-y window shown [mm]; min < max.
+        ``u_min, u_max, v_min, v_max`` of the window shown [mm], min < max, in the
+        coordinates ``(u, v)`` of ``projection`` (``x_min, x_max, y_min, y_max`` for the
+        default ``"xy"``).
     hit_radius_px : int
         0: a hit lights one pixel; r > 0: every pixel whose centre is within r pixels of the
         hit's pixel centre (a disk, see :func:`disk_offsets`); at most ``MAX_HIT_RADIUS_PX``.
@@ -88,20 +151,25 @@ class ImageSpec:
         ``floor(hit_radius_mm / pitch)``, ``pitch`` the larger of the pixel's width and
         height [mm] (module docstring), so that ``dataclasses.replace(spec, size=...)``
         keeps the hits' size in mm. None (default): ``hit_radius_px`` as given.
+    projection : {"xy", "xz", "yz"}
+        The coordinate plane shown (:data:`PROJECTIONS`): ``(u, v)`` = ``(x, y)``,
+        ``(x, z)`` or ``(y, z)``, u horizontal (columns), v vertical (rows, upwards).
 
     Raises
     ------
     ConfigError
-        For a size, window or radius out of range (naming it and the value); for a
-        ``hit_radius_mm`` of more than ``MAX_HIT_RADIUS_PX`` pixels at this size.
+        For a size, window, radius or projection out of range (naming it and the value);
+        for a ``hit_radius_mm`` of more than ``MAX_HIT_RADIUS_PX`` pixels at this size.
     """
 
     size: int = 512
     window_mm: tuple[float, float, float, float] = (-400.0, 400.0, -400.0, 400.0)
     hit_radius_px: int = 2
     hit_radius_mm: float | None = None
+    projection: str = "xy"
 
     def __post_init__(self) -> None:
+        check_projection(self.projection)
         s = self.size
         if isinstance(s, bool) or not isinstance(s, int) or s < 1:
             raise ConfigError(f"size must be a positive integer, got {s!r}")
@@ -114,8 +182,10 @@ class ImageSpec:
         if len(w) != 4 or not all(math.isfinite(x) for x in w):
             raise ConfigError(f"window_mm must be 4 finite numbers, got {self.window_mm!r}")
         if not (w[0] < w[1] and w[2] < w[3]):
+            u, v = self.axes
             raise ConfigError(
-                f"window_mm must be [x_min, x_max, y_min, y_max] with min < max, got {list(w)}"
+                f"window_mm must be [{u}_min, {u}_max, {v}_min, {v}_max] with min < max, "
+                f"got {list(w)}"
             )
         object.__setattr__(self, "window_mm", w)
         if self.hit_radius_mm is not None:
@@ -125,6 +195,17 @@ class ImageSpec:
             raise ConfigError(
                 f"hit_radius_px must be an integer in [0, {MAX_HIT_RADIUS_PX}], got {r!r}"
             )
+
+    @property
+    def axes(self) -> tuple[str, str]:
+        """``(u, v)``: the hit coordinates along the columns and the rows, e.g. ``("x", "z")``."""
+        return PROJECTIONS[self.projection]
+
+    def project(
+        self, x_mm: np.ndarray, y_mm: np.ndarray, z_mm: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The coordinates ``(u, v)`` the images show, :func:`project` of this projection."""
+        return project(self.projection, x_mm, y_mm, z_mm)
 
     @property
     def pitch_mm(self) -> float:
@@ -295,7 +376,8 @@ def pixel_indices(
     Parameters
     ----------
     x_mm, y_mm : array_like float (n,)
-        Hit coordinates [mm].
+        Hit coordinates ``(u, v)`` in the image's projection [mm] (:meth:`ImageSpec.project`;
+        ``x, y`` for the default ``"xy"``).
     spec : ImageSpec
 
     Returns
@@ -306,7 +388,7 @@ def pixel_indices(
         (:func:`pixel_floor`).
     inside : ndarray bool (n,)
         True when the hit's pixel lies in the image, i.e. exactly when
-        ``x_min <= x < x_max`` and ``y_min < y <= y_max``.
+        ``u_min <= u < u_max`` and ``v_min < v <= v_max``.
     """
     x = np.asarray(x_mm, dtype=np.float64)
     y = np.asarray(y_mm, dtype=np.float64)
@@ -335,7 +417,9 @@ def rasterize_sparse(
     Parameters
     ----------
     x_mm, y_mm : array_like float (n,)
-        Hit coordinates [mm] (measured hits; see the module docstring for the convention).
+        Hit coordinates ``(u, v)`` in the image's projection [mm] (measured hits,
+        :meth:`ImageSpec.project`; ``x, y`` for the default ``"xy"``; see the module
+        docstring for the convention).
     event_index : array_like int (n,)
         Event of each hit, in ``[0, n_events)``; need not be sorted.
     n_events : int
@@ -491,7 +575,7 @@ def rasterize(
     Parameters
     ----------
     x_mm, y_mm : array_like float (n,)
-        Hit coordinates [mm].
+        Hit coordinates ``(u, v)`` in the image's projection [mm] (:meth:`ImageSpec.project`).
     event_index : array_like int (n,)
         Event of each hit, in ``[0, n_events)``.
     n_events : int

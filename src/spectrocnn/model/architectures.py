@@ -123,23 +123,30 @@ def canonical_name(name: str) -> str:
 
 
 def choose_architecture(
-    file_config: dict[str, Any] | None, window_mm: Sequence[float] | None
+    file_config: dict[str, Any] | None,
+    window_mm: Sequence[float] | None,
+    projection: str = "xy",
 ) -> tuple[str, str]:
     """The architecture ``auto`` trains on an event file, and why.
 
     ``polar`` when the detector is a barrel (every layer of the file's resolved
-    configuration a cylinder about the beam line) and the image window holds the beam line
-    ``x = y = 0`` strictly inside: then every track starts at the centre of the polar image
-    and ``polar`` answers the question best (validation accuracy 0.999 against the lecture
-    network's 0.83 on lecture events, at a quarter of the time per epoch). Otherwise the
-    lecture's network, which makes no assumption about the geometry.
+    configuration a cylinder about the beam line), the images show the x-y plane and the
+    image window holds the beam line ``x = y = 0`` strictly inside: then every track
+    starts at the centre of the polar image and ``polar`` answers the question best
+    (validation accuracy 0.999 against the lecture network's 0.83 on lecture events, at a
+    quarter of the time per epoch). Otherwise the lecture's network, which makes no
+    assumption about the geometry (in an x-z or y-z image the beam line is a line, not a
+    point, and a polar image about it makes no sense).
 
     Parameters
     ----------
     file_config : dict or None
         The event file's resolved configuration (its ``config`` attribute).
     window_mm : sequence of 4 floats or None
-        The image window ``(x_min, x_max, y_min, y_max)`` [mm].
+        The image window ``(u_min, u_max, v_min, v_max)`` [mm].
+    projection : {"xy", "xz", "yz"}
+        The plane the images show (the file's ``/images`` attribute,
+        :attr:`~spectrocnn.dataset.EventFile.projection`).
 
     Returns
     -------
@@ -149,6 +156,11 @@ def choose_architecture(
     layers = ((file_config or {}).get("detector") or {}).get("layers")
     if not layers or not isinstance(layers, list):
         return "lecture", "the event file does not record its detector layers"
+    if projection != "xy":
+        return "lecture", (
+            f"the images show the {'-'.join(projection)} plane, where the beam line "
+            f"is the line {projection[0]} = 0, not a point: polar images need x-y images"
+        )
     kinds = sorted({str(layer.get("kind")) for layer in layers if isinstance(layer, dict)})
     if kinds != ["cylinder"]:
         return "lecture", (

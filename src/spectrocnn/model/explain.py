@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from spectrocnn.dataset.raster import project
 from spectrocnn.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -186,12 +187,13 @@ def track_pixels(
 
     ``col = floor((x - x_min) / (x_max - x_min) * size)``,
     ``row = floor((y_max - y) / (y_max - y_min) * size)``; points outside the window or
-    not finite are left out.
+    not finite are left out. ``x, y`` are the image's coordinates ``(u, v)``: another
+    projection than ``"xy"`` passes its own (:func:`spectrocnn.dataset.raster.project`).
 
     Parameters
     ----------
     x_mm, y_mm : ndarray float64 (m,)
-        Positions [mm].
+        Positions [mm] in the image's projection.
     window_mm : (x_min, x_max, y_min, y_max)
     size : int
 
@@ -215,6 +217,7 @@ def track_focus(
     inputs: np.ndarray | None = None,
     top_fraction: float = 0.01,
     radius_px: float = 3.0,
+    projection: str = "xy",
 ) -> np.ndarray:
     """Share of each event's top attribution pixels near the high-momentum track's hits.
 
@@ -240,6 +243,9 @@ def track_focus(
     radius_px : float
         "Near" is a Euclidean distance of at most ``radius_px`` input pixels from a pixel
         holding a measured hit of the high-momentum track.
+    projection : {"xy", "xz", "yz"}
+        The plane the images show (the event file's ``projection``): the hits are
+        projected as the images were (:func:`spectrocnn.dataset.raster.project`).
 
     Returns
     -------
@@ -260,7 +266,7 @@ def track_focus(
     for row_p in np.flatnonzero(p.is_high == 1):
         e = int(p.event[row_p])
         sel = h.particle == row_p
-        r, c = track_pixels(h.x[sel], h.y[sel], window_mm, s)
+        r, c = track_pixels(*project(projection, h.x[sel], h.y[sel], h.z[sel]), window_mm, s)
         if len(r) == 0:
             continue
         mask = np.ones((s, s), bool)
@@ -481,6 +487,7 @@ def explanation_figure(
     title: str | None = None,
     top_fraction: float = 0.01,
     inputs: np.ndarray | None = None,
+    projection: str = "xy",
 ):
     """One event with the network's attribution on top, the true tracks and the high one.
 
@@ -506,6 +513,8 @@ def explanation_figure(
     inputs : ndarray (s, s), optional
         The model input; with it, the top ``top_fraction`` of its hit pixels by attribution
         are marked by black rings.
+    projection : {"xy", "xz", "yz"}
+        The plane the image shows (:func:`spectrocnn.display.draw_event`).
 
     Returns
     -------
@@ -520,7 +529,9 @@ def explanation_figure(
     fig = Figure(figsize=(6.6, 5.0), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    lines = draw_event(ax, image, window_mm, truth=truth, layers=layers, title=title)
+    lines = draw_event(
+        ax, image, window_mm, truth=truth, layers=layers, title=title, projection=projection
+    )
     a = np.asarray(attribution, float)
     top = float(a.max()) if a.size else 0.0
     x0, x1, y0, y1 = window_mm
@@ -606,6 +617,7 @@ def write_explanations(
                             truth,
                             ev.window_mm,
                             inputs=explanation.inputs[j : j + 1],
+                            projection=ev.projection,
                         )[0]
                     )
                 name = f"{kind}_{rank}_event{int(i)}.png"
@@ -617,6 +629,7 @@ def write_explanations(
                     layers=layers,
                     title=f"event {int(i)}  label {label}  score {score:.3f}  ({kind})",
                     inputs=explanation.inputs[j],
+                    projection=ev.projection,
                 )
                 write_with(out / name, lambda tmp, fig=fig: fig.savefig(tmp, format="png"))
                 entries.append(

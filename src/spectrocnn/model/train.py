@@ -556,8 +556,8 @@ def _resolve_arch(config: TrainConfig, out: Path, resume: bool) -> tuple[TrainCo
         chosen, reason = saved.arch, "auto: the architecture of the run being resumed"
     else:
         with open_event_file(config.input) as ev:
-            file_config, window = ev.config, ev.window_mm
-        chosen, reason = choose_architecture(file_config, window)
+            file_config, window, projection = ev.config, ev.window_mm, ev.projection
+        chosen, reason = choose_architecture(file_config, window, projection)
         reason = f"auto: {reason}"
     log.info("architecture %s (%s)", chosen, reason)
     input_size = config.input_size if config.input_size is not None else INPUT_SIZES[chosen]
