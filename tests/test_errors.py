@@ -1138,8 +1138,9 @@ def test_every_error_class_lives_in_errors_and_maps_to_its_exit_code(capsys):
 
     assert spectrocnn.dataset.EventFileNotFoundError is errors.EventFileNotFoundError
     assert spectrocnn.model.ModelFileError is errors.ModelFileError
+    assert spectrocnn.dataset.shards.ShardError is errors.ShardError
     expected = {"ConfigError": 2, "EventFileNotFoundError": 2, "EventFileError": 1,
-                "ModelFileError": 1, "SpectrocnnError": None}  # fmt: skip
+                "ModelFileError": 1, "ShardError": 1, "SpectrocnnError": None}  # fmt: skip
     assert sorted(expected) == sorted(errors.__all__)
     for name, code in expected.items():
         cls = getattr(errors, name)

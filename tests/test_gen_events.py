@@ -17,7 +17,7 @@ from _helpers import assert_batches_equal, brute_force_images
 from spectrocnn.cli.gen_events import main
 from spectrocnn.config import config_from_dict
 from spectrocnn.dataset import CHUNK_EVENTS, generate_file, open_events, rasterize
-from spectrocnn.dataset.generate import simulate_chunk
+from spectrocnn.dataset.pipeline import simulate_chunk
 from spectrocnn.errors import ConfigError
 from spectrocnn.simulate import concatenate_batches
 
@@ -388,7 +388,7 @@ def test_write_error_is_one_line_and_leaves_nothing(tmp_path):
     ],
 )
 def test_chunk_events_from_the_memory_budget(particles, noise, expected):
-    from spectrocnn.dataset.generate import chunk_events
+    from spectrocnn.dataset.pipeline import chunk_events
 
     sim = config_from_dict({"n_particles": particles, "noise": {"hits_per_layer": noise}})
     assert chunk_events(sim.simulation) == expected
@@ -397,7 +397,7 @@ def test_chunk_events_from_the_memory_budget(particles, noise, expected):
 def test_small_budgets_split_chunks_and_images_without_changing_the_file(tmp_path, monkeypatch):
     """Heavy settings (a small simulation budget: chunks of 20 events; small raster groups)
     give the images of the documented convention for the simulated hits, chunk by chunk."""
-    import spectrocnn.dataset.generate as gen
+    import spectrocnn.dataset.pipeline as gen
 
     cfg = config_from_dict(
         {"image": {"size": 37, "hit_radius_px": 3}, "noise": {"hits_per_layer": 1.0}}
@@ -425,9 +425,9 @@ def test_results_held_by_the_writer_are_bounded_and_do_not_change_the_file(
 ):
     """With room for a single result in the writing process, two workers still make the
     file of one worker."""
-    import spectrocnn.dataset.generate as gen
+    import spectrocnn.dataset.workers as workers
 
-    monkeypatch.setattr(gen, "_RESULTS_BUDGET_BYTES", 1)
+    monkeypatch.setattr(workers, "_RESULTS_BUDGET_BYTES", 1)
     r1, _ = made
     out = tmp_path / "tight.h5"
     generate_file(config_from_dict(SMALL), N, out, seed=42, workers=2)

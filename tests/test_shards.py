@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -13,11 +14,11 @@ import numpy as np
 import pytest
 from _helpers import assert_batches_equal, write_event_file
 
+from spectrocnn._atomic import temp_path
 from spectrocnn.cli.gen_events import main as gen_main
 from spectrocnn.config import config_from_dict
-from spectrocnn.dataset import CHUNK_EVENTS, generate_file, open_events
+from spectrocnn.dataset import CHUNK_EVENTS, generate_file, open_events, shards
 from spectrocnn.dataset.shards import (
-    FAULT_ENV,
     SHARD_SCHEMA,
     VIRTUAL_NAME,
     ShardError,
@@ -197,10 +198,36 @@ def test_moved_directory_reads_and_a_missing_shard_is_an_error(made, tmp_path, m
 # -- retries and failures -------------------------------------------------------------------
 
 
+def _fail_shard(monkeypatch, index: int, once: bool) -> None:
+    """Make shard ``index`` fail on every attempt, or (``once``) on its first attempt only;
+    a failing attempt leaves a half-written temporary file behind, as a killed one would.
+
+    The failing function replaces ``shards.make_shard``, which ``generate_sharded`` submits
+    to the cluster; Dask pickles it by value (a local function), with the real one inside.
+    """
+    real = shards.make_shard
+
+    def make_shard(task):
+        if task.index == index:
+            marker = os.path.join(task.directory, f".fault-{task.index}")
+            try:
+                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                first = True
+            except FileExistsError:
+                first = False
+            if first or not once:
+                with open(temp_path(os.path.join(task.directory, task.name)), "wb") as f:
+                    f.write(b"\x89HDF\r\n\x1a\n half a shard")
+                raise RuntimeError(f"injected fault in shard {task.index}")
+        return real(task)
+
+    monkeypatch.setattr(shards, "make_shard", make_shard)
+
+
 def test_a_retried_shard_gives_the_identical_file(made, config, client, monkeypatch):
     d, _ = made
     out = d / "retried"
-    monkeypatch.setenv(FAULT_ENV, "1:once")  # shard 1 fails half-written, the first time
+    _fail_shard(monkeypatch, 1, once=True)  # shard 1 fails half-written, the first time
     with pytest.raises(ShardError, match="shard 1 of 3"):  # the fault fires: no retry, no file
         generate_sharded(config, N, out, shards=SHARDS, seed=SEED, client=client, retries=0)
     assert not out.exists()
@@ -215,7 +242,7 @@ def test_a_retried_shard_gives_the_identical_file(made, config, client, monkeypa
 
 
 def test_a_shard_that_keeps_failing_fails_the_command(made, client, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv(FAULT_ENV, "1")
+    _fail_shard(monkeypatch, 1, once=False)
     out = tmp_path / "out"
     address = client.scheduler_info()["address"]
     args = ["--n", str(N), "--out", str(out), "--shards", str(SHARDS), "--seed", "1",
@@ -283,7 +310,7 @@ def test_command_usage_errors(made, tmp_path, capsys, monkeypatch):
 
 
 def test_library_errors(config, tmp_path, monkeypatch):
-    monkeypatch.setattr("spectrocnn.dataset.shards._CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr("spectrocnn.dataset.cluster._CONNECT_TIMEOUT", "1s")
     with pytest.raises(ConfigError, match="retries"):
         generate_sharded(config, N, tmp_path / "x", shards=2, retries=-1)
     with pytest.raises(ConfigError, match="positive"):

@@ -18,6 +18,7 @@ from spectrocnn.errors import (
     EventFileError,
     EventFileNotFoundError,
     ModelFileError,
+    ShardError,
     SpectrocnnError,
 )
 
@@ -31,6 +32,7 @@ __all__ = [
     "EventFileError",
     "EventFileNotFoundError",
     "ModelFileError",
+    "ShardError",
     "SpectrocnnError",
     "__version__",
 ]

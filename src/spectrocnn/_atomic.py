@@ -1,21 +1,171 @@
-"""Atomic file writes: a reader never sees a half-written output file.
+"""Atomic output: a reader never sees a half-written file or directory.
 
-Shared by the commands that write files (train-cnn, eval-cnn, show-event); the event
-file writer has its own variant that also refuses a target appearing meanwhile.
+The one home of the mechanism for every command that writes: gen-events (the event file,
+each shard file and the sharded output directory), export-events (the output directory),
+train-cnn, eval-cnn and show-event (models, JSON, pictures). The output is made under a
+hidden temporary name beside the target, ``.NAME.<pid>.<8 hex digits>.tmp`` (same directory,
+so the final rename is atomic), and renamed over the target only when complete; on any
+error or interrupt the temporary entry is removed. An existing target is replaced only when
+the caller allows it, and then only once the new one is complete (a directory is moved
+aside first and deleted after). New entries get the permissions that the umask gives.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import math
 import os
-import tempfile
+import re
+import secrets
+import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "clean_json", "write_json", "write_with"]
+__all__ = [
+    "atomic_output",
+    "atomic_path",
+    "clean_json",
+    "remove",
+    "temp_path",
+    "write_json",
+    "write_reason",
+    "write_with",
+]
+
+log = logging.getLogger(__name__)
+
+
+def temp_path(target: str | os.PathLike, suffix: str = ".tmp") -> str:
+    """A hidden name beside ``target``: ``DIR/.NAME.<pid>.<8 hex digits><suffix>``."""
+    directory, name = os.path.split(os.path.abspath(os.fspath(target)))
+    return os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(4)}{suffix}")
+
+
+def _new_temp(target: str | os.PathLike, directory: bool, suffix: str) -> str:
+    """Create an empty file (mode 0o666) or directory (0o777), less the umask, under a fresh
+    :func:`temp_path` name; raises the ``OSError`` of the creation (e.g. a read-only
+    directory)."""
+    for _ in range(100):
+        tmp = temp_path(target, suffix)
+        try:
+            if directory:
+                os.mkdir(tmp, 0o777)
+            else:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(  # pragma: no cover - 100 collisions of 32 random bits
+        errno.EEXIST, "no free temporary name", os.path.dirname(os.path.abspath(target))
+    )
+
+
+def remove(path: str | os.PathLike) -> None:
+    """Remove a file, link or directory tree if it exists; log a warning if it stays."""
+    p = os.fspath(path)
+    if os.path.isdir(p) and not os.path.islink(p):
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with suppress(OSError):  # gone already, or cannot: see below
+            os.unlink(p)
+    if os.path.lexists(p):  # pragma: no cover - e.g. the directory made read-only meanwhile
+        log.warning("could not remove the temporary %s", p)
+
+
+def _exists_error(target: str) -> Callable[[], Exception]:
+    return lambda: FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), target)
+
+
+def _publish_file(tmp: str, target: str, overwrite: bool, exists: Callable[[], Exception]) -> None:
+    if overwrite:
+        os.replace(tmp, target)
+        return
+    try:
+        os.link(tmp, target)  # atomic, and fails if the target appeared meanwhile
+    except FileExistsError:
+        raise exists() from None
+    except OSError:  # no hard links on this file system
+        if os.path.lexists(target):
+            raise exists() from None
+        os.replace(tmp, target)
+
+
+def _publish_dir(tmp: str, target: str, overwrite: bool, exists: Callable[[], Exception]) -> None:
+    if os.path.isdir(target) and not os.path.islink(target) and not os.listdir(target):
+        os.rmdir(target)  # an empty directory: nothing to lose
+    elif os.path.lexists(target):
+        if not overwrite:
+            raise exists()
+        aside = temp_path(target, ".old")
+        os.rename(target, aside)
+        try:
+            os.rename(tmp, target)
+        except BaseException:
+            os.rename(aside, target)  # put the old one back
+            raise
+        remove(aside)
+        return
+    os.rename(tmp, target)
+
+
+@contextmanager
+def atomic_output(
+    target: str | os.PathLike,
+    *,
+    overwrite: bool = True,
+    directory: bool = False,
+    suffix: str = ".tmp",
+    exists: Callable[[], Exception] | None = None,
+    create_error: Callable[[OSError], Exception] | None = None,
+) -> Iterator[str]:
+    """Yield a new temporary file or directory beside ``target``; move it to ``target``
+    when the block succeeds, remove it in any case otherwise.
+
+    Parameters
+    ----------
+    target : path-like
+        The output; its directory must exist.
+    overwrite : bool
+        Replace an existing ``target`` (only once the block has succeeded). Without it an
+        existing target raises ``exists()``; a file is moved in by a hard link, which also
+        fails if the target appeared meanwhile. An empty directory is always replaced.
+    directory : bool
+        Make a directory rather than an (empty) file.
+    suffix : str
+        End of the temporary name (Keras and matplotlib pick the format by it).
+    exists : callable, optional
+        Makes the exception for an existing target; default ``FileExistsError``.
+    create_error : callable, optional
+        Turns the ``OSError`` of creating the temporary entry (a read-only or missing
+        directory) into the exception raised; default: raised as it is.
+
+    Yields
+    ------
+    str
+        The temporary path (absolute).
+
+    Raises
+    ------
+    OSError
+        From creating, or renaming (then the temporary entry is removed).
+    """
+    out = os.path.abspath(os.fspath(target))
+    try:
+        tmp = _new_temp(out, directory, suffix)
+    except OSError as exc:
+        if create_error is None:
+            raise
+        raise create_error(exc) from None
+    publish = _publish_dir if directory else _publish_file
+    try:
+        yield tmp
+        publish(tmp, out, overwrite, exists or _exists_error(out))
+    finally:
+        remove(tmp)
 
 
 @contextmanager
@@ -29,35 +179,28 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """
     target = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{target.stem}.",
-            suffix=target.suffix if suffix is None else suffix,
-            dir=target.parent,
-        )
-    except OSError as exc:
-        raise _write_error(target, exc) from None
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp made it private
-        os.replace(tmp_path, target)
+        with atomic_output(target, suffix=target.suffix if suffix is None else suffix) as tmp:
+            yield Path(tmp)
     except OSError as exc:  # name the target, not the temporary file
         raise _write_error(target, exc) from None
-    finally:
-        tmp_path.unlink(missing_ok=True)
 
 
 def _write_error(target: Path, exc: OSError) -> OSError:
     """``exc`` as "cannot write 'target': reason" (a full disk, a read-only directory...)."""
-    reason = exc.strerror or " ".join(str(exc).split())
-    return OSError(exc.errno, f"cannot write {str(target)!r}: {reason}")
+    return OSError(exc.errno, f"cannot write {str(target)!r}: {write_reason(exc)}")
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def write_reason(exc: BaseException) -> str:
+    """Why a write failed, in words: the text of its error number ("No space left on
+    device"), also where HDF5 gives it only in the message ("... errno = 28, ..."); else the
+    message on one line."""
+    errno_ = getattr(exc, "errno", None)
+    if not errno_:
+        m = re.search(r"errno = (\d+)", str(exc))
+        errno_ = int(m.group(1)) if m else None
+    if errno_:
+        return os.strerror(errno_)
+    return getattr(exc, "strerror", None) or " ".join(str(exc).split())
 
 
 def clean_json(value: Any) -> Any:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import copy
 import difflib
-import math
 import os
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from spectrocnn._validate import check_number
 from spectrocnn.dataset.raster import PROJECTIONS, ImageSpec
 from spectrocnn.errors import ConfigError
 from spectrocnn.simulate.events import Simulation
@@ -481,7 +481,9 @@ def config_from_dict(
         n_particles=merged["n_particles"],
         high_fraction=merged["high_fraction"],
         noise_hits_per_layer=merged["noise"]["hits_per_layer"],
-        stepper_tolerance_mm=_number("field.stepper_tolerance_mm", fdata["stepper_tolerance_mm"]),
+        stepper_tolerance_mm=check_number(
+            "field.stepper_tolerance_mm", fdata["stepper_tolerance_mm"]
+        ),
         guns=guns,
         label=label,
     )
@@ -494,7 +496,7 @@ def config_from_dict(
 
 def _thickness_mm(name: str, value: Any) -> float:
     """A ``thickness_mm`` value: a finite number >= 0 [mm]."""
-    v = _number(name, value)
+    v = check_number(name, value)
     if v < 0:
         raise ConfigError(f"{name} must be >= 0, got {value!r}")
     return v
@@ -591,9 +593,3 @@ def _image_spec(img: dict[str, Any], user: dict[str, Any]) -> ImageSpec:
             f"({image.hit_radius_px} pixels at size {image.size}); give only one of them"
         )
     return image
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, got {value!r}")
-    return float(value)

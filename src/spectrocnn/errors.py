@@ -2,7 +2,7 @@
 
 Library code raises these; only the command-line front ends turn them into one-line
 messages and exit codes (:class:`ConfigError` and :class:`EventFileNotFoundError` -> 2,
-:class:`EventFileError` and :class:`ModelFileError` -> 1).
+:class:`EventFileError`, :class:`ShardError` and :class:`ModelFileError` -> 1).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ __all__ = [
     "EventFileError",
     "EventFileNotFoundError",
     "ModelFileError",
+    "ShardError",
     "SpectrocnnError",
 ]
 
@@ -34,3 +35,7 @@ class EventFileNotFoundError(ConfigError, EventFileError):
 
 class ModelFileError(SpectrocnnError, RuntimeError):
     """A saved model or run state that cannot be read (exit code 1)."""
+
+
+class ShardError(EventFileError):
+    """A shard that failed on every attempt, or a cluster that cannot be used (exit code 1)."""

@@ -114,7 +114,7 @@ def _start_fork_server() -> None:
     if "forkserver" not in multiprocessing.get_all_start_methods():  # pragma: no cover
         return
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["spectrocnn.dataset.generate"])  # as generate._mp_context
+    ctx.set_forkserver_preload(["spectrocnn.dataset.workers"])  # as workers._mp_context
     # The server ignores Ctrl-C only once it has imported the pipeline; started with SIGINT
     # ignored (which survives exec), a Ctrl-C meanwhile does not make it print a traceback.
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)

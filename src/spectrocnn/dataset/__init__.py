@@ -27,7 +27,8 @@ from spectrocnn.dataset.eventfile import (
     write_events,
 )
 from spectrocnn.dataset.export import ExportResult, export_png, export_trackml
-from spectrocnn.dataset.generate import CHUNK_EVENTS, GenerateResult, generate_file
+from spectrocnn.dataset.generate import GenerateResult, generate_file
+from spectrocnn.dataset.pipeline import CHUNK_EVENTS
 from spectrocnn.dataset.raster import (
     PROJECTIONS,
     ImageSpec,

@@ -53,10 +53,12 @@ import h5py
 import numpy as np
 
 from spectrocnn._files import hdf5_open_problem, unreadable_reason
+from spectrocnn._validate import check_int
 from spectrocnn.dataset.deflate import encode_zlib
 from spectrocnn.dataset.identity import RUN_ID_ATTR, check_shards, file_identity, new_run_id
 from spectrocnn.dataset.raster import PROJECTIONS, ImageSpec, SparseImages, rasterize_sparse
 from spectrocnn.errors import ConfigError, EventFileError, EventFileNotFoundError
+from spectrocnn.seeds import check_seed
 from spectrocnn.simulate.events import (
     EVENT_COLUMNS,
     HIT_COLUMNS,
@@ -107,18 +109,8 @@ def _check_space(path: str, nbytes: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
 
 
-_MAX_SEED = 2**64
-
-
-def _check_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise ConfigError(f"seed must be an integer in [0, 2**64), got {seed!r}")
-    if not 0 <= int(seed) < _MAX_SEED:
-        raise ConfigError(f"seed must be an integer in [0, 2**64), got {seed}")
-    return int(seed)
-
-
-def _check_compression(compression: str) -> str:
+def check_compression(compression: str) -> str:
+    """``compression`` if it is one of :data:`COMPRESSIONS`, else ConfigError naming it."""
     if compression not in COMPRESSIONS:
         raise ConfigError(
             f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}"
@@ -236,15 +228,11 @@ class EventFileWriter:
         threshold: LabelThreshold | None = None,
     ) -> None:
         self.threshold = threshold
-        if isinstance(n_events, bool) or not isinstance(n_events, int | np.integer):
-            raise ConfigError(f"n_events must be an integer >= 0, got {n_events!r}")
-        if n_events < 0:
-            raise ConfigError(f"n_events must be an integer >= 0, got {n_events}")
         self.path = os.fspath(path)
-        self.n_events = int(n_events)
+        self.n_events = check_int("n_events", n_events, minimum=0)
         self.spec = spec
-        self.compression = _check_compression(compression)
-        self._seed = _check_seed(seed)
+        self.compression = check_compression(compression)
+        self._seed = check_seed(seed)
         self._first_event, self._first_particle = int(first_event), int(first_particle)
         self.run_id = new_run_id() if run_id is None else str(run_id)
         config_json = json.dumps({} if config is None else config, sort_keys=True)

@@ -1,5 +1,3 @@
-# One file for the two export formats, which share block streaming and atomic output; a split into
-# one module per format is planned with issue 16.
 """Export an event file to other tools' formats: the lecture's PNG folders, TrackML CSV.
 
 Two formats, both written event by event (constant memory: images and truth are read in
@@ -65,14 +63,10 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 import os
-import secrets
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,8 +74,12 @@ from typing import Any
 
 import numpy as np
 
-from spectrocnn.dataset.eventfile import SCHEMA, EventFile, _check_seed, open_events
+from spectrocnn._atomic import atomic_output, write_reason
+from spectrocnn._validate import check_number
+from spectrocnn.dataset.eventfile import SCHEMA, EventFile, open_events
+from spectrocnn.dataset.pipeline import Throughput
 from spectrocnn.errors import ConfigError, EventFileError
+from spectrocnn.seeds import check_seed, new_seed, stream
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -137,7 +135,7 @@ _PNG_COMPRESS_LEVEL = 6
 
 
 @dataclass(frozen=True)
-class ExportResult:
+class ExportResult(Throughput):
     """What :func:`export_png` or :func:`export_trackml` wrote.
 
     Attributes
@@ -169,11 +167,6 @@ class ExportResult:
     n_particles: int = 0
     n_hits: int = 0
 
-    @property
-    def events_per_s(self) -> float:
-        """Export rate [events/s]."""
-        return self.n_events / self.elapsed_s if self.elapsed_s > 0 else float("inf")
-
 
 def png_name(index: int) -> str:
     """File name of event ``index`` in the PNG layout, e.g. ``event000000123.png``."""
@@ -189,12 +182,7 @@ def trackml_prefix(index: int) -> str:
 
 
 def _check_fraction(test_fraction: float) -> float:
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, int | float | np.number):
-        raise ConfigError(f"test_fraction must be a number in [0, 1), got {test_fraction!r}")
-    f = float(test_fraction)
-    if not (math.isfinite(f) and 0.0 <= f < 1.0):
-        raise ConfigError(f"test_fraction must be a number in [0, 1), got {test_fraction!r}")
-    return f
+    return check_number("test_fraction", test_fraction, minimum=0.0, below=1.0)
 
 
 def _check_style(style: str) -> str:
@@ -229,62 +217,24 @@ def _check_output(source: str | os.PathLike, out: str | os.PathLike, overwrite: 
     return target
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with suppress(FileNotFoundError):
-            os.unlink(path)
-    if os.path.lexists(path):  # pragma: no cover - e.g. permissions changed meanwhile
-        log.warning("could not remove %s", path)
-
-
 @contextmanager
 def _atomic_dir(target: str, overwrite: bool) -> Iterator[Path]:
-    """A hidden temporary directory beside ``target``, renamed to it when the block succeeds.
-
-    On any exception (KeyboardInterrupt included) the temporary directory is removed. An
-    existing ``target`` (allowed with ``overwrite``) is moved aside, the new directory
-    renamed in and only then the old one deleted.
-    """
-    parent, name = os.path.split(target)
-    tmp = tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", suffix=".tmp", dir=parent)
-    done = False
-    try:
+    """A hidden temporary directory beside ``target``, renamed to it when the block succeeds
+    (:func:`spectrocnn._atomic.atomic_output`): removed on any exception, KeyboardInterrupt
+    included; an existing ``target`` (allowed with ``overwrite``) is replaced only then."""
+    with atomic_output(
+        target,
+        overwrite=overwrite,
+        directory=True,
+        exists=lambda: ConfigError(
+            f"output directory {target!r} appeared meanwhile (overwrite it with --overwrite)"
+        ),
+    ) as tmp:
         yield Path(tmp)
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp made it private
-        if os.path.lexists(target):
-            if not overwrite:
-                raise ConfigError(
-                    f"output directory {target!r} appeared meanwhile (overwrite it with "
-                    "--overwrite)"
-                )
-            aside = f"{os.path.join(parent, '.' + name)}.{os.getpid()}.{secrets.token_hex(4)}.old"
-            os.rename(target, aside)
-            try:
-                os.rename(tmp, target)
-            except BaseException:
-                os.rename(aside, target)  # put the old one back
-                raise
-            done = True
-            _remove(aside)
-        else:
-            os.rename(tmp, target)
-            done = True
-    finally:
-        if not done:
-            _remove(tmp)
 
 
 def _write_error(out: str | os.PathLike, exc: OSError) -> EventFileError:
-    reason = os.strerror(exc.errno) if exc.errno else " ".join(str(exc).split())
-    return EventFileError(f"cannot write {os.fspath(out)!r}: {reason}")
+    return EventFileError(f"cannot write {os.fspath(out)!r}: {write_reason(exc)}")
 
 
 def _manifest(ev: EventFile, fmt: str, **extra: Any) -> dict[str, Any]:
@@ -392,13 +342,13 @@ def export_png(
     from PIL import Image
 
     test_fraction = _check_fraction(test_fraction)
-    seed = secrets.randbits(63) if seed is None else _check_seed(seed)
+    seed = new_seed() if seed is None else check_seed(seed)
     lut = _style_lut(_check_style(style))
     t0 = time.perf_counter()
     with open_events(path) as ev:
         target = _check_output(path, out, overwrite)
         labels = ev.labels
-        test = split_test_mask(labels, test_fraction, np.random.default_rng(seed))
+        test = split_test_mask(labels, test_fraction, stream(seed))
         h, w = ev.image_shape
         counts = {s: dict.fromkeys(PNG_CLASSES, 0) for s in PNG_SPLITS}
         log.info("exporting %d events of %s as PNG into %s", ev.n_events, ev.path, target)

@@ -58,6 +58,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from spectrocnn._validate import check_int, check_number
 from spectrocnn.errors import ConfigError
 
 __all__ = [
@@ -170,9 +171,8 @@ class ImageSpec:
 
     def __post_init__(self) -> None:
         check_projection(self.projection)
-        s = self.size
-        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
-            raise ConfigError(f"size must be a positive integer, got {s!r}")
+        s = check_int("size", self.size, minimum=1)
+        object.__setattr__(self, "size", s)
         if s > MAX_IMAGE_SIZE:
             raise ConfigError(f"size must be at most {MAX_IMAGE_SIZE} pixels, got {s}")
         try:
@@ -190,11 +190,8 @@ class ImageSpec:
         object.__setattr__(self, "window_mm", w)
         if self.hit_radius_mm is not None:
             object.__setattr__(self, "hit_radius_px", self._radius_from_mm())
-        r = self.hit_radius_px
-        if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r <= MAX_HIT_RADIUS_PX:
-            raise ConfigError(
-                f"hit_radius_px must be an integer in [0, {MAX_HIT_RADIUS_PX}], got {r!r}"
-            )
+        r = check_int("hit_radius_px", self.hit_radius_px, minimum=0, maximum=MAX_HIT_RADIUS_PX)
+        object.__setattr__(self, "hit_radius_px", r)
 
     @property
     def axes(self) -> tuple[str, str]:
@@ -216,12 +213,8 @@ class ImageSpec:
     def _radius_from_mm(self) -> int:
         """``floor(hit_radius_mm / pitch_mm)``, checked (a ratio within 1e-9 of an integer
         counts as that integer, so that 0.3 mm on 0.1 mm pixels is 3 pixels)."""
-        mm = self.hit_radius_mm
-        if isinstance(mm, bool) or not isinstance(mm, int | float) or not math.isfinite(mm):
-            raise ConfigError(f"hit_radius_mm must be a finite number >= 0, got {mm!r}")
-        if mm < 0:
-            raise ConfigError(f"hit_radius_mm must be a finite number >= 0, got {mm!r}")
-        object.__setattr__(self, "hit_radius_mm", float(mm))
+        mm = check_number("hit_radius_mm", self.hit_radius_mm, minimum=0.0)
+        object.__setattr__(self, "hit_radius_mm", mm)
         ratio = mm / self.pitch_mm
         r = math.floor(ratio * (1.0 + 1e-9))
         if r > MAX_HIT_RADIUS_PX:
@@ -312,9 +305,7 @@ def disk_offsets(radius: int) -> tuple[np.ndarray, np.ndarray]:
         Every ``(dr, dc)`` with ``dr**2 + dc**2 <= radius**2``, row-major order
         (k = 1, 5, 13, 29, ... for radius 0, 1, 2, 3, ...). Read-only.
     """
-    if isinstance(radius, bool) or not isinstance(radius, int | np.integer) or radius < 0:
-        raise ValueError(f"radius must be an integer >= 0, got {radius!r}")
-    return _disk(int(radius))
+    return _disk(check_int("radius", radius, minimum=0, error=ValueError))
 
 
 #: Largest distance [pixels] between the floating-point value of a pixel coordinate and the

@@ -1,5 +1,3 @@
-# One file for sharded generation: the Dask jobs, the shard files and the virtual file that joins
-# them.
 """Sharded generation on a Dask cluster: K shard files presented as one event file.
 
 :func:`generate_sharded` (``gen-events --shards K --out DIR``) makes the same events as
@@ -15,7 +13,7 @@ HDF5 *virtual-dataset* file that presents them as a single event file (schema
     ...
 
 Same seed, same events
-    Events are made in chunks of :func:`~spectrocnn.dataset.generate.chunk_events` events
+    Events are made in chunks of :func:`~spectrocnn.dataset.pipeline.chunk_events` events
     (256 unless the configuration is heavy), chunk ``i`` from its own stream
     ``SeedSequence(seed, spawn_key=(i,))`` (docs/design.md 5). A shard is
     a contiguous range of whole chunks (shard ``k`` of ``K`` holds chunks
@@ -33,17 +31,11 @@ Shard files
     virtual file), ``seed`` and ``config`` which run made it.
 
 The virtual file
-    ``/images``, ``/labels`` and every truth column are HDF5 virtual datasets that map the
-    shards' datasets in order, by file names *relative* to the virtual file (HDF5 looks them
-    up beside it): move or copy ``DIR`` as a whole. The ``offsets`` datasets are real (N + 1
-    integers each), computed from the shards'. The root attributes are those of an ordinary
-    event file (``n_events`` of the whole set, ``created`` when it was assembled,
-    ``run_id``), plus ``shards``, the list of shard file names, and ``shard_layout``, the
-    place and dataset shapes of each shard. Reading it needs only h5py / HDF5 >= 1.10;
-    :func:`~spectrocnn.dataset.open_events` refuses it if a shard file is missing (HDF5
-    would read zeros) or does not match it (a shard of another run, out of place or of
-    other shapes, which HDF5 would read without complaint:
-    :mod:`spectrocnn.dataset.identity`).
+    HDF5 virtual datasets over the shards' datasets, by file names *relative* to it: move or
+    copy ``DIR`` as a whole (:mod:`spectrocnn.dataset.virtual`). Reading it needs only h5py /
+    HDF5 >= 1.10; :func:`~spectrocnn.dataset.open_events` refuses it if a shard file is
+    missing (HDF5 would read zeros) or does not match it (a shard of another run, out of
+    place or of other shapes: :mod:`spectrocnn.dataset.identity`).
 
 Retries and atomic output
     Each shard is one Dask task, submitted with ``retries`` (a task that raises is run
@@ -63,8 +55,8 @@ Where it runs
     Without it a ``LocalCluster`` of ``workers`` single-threaded processes runs on this
     machine (without Dask's ``MALLOC_TRIM_THRESHOLD_``, which halves the simulation's speed;
     set ``distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_: null`` on a cluster
-    of your own). Dask is an optional dependency (``pip install 'spectrocnn[dask]'``), imported
-    only here.
+    of your own; :mod:`spectrocnn.dataset.cluster`). Dask is an optional dependency
+    (``pip install 'spectrocnn[dask]'``), imported only when sharding.
 """
 
 from __future__ import annotations
@@ -74,45 +66,32 @@ import logging
 import os
 import re
 import secrets
-import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
 
-from spectrocnn.dataset.eventfile import (
-    SCHEMA,
-    EventFileWriter,
-    _check_compression,
-    _check_seed,
-)
-from spectrocnn.dataset.generate import (
+from spectrocnn._atomic import atomic_output, remove
+from spectrocnn._validate import check_int
+from spectrocnn.dataset.cluster import dask_client, require_dask
+from spectrocnn.dataset.eventfile import EventFileWriter
+from spectrocnn.dataset.identity import SHARD_SCHEMA, new_run_id
+from spectrocnn.dataset.pipeline import (
     CHUNK_EVENTS,
-    _chunk_size,
-    _Job,
-    _main_module_hidden,
-    _process_chunk,
+    ChunkJob,
+    Throughput,
+    append_chunk,
+    check_run,
     chunk_events,
     chunk_rng,
-    default_workers,
-    new_seed,
+    process_chunk,
 )
-from spectrocnn.dataset.identity import (
-    LAYOUT_ATTR,
-    RUN_ID_ATTR,
-    SHARD_SCHEMA,
-    check_shard,
-    new_run_id,
-    shard_expectations,
-    shard_layout,
-)
-from spectrocnn.errors import ConfigError, EventFileError
-from spectrocnn.simulate.events import HIT_COLUMNS, PARTICLE_COLUMNS
+from spectrocnn.dataset.virtual import write_virtual_file
+from spectrocnn.errors import ConfigError, EventFileError, ShardError
 
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
@@ -120,12 +99,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from spectrocnn.config import Config
 
 __all__ = [
-    "FAULT_ENV",
     "SHARD_SCHEMA",
     "VIRTUAL_NAME",
     "ShardError",
+    "ShardInfo",
+    "ShardTask",
     "ShardedResult",
     "generate_sharded",
+    "make_shard",
     "shard_name",
     "shard_ranges",
     "write_virtual_file",
@@ -136,22 +117,7 @@ log = logging.getLogger(__name__)
 #: Name of the virtual event file in the output directory.
 VIRTUAL_NAME = "events.h5"
 
-#: Test hook: ``"K"`` makes shard K fail on every attempt, ``"K:once"`` on its first
-#: attempt only (after writing part of it); several specs separated by commas. Read by
-#: :func:`generate_sharded` in the submitting process.
-FAULT_ENV = "SPECTROCNN_SHARD_FAULT"
-
 _SHARD_RE = re.compile(r"shard-\d{5,}-of-\d{5,}\.h5")
-
-#: How long to try to reach a scheduler given by address.
-_CONNECT_TIMEOUT = "30s"
-
-#: Root attributes of a shard that the virtual file does not take over.
-_SHARD_ATTRS = ("schema", "first_event", "first_particle", "shard", "n_shards", "n_events_total")
-
-
-class ShardError(EventFileError):
-    """A shard that failed on every attempt, or a cluster that cannot be used (exit code 1)."""
 
 
 def shard_name(index: int, shards: int) -> str:
@@ -169,7 +135,7 @@ def shard_ranges(n_events: int, shards: int, chunk: int = CHUNK_EVENTS) -> list[
     shards : int
         In ``[1, C]``, ``C = ceil(n_events / chunk)`` the number of chunks.
     chunk : int
-        Events per chunk (:func:`~spectrocnn.dataset.generate.chunk_events` of the
+        Events per chunk (:func:`~spectrocnn.dataset.pipeline.chunk_events` of the
         configuration).
 
     Returns
@@ -183,8 +149,7 @@ def shard_ranges(n_events: int, shards: int, chunk: int = CHUNK_EVENTS) -> list[
         When ``shards`` is not in ``[1, C]``.
     """
     n_chunks = -(-int(n_events) // chunk)
-    if isinstance(shards, bool) or not isinstance(shards, int | np.integer) or shards < 1:
-        raise ConfigError(f"shards must be a positive integer, got {shards!r}")
+    check_int("shards", shards, minimum=1)
     if shards > n_chunks:
         raise ConfigError(
             f"{shards} shards for {n_events} events: a shard holds whole chunks of "
@@ -195,7 +160,7 @@ def shard_ranges(n_events: int, shards: int, chunk: int = CHUNK_EVENTS) -> list[
 
 
 @dataclass(frozen=True)
-class ShardedResult:
+class ShardedResult(Throughput):
     """What :func:`generate_sharded` did.
 
     Attributes
@@ -231,18 +196,31 @@ class ShardedResult:
         """Number of shards."""
         return len(self.shard_paths)
 
-    @property
-    def events_per_s(self) -> float:
-        """Events per second of wall time."""
-        return self.n_events / self.elapsed_s if self.elapsed_s > 0 else float("inf")
-
 
 # -- one shard (runs on a Dask worker) ------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _ShardTask:
-    job: _Job
+class ShardTask:
+    """One shard to make: events ``[start, stop)`` of ``job`` into ``directory/name``.
+
+    Attributes
+    ----------
+    job : ChunkJob
+        The whole run.
+    config : dict
+        The resolved configuration, recorded in the file.
+    index, shards : int
+        Shard ``index`` of ``shards``.
+    start, stop : int
+        Its events, whole chunks of the run (:func:`shard_ranges`).
+    directory : str
+        Where to write it (the run's hidden work directory).
+    run_id : str
+        Of the run, the same in every shard.
+    """
+
+    job: ChunkJob
     config: dict[str, Any]
     index: int
     shards: int
@@ -250,34 +228,25 @@ class _ShardTask:
     stop: int
     directory: str
     run_id: str
-    fault: str | None = None  # "always" | "once" (test hook)
 
     @property
     def name(self) -> str:
+        """The shard's file name (:func:`shard_name`)."""
         return shard_name(self.index, self.shards)
 
 
 @dataclass(frozen=True)
-class _ShardInfo:
+class ShardInfo:
+    """What :func:`make_shard` did: shard ``index``, its events, those labelled 1, the wall
+    time [s]."""
+
     index: int
     n_events: int
     n_high: int
     elapsed_s: float
 
 
-def _inject_fault(task: _ShardTask) -> None:
-    if task.fault is None:
-        return
-    if task.fault == "once":
-        marker = os.path.join(task.directory, f".fault-{task.index}")
-        try:
-            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
-            return  # failed once already
-    raise RuntimeError(f"injected fault in shard {task.index} ({FAULT_ENV})")
-
-
-def _particles_before(job: _Job, chunk: int) -> int:
+def _particles_before(job: ChunkJob, chunk: int) -> int:
     """Particles in the chunks before chunk ``chunk`` of the run: ``events * n`` for a fixed
     multiplicity; otherwise each chunk's multiplicities, the first draws of its random
     stream (:func:`~spectrocnn.simulate.simulate_events`), drawn again (cheap)."""
@@ -287,21 +256,32 @@ def _particles_before(job: _Job, chunk: int) -> int:
         return min(chunk * job.chunk, job.n_events) * fixed
     mult = sim.multiplicity
     return sum(
-        int(mult.draw(_chunk_size(job, i), chunk_rng(job.seed, i)).sum()) for i in range(chunk)
+        int(mult.draw(job.chunk_size(i), chunk_rng(job.seed, i)).sum()) for i in range(chunk)
     )
 
 
-def _make_shard(task: _ShardTask) -> _ShardInfo:
-    """Simulate the chunks of one shard and write its file (temporary name, then rename)."""
+def make_shard(task: ShardTask) -> ShardInfo:
+    """Simulate the chunks of one shard and write its file (temporary name, then rename).
+
+    :func:`generate_sharded` submits this function (looked up when it submits: tests put
+    a failing one in its place) as one Dask task per shard. Running it again gives the
+    identical file.
+
+    Parameters
+    ----------
+    task : ShardTask
+
+    Returns
+    -------
+    ShardInfo
+    """
     t0 = time.perf_counter()
     job = task.job
     first, last = task.start // job.chunk, -(-task.stop // job.chunk)
     first_particle = _particles_before(job, first)
     expected_particles = _particles_before(job, last) - first_particle
-    final = os.path.join(task.directory, task.name)
-    tmp = os.path.join(task.directory, f".{task.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     n_high = n_particles = 0
-    try:
+    with atomic_output(os.path.join(task.directory, task.name)) as tmp:
         with EventFileWriter(
             tmp,
             task.stop - task.start,
@@ -315,15 +295,10 @@ def _make_shard(task: _ShardTask) -> _ShardInfo:
             threshold=job.simulation.threshold,
         ) as writer:
             for i in range(first, last):
-                res = _process_chunk(job, i)
-                if res.encoded is not None:
-                    writer.append(res.batch, encoded=res.encoded)
-                else:
-                    writer.append(res.batch, res.images)
+                res = process_chunk(job, i)
+                append_chunk(writer, res)
                 n_high += int(res.batch.labels.sum())
                 n_particles += len(res.batch.particles)
-                if i == first:
-                    _inject_fault(task)
         if n_particles != expected_particles:  # pragma: no cover - invariant
             raise RuntimeError(
                 f"shard {task.index}: {n_particles} particles, expected {expected_particles}"
@@ -335,126 +310,7 @@ def _make_shard(task: _ShardTask) -> _ShardInfo:
             f.attrs["shard"] = np.int64(task.index)
             f.attrs["n_shards"] = np.int64(task.shards)
             f.attrs["n_events_total"] = np.int64(job.n_events)
-        os.replace(tmp, final)
-    finally:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-    return _ShardInfo(task.index, task.stop - task.start, n_high, time.perf_counter() - t0)
-
-
-# -- the virtual file -----------------------------------------------------------------------
-
-
-def write_virtual_file(path: str | os.PathLike, shard_paths: Sequence[str | os.PathLike]) -> int:
-    """Write the virtual event file that presents shard files as one event file.
-
-    Parameters
-    ----------
-    path : path-like
-        The file to write (replaced if it exists; not atomic by itself).
-    shard_paths : sequence of path-like
-        The shards in event order, in the directory of ``path`` (their names are recorded
-        relative to it).
-
-    Returns
-    -------
-    int
-        Number of events.
-
-    Raises
-    ------
-    EventFileError
-        When a shard is not a complete shard file, belongs to another run than the first
-        (``run_id``, ``seed``, ``config``) or does not follow the one before.
-    """
-    out = os.path.abspath(os.fspath(path))
-    directory = os.path.dirname(out)
-    names: list[str] = []
-    for p in shard_paths:
-        full = os.path.abspath(os.fspath(p))
-        if os.path.dirname(full) != directory:
-            raise ValueError(f"shard {full} is not in the directory of {out}")
-        names.append(os.path.basename(full))
-    if not names:
-        raise ValueError("no shard files")
-    info: list[dict[str, Any]] = []
-    with ExitStack() as stack:
-        opened: dict[str, h5py.File] = {}
-        for name in names:
-            full = os.path.join(directory, name)
-            try:
-                opened[name] = stack.enter_context(h5py.File(full, "r"))
-            except OSError as exc:
-                raise EventFileError(f"{full}: cannot read the shard ({exc})") from None
-        first = opened[names[0]]
-        # every shard must belong to the run of the first and follow the one before
-        expected = {k: first.attrs[k] for k in (RUN_ID_ATTR, "seed", "config") if k in first.attrs}
-        layout = shard_layout(opened)
-        expected[LAYOUT_ATTR] = layout
-        expectations = shard_expectations(out, expected)
-        for name, f in opened.items():
-            check_shard(out, name, f, expectations)
-            info.append(
-                {
-                    "n": int(f["images"].shape[0]),
-                    "rows": {g: int(f[f"{g}/event"].shape[0]) for g in ("particles", "hits")},
-                    "offsets": {g: f[f"{g}/offsets"][()] for g in ("particles", "hits")},
-                }
-            )
-    n_events = sum(i["n"] for i in info)
-
-    with h5py.File(os.path.join(directory, names[0]), "r") as first, h5py.File(out, "w") as f:
-
-        def virtual(name: str, counts: list[int]) -> None:
-            src = first[name]
-            tail = tuple(src.shape[1:])
-            total = sum(counts)
-            if total == 0:
-                ds = f.create_dataset(
-                    name, shape=(0, *tail), maxshape=(None, *tail), dtype=src.dtype
-                )
-            else:
-                layout = h5py.VirtualLayout(shape=(total, *tail), dtype=src.dtype)
-                pos = 0
-                for fname, c in zip(names, counts, strict=True):
-                    if c:
-                        layout[pos : pos + c] = h5py.VirtualSource(
-                            fname, name, shape=(c, *tail), dtype=src.dtype
-                        )
-                    pos += c
-                ds = f.create_virtual_dataset(name, layout, fillvalue=0)
-            for k, v in src.attrs.items():
-                ds.attrs[k] = v
-
-        virtual("images", [i["n"] for i in info])
-        virtual("labels", [i["n"] for i in info])
-        if "events" in first:
-            f.create_group("events")
-            for col in first["events"]:
-                virtual(f"events/{col}", [i["n"] for i in info])
-        for group, spec in (("particles", PARTICLE_COLUMNS), ("hits", HIT_COLUMNS)):
-            f.create_group(group)
-            counts = [i["rows"][group] for i in info]
-            for col in spec:
-                virtual(f"{group}/{col}", counts)
-            parts = [np.zeros(1, np.int64)]
-            base = 0
-            for i in info:
-                parts.append(np.asarray(i["offsets"][group][1:], np.int64) + base)
-                base += i["rows"][group]
-            off = f.create_dataset(f"{group}/offsets", data=np.concatenate(parts))
-            for k, v in first[f"{group}/offsets"].attrs.items():
-                off.attrs[k] = v
-        for k, v in first.attrs.items():
-            if k not in _SHARD_ATTRS:
-                f.attrs[k] = v
-        f.attrs["n_events"] = np.int64(n_events)
-        f.attrs["created"] = datetime.now(UTC).isoformat(timespec="seconds")
-        f.attrs["shards"] = np.array(names, dtype=h5py.string_dtype())
-        f.attrs[LAYOUT_ATTR] = layout
-        f.flush()
-        f.attrs["schema"] = SCHEMA  # last: the file is complete
-    return n_events
+    return ShardInfo(task.index, task.stop - task.start, n_high, time.perf_counter() - t0)
 
 
 # -- output directory -----------------------------------------------------------------------
@@ -481,140 +337,26 @@ def _check_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> str:
     return out
 
 
-def _make_work_dir(out: str) -> str:
-    parent, name = os.path.split(out)
-    for _ in range(100):
-        work = os.path.join(parent, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        try:
-            os.mkdir(work)
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise EventFileError(
-                f"cannot create a directory in {parent!r}: {exc.strerror or exc}"
-            ) from None
-        return work
-    raise EventFileError(f"cannot create a temporary directory in {parent!r}")  # pragma: no cover
-
-
-def _publish(work: str, out: str, shown: str, overwrite: bool) -> None:
-    """Rename the finished work directory to ``out`` (replacing an old one with overwrite)."""
-    for entry in os.listdir(work):  # temporaries of failed attempts, fault markers
-        if entry.startswith("."):
-            p = os.path.join(work, entry)
-            shutil.rmtree(p) if os.path.isdir(p) else os.unlink(p)
-    old = None
-    if os.path.isdir(out) and os.listdir(out):
-        if not overwrite:
-            raise ConfigError(f"output directory {shown!r} exists (overwrite it with --overwrite)")
-        old = f"{work}.old"
-        os.rename(out, old)
-    elif os.path.isdir(out):
-        os.rmdir(out)  # empty
-    try:
-        os.rename(work, out)
-    except BaseException:
-        if old is not None:
-            os.rename(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-# -- the cluster ----------------------------------------------------------------------------
-
-
-def _distributed() -> Any:
-    try:
-        import distributed
-    except ImportError:
-        raise ConfigError(
-            "sharded generation needs Dask: pip install 'spectrocnn[dask]' (or dask[distributed])"
-        ) from None
-    return distributed
-
-
 @contextmanager
-def _dask_quiet() -> Iterator[int]:
-    """Keep Dask's INFO lines and its workers' reports of retried shards ("Compute Failed")
-    off stderr (they reach it by propagation to the root logger), unless debug logging is
-    on; yields the level for the cluster's ``silence_logs``."""
-    if log.isEnabledFor(logging.DEBUG):
-        yield logging.WARNING
-        return
-    names = ["distributed", "tornado", "bokeh"]
-    names += [n for n in list(logging.root.manager.loggerDict) if n.startswith("distributed.")]
-    saved = {}
-    for n in names:
-        logger = logging.getLogger(n)
-        if n in names[:3] or logger.level != logging.NOTSET:
-            saved[n] = logger.level
-            logger.setLevel(logging.CRITICAL)
-    try:
-        yield logging.CRITICAL
-    finally:
-        for n, level in saved.items():
-            logging.getLogger(n).setLevel(level)
-
-
-@contextmanager
-def _client(scheduler: str | None, workers: int) -> Iterator[Client]:
-    distributed = _distributed()
-    with _dask_quiet() as level, _client_in(distributed, scheduler, workers, level) as client:
-        yield client
-
-
-@contextmanager
-def _client_in(
-    distributed: Any, scheduler: str | None, workers: int, level: int
-) -> Iterator[Client]:
-    if scheduler is not None:
-        try:
-            client = distributed.Client(scheduler, timeout=_CONNECT_TIMEOUT, set_as_default=False)
-        except Exception as exc:
-            msg = " ".join(str(exc).split()) or type(exc).__name__
-            raise ShardError(
-                f"cannot connect to the Dask scheduler at {scheduler!r}: {msg}"
-            ) from None
-        try:
-            yield client
-        finally:
-            client.close()
-        return
-    import dask
-
-    # Dask sets MALLOC_TRIM_THRESHOLD_ in its workers, which turns off glibc's adaptive mmap
-    # threshold: every large array is then mapped and unmapped anew, and the simulation
-    # runs about half as fast.
-    no_trim = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
-    with _main_module_hidden(), dask.config.set(no_trim):
-        cluster = distributed.LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address="127.0.0.1:0",  # its HTTP server: any free port, this host
-            silence_logs=level,
-        )
-    try:
-        client = distributed.Client(cluster, set_as_default=False)
-        try:
-            yield client
-        finally:
-            client.close()
-    finally:
-        cluster.close()
-
-
-def _faults() -> dict[int, str]:
-    spec = os.environ.get(FAULT_ENV, "").strip()
-    out: dict[int, str] = {}
-    for item in filter(None, (s.strip() for s in spec.split(","))):
-        index, _, mode = item.partition(":")
-        if not index.isdigit():
-            log.warning("ignoring %s item %r (expected K or K:once)", FAULT_ENV, item)
-            continue
-        out[int(index)] = "once" if mode == "once" else "always"
-    return out
+def _work_dir(out: str, shown: str, overwrite: bool) -> Iterator[str]:
+    """A hidden directory beside ``out`` for the run, renamed to ``out`` when complete (an
+    existing ``out`` replaced only with ``overwrite``); removed on any error."""
+    parent = os.path.dirname(out)
+    with atomic_output(
+        out,
+        overwrite=overwrite,
+        directory=True,
+        exists=lambda: ConfigError(
+            f"output directory {shown!r} exists (overwrite it with --overwrite)"
+        ),
+        create_error=lambda exc: EventFileError(
+            f"cannot create a directory in {parent!r}: {exc.strerror or exc}"
+        ),
+    ) as work:
+        yield work
+        for entry in os.listdir(work):  # temporaries of failed attempts
+            if entry.startswith("."):
+                remove(os.path.join(work, entry))
 
 
 # -- the pipeline ---------------------------------------------------------------------------
@@ -637,9 +379,8 @@ def generate_sharded(
 ) -> ShardedResult:
     """Simulate ``n_events`` events as ``shards`` shard files on a Dask cluster.
 
-    Writes ``out_dir/events.h5`` (a virtual event file over the shards) and
-    ``out_dir/shard-KKKKK-of-NNNNN.h5``; see the module docstring. The content equals
-    :func:`~spectrocnn.dataset.generate_file`'s for the same seed.
+    Writes ``out_dir/shard-KKKKK-of-NNNNN.h5`` and ``out_dir/events.h5``, a virtual event
+    file over them (module docstring) equal to :func:`~spectrocnn.dataset.generate_file`'s.
 
     Parameters
     ----------
@@ -681,75 +422,68 @@ def generate_sharded(
         A shard failed ``retries + 1`` times, or the scheduler cannot be reached. Nothing is
         left behind.
     """
-    if isinstance(n_events, bool) or not isinstance(n_events, int | np.integer) or n_events < 1:
-        raise ConfigError(f"number of events must be a positive integer, got {n_events!r}")
-    n_events = int(n_events)
+    n_events, seed, workers = check_run(n_events, seed, workers, compression, min_events=1)
     ranges = shard_ranges(n_events, shards, chunk_events(config.simulation))
-    shards = len(ranges)
-    seed = new_seed() if seed is None else _check_seed(seed)
-    if workers is None:
-        workers = default_workers()
-    if isinstance(workers, bool) or not isinstance(workers, int | np.integer) or workers < 1:
-        raise ConfigError(f"workers must be a positive integer, got {workers!r}")
-    if isinstance(retries, bool) or not isinstance(retries, int | np.integer) or retries < 0:
-        raise ConfigError(f"retries must be an integer >= 0, got {retries!r}")
-    _check_compression(compression)
+    retries = check_int("retries", retries, minimum=0)
     shown = os.fspath(out_dir)
     out = _check_out_dir(out_dir, overwrite)
     if client is None:
-        _distributed()  # a clear error before anything is made
-    faults = _faults()
-
+        require_dask()  # a clear error before anything is made
     t0 = time.perf_counter()
-    job = _Job(config.simulation, config.image, seed, n_events, compression)
-    resolved = config.to_dict()
-    run_id = new_run_id()
-    work = _make_work_dir(out)
-    ok = False
-    try:
+    job = ChunkJob(config.simulation, config.image, seed, n_events, compression)
+    with _work_dir(out, shown, overwrite) as work:
+        run_id = new_run_id()
         tasks = [
-            _ShardTask(job, resolved, k, shards, a, b, work, run_id, faults.get(k))
+            ShardTask(job, config.to_dict(), k, len(ranges), a, b, work, run_id)
             for k, (a, b) in enumerate(ranges)
         ]
-        if client is not None:
-            infos, n_workers, address = _run_shards(client, tasks, retries, progress)
-        else:
-            with _client(scheduler, int(workers)) as c:
-                infos, n_workers, address = _run_shards(c, tasks, retries, progress)
-        paths = [os.path.join(work, t.name) for t in tasks]
-        try:
-            write_virtual_file(os.path.join(work, VIRTUAL_NAME), paths)
-        except OSError as exc:
-            raise EventFileError(f"cannot write {shown!r}: {exc}") from None
-        _publish(work, out, shown, overwrite)
-        ok = True
-    finally:
-        if not ok:
-            shutil.rmtree(work, ignore_errors=True)
-    elapsed = time.perf_counter() - t0
+        with dask_client(scheduler, workers, client) as c:
+            infos, n_workers, address = _run_shards(c, tasks, retries, progress)
+        _write_virtual(work, tasks, shown)
+    return _result(shown, tasks, infos, n_workers, address, time.perf_counter() - t0)
+
+
+def _result(
+    shown: str,
+    tasks: list[ShardTask],
+    infos: list[ShardInfo],
+    n_workers: int,
+    address: str,
+    elapsed: float,
+) -> ShardedResult:
+    """What :func:`generate_sharded` did, with the output ``shown`` complete."""
+    job = tasks[0].job
     names = [t.name for t in tasks]
-    size = sum(os.path.getsize(os.path.join(out, n)) for n in [VIRTUAL_NAME, *names])
-    log.info("wrote %d events in %d shards in %.2f s", n_events, shards, elapsed)
+    log.info("wrote %d events in %d shards in %.2f s", job.n_events, len(tasks), elapsed)
     return ShardedResult(
         path=os.path.join(shown, VIRTUAL_NAME),
         directory=shown,
         shard_paths=tuple(os.path.join(shown, n) for n in names),
-        n_events=n_events,
+        n_events=job.n_events,
         n_high=sum(i.n_high for i in infos),
-        seed=seed,
+        seed=job.seed,
         workers=n_workers,
         scheduler=address,
         elapsed_s=elapsed,
-        file_bytes=size,
+        file_bytes=sum(os.path.getsize(os.path.join(shown, n)) for n in [VIRTUAL_NAME, *names]),
     )
+
+
+def _write_virtual(work: str, tasks: list[ShardTask], shown: str) -> None:
+    """The virtual file over the shards of ``tasks`` in ``work``; an I/O error names ``shown``."""
+    paths = [os.path.join(work, t.name) for t in tasks]
+    try:
+        write_virtual_file(os.path.join(work, VIRTUAL_NAME), paths)
+    except OSError as exc:
+        raise EventFileError(f"cannot write {shown!r}: {exc}") from None
 
 
 def _run_shards(
     client: Client,
-    tasks: list[_ShardTask],
+    tasks: list[ShardTask],
     retries: int,
     progress: Callable[[int], Any] | None,
-) -> tuple[list[_ShardInfo], int, str]:
+) -> tuple[list[ShardInfo], int, str]:
     """Submit one task per shard; their results in shard order, workers, scheduler address."""
     import distributed
 
@@ -759,7 +493,7 @@ def _run_shards(
     token = secrets.token_hex(4)
     futures = {
         client.submit(
-            _make_shard,
+            make_shard,
             t,
             key=f"spectrocnn-shard-{t.index}-of-{t.shards}-{token}",
             retries=retries,
@@ -767,7 +501,7 @@ def _run_shards(
         ): t
         for t in tasks
     }
-    results: dict[int, _ShardInfo] = {}
+    results: dict[int, ShardInfo] = {}
     try:
         for fut in distributed.as_completed(list(futures), loop=client.loop):
             t = futures[fut]

@@ -52,6 +52,7 @@ from itertools import pairwise
 
 import numpy as np
 
+from spectrocnn._validate import check_int
 from spectrocnn.errors import ConfigError
 from spectrocnn.reco.circlefit import CircleFit, circle_from_moments, fit_circles
 from spectrocnn.simulate.geometry import CylinderLayer, PlaneLayer
@@ -133,9 +134,7 @@ class FinderSettings:
                 f"{self.max_plane_angle_deg!r}"
             )
         for name, lo in (("min_hits", 3), ("max_missing", 0), ("max_hits_per_batch", 1)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < lo:
-                raise ConfigError(f"finder setting {name} must be an integer >= {lo}, got {v!r}")
+            check_int(f"finder setting {name}", getattr(self, name), minimum=lo)
         seeds = tuple(tuple(int(i) for i in t) for t in self.seed_layers)
         if not seeds or any(len(t) != 3 or len(set(t)) != 3 or min(t) < 0 for t in seeds):
             raise ConfigError(
