@@ -12,6 +12,8 @@ Example
 
 from __future__ import annotations
 
+from spectrocnn.simulate.constants import C_GEV_PER_T_MM
+from spectrocnn.simulate.crossings import Crossings, StopReason
 from spectrocnn.simulate.events import (
     HIT_COLUMNS,
     PARTICLE_COLUMNS,
@@ -32,7 +34,7 @@ from spectrocnn.simulate.geometry import (
 )
 from spectrocnn.simulate.gun import Gun, LabelThreshold, Multiplicity, ParticleGun
 from spectrocnn.simulate.material import highland_theta0
-from spectrocnn.simulate.propagation import C_GEV_PER_T_MM, Crossings, StopReason, propagate
+from spectrocnn.simulate.propagation import choose_propagator, propagate
 
 __all__ = [
     "C_GEV_PER_T_MM",
@@ -55,6 +57,7 @@ __all__ = [
     "Simulation",
     "StopReason",
     "UniformField",
+    "choose_propagator",
     "concatenate_batches",
     "highland_theta0",
     "lecture_detector",

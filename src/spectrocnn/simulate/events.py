@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from spectrocnn.errors import ConfigError
+from spectrocnn.simulate.crossings import StopReason, stop_counts
 from spectrocnn.simulate.geometry import Detector, lecture_detector
 from spectrocnn.simulate.gun import (
     Gun,
@@ -20,7 +21,7 @@ from spectrocnn.simulate.gun import (
     shoot_guns,
 )
 from spectrocnn.simulate.hits import measure, noise_hits
-from spectrocnn.simulate.propagation import StopReason, propagate, stop_counts
+from spectrocnn.simulate.propagation import propagate
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -154,7 +155,7 @@ class EventBatch:
         Event indices in both tables run from 0 to ``n_events - 1``.
     stop : ndarray int8 (n_particles,) or None
         Why the propagation of each particle (row of ``particles``) ended, a
-        :class:`~spectrocnn.simulate.propagation.StopReason` code; None where not known
+        :class:`~spectrocnn.simulate.crossings.StopReason` code; None where not known
         (a batch read back from an event file, which does not store it).
     """
 
@@ -177,7 +178,7 @@ class EventBatch:
         Returns
         -------
         dict or None
-            Every :class:`~spectrocnn.simulate.propagation.StopReason`, lower-case, with its
+            Every :class:`~spectrocnn.simulate.crossings.StopReason`, lower-case, with its
             count; None when :attr:`stop` is not known.
         """
         return None if self.stop is None else stop_counts(self.stop)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from spectrocnn.simulate.crossings import Crossings
 from spectrocnn.simulate.geometry import Detector
-from spectrocnn.simulate.propagation import Crossings
 
 __all__ = ["measure", "noise_hits"]
 
@@ -44,7 +44,8 @@ def measure(
         The columns of :data:`~spectrocnn.simulate.events.HIT_COLUMNS`.
     """
     sigma, eff = _layer_response(detector)
-    is_cyl, radius, _, _, _, u, v, _, _ = detector.arrays
+    la = detector.arrays
+    is_cyl, radius, u, v = la.is_cylinder, la.radius_mm, la.u, la.v
     m = len(crossings)
     layer = crossings.layer.astype(np.intp)
     keep = rng.random(m) < eff[layer]
@@ -122,7 +123,9 @@ def noise_hits(
     total = int(counts.sum())
     event = np.repeat(np.repeat(np.arange(n_events), n_layers), counts.ravel())
     layer = np.repeat(np.tile(np.arange(n_layers), n_events), counts.ravel())
-    is_cyl, radius, half_z, center, _, u, v, hw, hh = detector.arrays
+    la = detector.arrays
+    is_cyl, radius, half_z, center = la.is_cylinder, la.radius_mm, la.half_length_mm, la.center_mm
+    u, v, hw, hh = la.u, la.v, la.half_width_mm, la.half_height_mm
     a = rng.random((total, 2)) if total else np.empty((0, 2))
     pos = np.empty((total, 3))
     cyl = is_cyl[layer]
