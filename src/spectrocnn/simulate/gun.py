@@ -22,6 +22,7 @@ __all__ = [
     "check_guns",
     "shoot",
     "shoot_guns",
+    "threshold_labels",
 ]
 
 
@@ -369,10 +370,12 @@ class Primaries:
     mass_GeV: float | np.ndarray
 
 
-def _threshold_labels(
+def threshold_labels(
     event: np.ndarray, momentum: np.ndarray, n_events: int, threshold: LabelThreshold
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(labels uint8 (n_events,), is_high uint8 (n,)) of a threshold label."""
+    """(labels uint8 (n_events,), is_high uint8 (n,)) of a threshold label: ``is_high`` marks
+    the particles (``event`` int (n,), ``momentum`` (n, 3) [GeV/c]) at or above it, an
+    event is labelled 1 when it holds one."""
     above = threshold.above(momentum[:, 0], momentum[:, 1], momentum[:, 2])
     per_event = np.bincount(event[above], minlength=n_events)
     return (per_event > 0).astype(np.uint8), above.astype(np.uint8)
@@ -446,7 +449,7 @@ def shoot(
     pdg = np.where(charge == gun.charge, gun.pdg, -gun.pdg).astype(np.int32)
     vertex = rng.standard_normal((n, 3)) * np.asarray(gun.vertex_sigma_mm)[None, :]
     if threshold is not None:
-        labels, is_high = _threshold_labels(event, momentum, n_events, threshold)
+        labels, is_high = threshold_labels(event, momentum, n_events, threshold)
     return Primaries(event, charge, pdg, momentum, vertex, is_high, labels, gun.mass_GeV)
 
 
@@ -535,5 +538,5 @@ def shoot_guns(
         pdg[rows] = np.where(q == g.charge, g.pdg, -g.pdg)
         mass[rows] = g.mass_GeV
         vertex[rows] = rng.standard_normal((m, 3)) * np.asarray(g.vertex_sigma_mm)[None, :]
-    labels, is_high = _threshold_labels(event, momentum, n_events, threshold)
+    labels, is_high = threshold_labels(event, momentum, n_events, threshold)
     return Primaries(event, charge, pdg, momentum, vertex, is_high, labels, mass)

@@ -41,7 +41,9 @@ def measure(
     Returns
     -------
     dict of str -> ndarray
-        The columns of :data:`~spectrocnn.simulate.events.HIT_COLUMNS`.
+        The columns of :data:`~spectrocnn.simulate.events.HIT_COLUMNS` and
+        :data:`~spectrocnn.simulate.events.HIT_MOMENTUM_COLUMNS` (the crossing's momentum,
+        :attr:`Crossings.momentum`: arriving at the layer, before scattering in it).
     """
     sigma, eff = _layer_response(detector)
     la = detector.arrays
@@ -64,9 +66,10 @@ def measure(
         pl = ~cyl
         lp = layer[pl]
         meas[pl] = true[pl] + g[pl, :1] * u[lp] + g[pl, 1:] * v[lp]
+    mom = crossings.momentum
     if not keep.all():
         idx = np.flatnonzero(keep)
-        true, meas = true[idx], meas[idx]
+        true, meas, mom = true[idx], meas[idx], mom[idx]
     else:
         idx = slice(None)
     part = crossings.particle[idx]
@@ -80,6 +83,9 @@ def measure(
         "true_x": true[:, 0],
         "true_y": true[:, 1],
         "true_z": true[:, 2],
+        "true_px": mom[:, 0],
+        "true_py": mom[:, 1],
+        "true_pz": mom[:, 2],
     }
 
 
@@ -113,7 +119,7 @@ def noise_hits(
     Returns
     -------
     dict of str -> ndarray
-        The hit columns, grouped by event.
+        The hit columns (true momentum columns included, NaN), grouped by event.
     """
     n_layers = detector.n_layers
     if mean_per_layer > 0 and n_events > 0:
@@ -150,4 +156,7 @@ def noise_hits(
         "true_x": nan,
         "true_y": nan.copy(),
         "true_z": nan.copy(),
+        "true_px": nan.copy(),
+        "true_py": nan.copy(),
+        "true_pz": nan.copy(),
     }

@@ -11,9 +11,11 @@ from __future__ import annotations
 from fractions import Fraction
 from functools import lru_cache
 
+import numpy as np
+
 from spectrocnn.errors import ConfigError
 
-__all__ = ["particle_properties"]
+__all__ = ["particle_properties", "pdg_properties"]
 
 #: PDG ids of the gluon (21, and 9 in some generators): coloured, never free.
 _GLUON_IDS = (9, 21)
@@ -34,6 +36,52 @@ def particle_properties(name: str) -> tuple[float, int, int]:
     if isinstance(record, str):
         raise ConfigError(record)
     return record
+
+
+def pdg_properties(pdg: np.ndarray, key: str = "pdg") -> tuple[np.ndarray, np.ndarray]:
+    """Mass and charge of particles given by their PDG ids (Monte Carlo numbering scheme).
+
+    Parameters
+    ----------
+    pdg : ndarray of int, shape (n,)
+        Signed PDG ids (211: pi+, -211: pi-, 13: mu-, 2212: p, 1000020040: He4...).
+    key : str
+        The argument's name, for messages.
+
+    Returns
+    -------
+    mass_GeV : ndarray float64 (n,)
+        [GeV/c^2].
+    charge : ndarray int8 (n,)
+        [e], with its sign.
+
+    Raises
+    ------
+    ConfigError
+        For an id not in the PDG table, or a refused particle (neutral, quark, diquark,
+        gluon, fractional charge; the messages of :func:`particle_properties`).
+    """
+    ids, inverse = np.unique(np.asarray(pdg, dtype=np.int64), return_inverse=True)
+    mass = np.empty(len(ids))
+    charge = np.empty(len(ids), dtype=np.int8)
+    for i, pid in enumerate(ids.tolist()):
+        record = _pdg_record(pid, key)
+        if isinstance(record, str):
+            raise ConfigError(record)
+        mass[i], _, charge[i] = record
+    return mass[inverse].reshape(-1), charge[inverse].reshape(-1)
+
+
+@lru_cache(maxsize=256)
+def _pdg_record(pid: int, key: str) -> tuple[float, int, int] | str:
+    """:func:`pdg_properties` of one id, or the reason it is refused; cached."""
+    from particle import Particle
+
+    try:
+        p = Particle.from_pdgid(pid)
+    except Exception:
+        return f"{key} id {pid} is not a particle of the PDG table (e.g. 211 for pi+, 13 for mu-)"
+    return _record(p, f"{key} id {pid} ({p.name})")
 
 
 @lru_cache(maxsize=64)

@@ -31,7 +31,8 @@ nothing and leaves no crossing in the tracking layers, whichever propagator runs
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import numpy as np
 
@@ -82,6 +83,7 @@ def propagate(
     rng: np.random.Generator | int | None = None,
     *,
     tolerance_mm: float = 1e-4,
+    progress: Callable[[int], Any] | None = None,
 ) -> Crossings:
     """Find the layer crossings of particles, with the material effects in the layers.
 
@@ -102,6 +104,10 @@ def propagate(
     tolerance_mm : float
         Local error tolerance of the Runge-Kutta-Nystrom stepper [mm] (ignored on the
         exact helix path).
+    progress : callable, optional
+        Called with the number of particles just finished, in input order (once the calls
+        add up to k, the first k particles are done; they add up to n): after each group
+        of particles on the stepper, once at the end on the exact helix.
 
     Returns
     -------
@@ -113,5 +119,11 @@ def propagate(
     charge = np.asarray(charge, dtype=np.float64).reshape(-1)
     mass = np.broadcast_to(np.asarray(mass, dtype=np.float64), charge.shape)
     if choose_propagator(detector) == "helix":
-        return propagate_helix(detector, position, momentum, charge, mass, rng)
-    return propagate_rk(detector, position, momentum, charge, mass, rng, tolerance_mm=tolerance_mm)
+        crossings = propagate_helix(detector, position, momentum, charge, mass, rng)
+        if progress is not None and len(charge):
+            progress(len(charge))
+        return crossings
+    return propagate_rk(
+        detector, position, momentum, charge, mass, rng, tolerance_mm=tolerance_mm,
+        progress=progress,
+    )  # fmt: skip

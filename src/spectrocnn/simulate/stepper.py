@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -77,6 +78,7 @@ def propagate_rk(
     tolerance_mm: float = 1e-4,
     max_path_mm: float | None = None,
     max_step_mm: float | None = None,
+    progress: Callable[[int], Any] | None = None,
 ) -> Crossings:
     """Propagate particles through the detector's field with an adaptive RKN stepper.
 
@@ -106,6 +108,10 @@ def propagate_rk(
         Upper bound of the step length [mm]; default a quarter of the smaller of the outer
         boundary's radius and half length. A surface touched twice within one step (a
         graze) is found all the same.
+    progress : callable, optional
+        Called, after each group of particles, with the number of particles just
+        finished, in input order: once the calls add up to k, the first k particles are
+        done. The calls add up to n.
 
     Returns
     -------
@@ -148,6 +154,7 @@ def propagate_rk(
     chunk = max(1024, _CHUNK_ELEMENTS // detector.n_layers)
     charged = np.flatnonzero(charge != 0)  # a neutral particle leaves no crossings
     run.stop[charge == 0] = StopReason.NEUTRAL
+    done = 0  # the first `done` particles are finished (reported to progress)
     for start in range(0, len(charged), chunk):
         rows = charged[start : start + chunk]
         run.chunk(
@@ -158,6 +165,11 @@ def propagate_rk(
             charge[rows],
             mass[rows],
         )
+        if progress is not None:
+            progress(int(rows[-1]) + 1 - done)
+            done = int(rows[-1]) + 1
+    if progress is not None and n > done:  # neutral particles after the last charged one
+        progress(n - done)
     log.debug(
         "propagate_rk: %d particles, %d crossings, %d steps (%d rejected)",
         n,
