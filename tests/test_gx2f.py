@@ -17,6 +17,7 @@ is 1/sqrt(n).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,7 +213,7 @@ def test_reference_on_a_measured_plane_gives_the_same_qop():
     a measured layer as reference predicts its hit at the start point."""
     rng = np.random.default_rng(5)
     det = forward_detector()
-    truth, vertex, mom, charge = forward_muons(rng, 20, (2.0, 5.0))
+    _, vertex, mom, charge = forward_muons(rng, 20, (2.0, 5.0))
     hits, _, layer, offsets = simulate(det, vertex, mom, charge, rng)
     at_vertex = fit_tracks(det, hits, layer, offsets)
     at_first = fit_tracks(det, hits, layer, offsets, reference=det.layers[0])
@@ -229,7 +230,7 @@ def test_reference_on_a_measured_plane_gives_the_same_qop():
 def test_fit_track_is_one_row_of_fit_tracks():
     rng = np.random.default_rng(6)
     det = forward_detector()
-    truth, vertex, mom, charge = forward_muons(rng, 2, (5.0, 5.0))
+    _, vertex, mom, charge = forward_muons(rng, 2, (5.0, 5.0))
     hits, _, layer, offsets = simulate(det, vertex, mom, charge, rng)
     batch = fit_tracks(det, hits, layer, offsets)
     one = fit_track(det, hits[6:], layer[6:], SIGMA_MM)
@@ -325,16 +326,22 @@ def _three_hits():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda h, l: (h[:2], l[:2], {}), "track 0 has 2 hit(s), 4 measured coordinates"),
-        (lambda h, l: (h[:3], [0, 0, 1], {}), "track 0 has two hits on layer 0"),
-        (lambda h, l: (h, l + 1, {}), "layer_ids[5] = 6 is not a layer"),
-        (lambda h, l: (h + [0, 0, 1.0], l, {}), "lies 1 mm from the surface of layer 0"),
-        (lambda h, l: (h, l, {"sigma_mm": 0.0}), "sigma_mm must be positive"),
-        (lambda h, l: (h, l, {"sigma_mm": np.ones(4)}), "sigma_mm must be a number or of shape"),
-        (lambda h, l: (h * np.nan, l, {}), "hits_mm[0] = [nan, nan, nan] is not finite"),
-        (lambda h, l: (h, l, {"reference": "beam"}), "reference must be 'perigee', 'vertex'"),
-        (lambda h, l: (h, l, {"abs_charge": 0.0}), "abs_charge must be positive"),
-        (lambda h, l: (h, l, {"initial": np.zeros(4)}), "initial must have shape (1, 5)"),
+        (lambda h, ids: (h[:2], ids[:2], {}), "track 0 has 2 hit(s), 4 measured coordinates"),
+        (lambda h, ids: (h[:3], [0, 0, 1], {}), "track 0 has two hits on layer 0"),
+        (lambda h, ids: (h, ids + 1, {}), "layer_ids[5] = 6 is not a layer"),
+        (
+            lambda h, ids: (h + np.array([0, 0, 1.0]), ids, {}),
+            "lies 1 mm from the surface of layer 0",
+        ),
+        (lambda h, ids: (h, ids, {"sigma_mm": 0.0}), "sigma_mm must be positive"),
+        (
+            lambda h, ids: (h, ids, {"sigma_mm": np.ones(4)}),
+            "sigma_mm must be a number or of shape",
+        ),
+        (lambda h, ids: (h * np.nan, ids, {}), "hits_mm[0] = [nan, nan, nan] is not finite"),
+        (lambda h, ids: (h, ids, {"reference": "beam"}), "reference must be 'perigee', 'vertex'"),
+        (lambda h, ids: (h, ids, {"abs_charge": 0.0}), "abs_charge must be positive"),
+        (lambda h, ids: (h, ids, {"initial": np.zeros(4)}), "initial must have shape (1, 5)"),
     ],
 )
 def test_bad_inputs_are_named(change, message):
@@ -388,3 +395,15 @@ def test_reference_surface_kinds():
     np.testing.assert_allclose(d[0], [0.0, np.sqrt(0.5), np.sqrt(0.5)], atol=1e-12)
     with pytest.raises(ConfigError):
         ReferenceSurface.plane((0.0, 0.0, 0.0), (0.0, 0.0, 0.0))
+
+
+def test_readme_forward_spectrometer_example_runs():
+    """The README's worked example, as printed there."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("### A forward spectrometer: your own particles", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    fit, pull = namespace["fit"], namespace["pull"]
+    assert fit.converged.all() and len(fit) == 200
+    assert abs(pull.mean()) < 3 / np.sqrt(200) and abs(pull.std() - 1.0) < 0.15
