@@ -118,7 +118,24 @@ def _start_plane(field, ref: ReferenceSurface, pts: np.ndarray) -> tuple[np.ndar
 # ----------------------------------------------------------------------------- the fit
 @dataclass(frozen=True)
 class Model:
-    """Predicted hits of track parameters: the propagation from the reference surface."""
+    """Predicted hits of track parameters: the propagation from the reference surface.
+
+    Attributes
+    ----------
+    detector : Detector
+        The fit's layers (no material, enlarged active areas) and field.
+    ref : ReferenceSurface
+    ref_col : int or None
+        The layer that is the reference plane, whose prediction is the start point.
+    sense : ndarray int8 (n,)
+        +1 / -1: each track moves along / against the reference plane's normal.
+    abs_charge : ndarray (n,)
+        |q| of each track [e].
+    tolerance_mm : float
+        The stepper's tolerance.
+    start : ndarray (n, 5)
+        Start values (estimated from the hits, or the caller's ``initial``).
+    """
 
     detector: Detector
     ref: ReferenceSurface
@@ -126,6 +143,7 @@ class Model:
     sense: np.ndarray
     abs_charge: np.ndarray
     tolerance_mm: float
+    start: np.ndarray
 
     def predict(self, params: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Crossing points (k, L, 3) [mm] of parameters (k, 5) of tracks ``rows`` (k,);
@@ -203,6 +221,7 @@ def _solve(jac, w, r):
 
 def gauss_newton(model, hits, weight, start, max_iterations, step_tolerance) -> dict:
     """Gauss-Newton iterations with step halving, all tracks together (see fit_tracks)."""
+    max_iterations, step_tolerance = int(max_iterations), float(step_tolerance)
     n = len(start)
     theta, trial = start.copy(), start.copy()
     chi2, frac = np.full(n, np.inf), np.ones(n)

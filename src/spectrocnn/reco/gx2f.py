@@ -315,9 +315,8 @@ def fit_tracks(
 ) -> TrackFitBatch:
     """Fit many tracks at once with the global chi-square fit (module docstring).
 
-    All tracks advance together: each Gauss-Newton iteration propagates 11 variants of
-    every unfinished track (the parameters and their +-steps for the Jacobian) in one call
-    of :func:`~spectrocnn.simulate.propagate`.
+    Each iteration propagates 11 variants of every unfinished track (its parameters and
+    their +-steps for the Jacobian) in one call of :func:`~spectrocnn.simulate.propagate`.
 
     Parameters
     ----------
@@ -334,19 +333,17 @@ def fit_tracks(
         Resolution of the two coordinates of each hit [mm] (``u, v`` on a plane, ``r phi, z``
         on a cylinder); default each layer's ``resolution_um / 1000``.
     reference : ReferenceSurface, PlaneLayer, "perigee", "vertex" or None
-        Where the parameters are given; the tracks start there and move towards their
-        hits, so it must lie before every hit. ``"perigee"``: the z axis. ``"vertex"``: the
-        plane through the origin parallel to the measured plane layer nearest to the
-        origin, its normal pointing away from the origin. None: ``"perigee"`` when a
-        measured layer is a cylinder, ``"vertex"`` otherwise. A measured layer may be the
-        reference: its prediction is then the start point.
+        Where the parameters are given; tracks start there towards their hits, so it lies
+        before every hit. ``"perigee"``: the z axis. ``"vertex"``: the plane through the
+        origin parallel to the measured plane nearest to it, its normal pointing away from
+        it. None: ``"perigee"`` when a cylinder is measured, else ``"vertex"``. A measured
+        layer may be the reference (its prediction is then the start point).
     field : Field, optional
         The field of the track model, default ``detector.field``.
     initial : ndarray (n, 5), optional
-        Start parameters at the reference; default an estimate from the hits (a circle fit,
-        :func:`~spectrocnn.reco.circlefit.fit_circles`, and a line in ``s-z`` on a
-        perigee; a straight line with a parabolic sagitta and the mean field along it on a
-        plane).
+        Start parameters; default from the hits (on a perigee a circle fit,
+        :func:`~spectrocnn.reco.circlefit.fit_circles`, and a line in ``s-z``; on a plane a
+        line with a parabolic sagitta in the mean field along it).
     abs_charge : float or ndarray (n,)
         |q| of each track [e].
     max_iterations : int
@@ -364,12 +361,32 @@ def fit_tracks(
     Raises
     ------
     ConfigError
-        For a track with fewer than 5 measured coordinates, two hits on one layer, a layer
-        index out of range, a hit off its layer's surface, non-finite hits, a resolution
-        that is not positive, or inconsistent shapes.
+        For a track with fewer than 5 measured coordinates, two hits on one layer, an
+        unknown layer, a hit off its layer's surface, non-finite hits, a resolution that is
+        not positive, or inconsistent shapes.
     """
     meas = _measurements(detector, hits_mm, layer_ids, offsets, sigma_mm)
     n = meas["n_tracks"]
+    q_abs = _check_options(n, abs_charge, max_iterations, step_tolerance, tolerance_mm)
+    ref = _resolve_reference(detector, reference, meas["layers_used"])
+    if n == 0:
+        return _no_tracks(q_abs, ref)
+    model, hits, weight = _problem(detector, field, ref, meas, q_abs, tolerance_mm, initial)
+    out = gauss_newton(model, hits, weight, model.start, max_iterations, step_tolerance)
+    ndf = 2 * meas["n_hits"] - 5
+    return TrackFitBatch(**out, ndf=ndf, sense=model.sense, abs_charge=q_abs, reference=ref)
+
+
+def _no_tracks(q_abs: np.ndarray, ref: ReferenceSurface) -> TrackFitBatch:
+    none = np.empty(0, np.int64)
+    return TrackFitBatch(
+        np.empty((0, 5)), np.empty((0, 5, 5)), np.empty(0), none, none, np.empty(0, bool),
+        np.empty(0, np.int8), q_abs, ref,
+    )  # fmt: skip
+
+
+def _check_options(n, abs_charge, max_iterations, step_tolerance, tolerance_mm) -> np.ndarray:
+    """|q| of each track (n,), after checking the numeric options of :func:`fit_tracks`."""
     q_abs = np.broadcast_to(np.asarray(abs_charge, dtype=np.float64), (n,)).copy()
     if np.any(~np.isfinite(q_abs) | (q_abs <= 0)):
         raise ConfigError(f"abs_charge must be positive, got {abs_charge!r}")
@@ -378,18 +395,19 @@ def fit_tracks(
             f"max_iterations must be >= 1 and step_tolerance, tolerance_mm positive, got "
             f"{max_iterations!r}, {step_tolerance!r}, {tolerance_mm!r}"
         )
-    ref = _resolve_reference(detector, reference, meas["layers_used"])
-    if n == 0:
-        none = np.empty(0, np.int64)
-        return TrackFitBatch(
-            np.empty((0, 5)), np.empty((0, 5, 5)), np.empty(0), none, none, np.empty(0, bool),
-            np.empty(0, np.int8), q_abs, ref,
-        )  # fmt: skip
+    return q_abs
+
+
+def _problem(detector, field, ref, meas, q_abs, tolerance_mm, initial):
+    """The track model (with its start values and senses), hits (n, L', 3) and weights
+    (n, L', 2) over the fit's layers: the detector's and the reference plane when it is a
+    surface of its own (never measured); ``initial`` (n, 5) replaces the start values."""
     ref_col = _reference_column(detector, ref)
     layers = list(detector.layers)
-    if ref_col is None and ref.kind == "plane":  # a surface of its own (never measured)
+    if ref_col is None and ref.kind == "plane":
         layers.append(PlaneLayer(center_mm=ref.center_mm, normal=ref.normal))
     fdet = _fit_detector(layers, detector.field if field is None else field)
+    n = meas["n_tracks"]
     hits = np.full((n, fdet.n_layers, 3), np.nan)
     hits[:, : detector.n_layers] = meas["hits"]
     weight = np.zeros((n, fdet.n_layers, 2))
@@ -399,11 +417,7 @@ def fit_tracks(
         start = np.asarray(initial, dtype=np.float64)
         if start.shape != (n, 5):
             raise ConfigError(f"initial must have shape ({n}, 5), got {start.shape}")
-        start = start.copy()
-    model = Model(fdet, ref, ref_col, sense, q_abs, float(tolerance_mm))
-    out = gauss_newton(model, hits, weight, start, int(max_iterations), float(step_tolerance))
-    ndf = 2 * meas["n_hits"] - 5
-    return TrackFitBatch(**out, ndf=ndf, sense=sense, abs_charge=q_abs, reference=ref)
+    return Model(fdet, ref, ref_col, sense, q_abs, float(tolerance_mm), start), hits, weight
 
 
 # ----------------------------------------------------------------------------- inputs
