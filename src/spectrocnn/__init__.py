@@ -33,4 +33,15 @@ __all__ = [
     "ModelFileError",
     "SpectrocnnError",
     "__version__",
+    "simulate_particles",
 ]
+
+
+def __getattr__(name: str):
+    """``spectrocnn.simulate_particles``, imported on first use (``import spectrocnn`` stays
+    light: the command-line front ends import it before they need NumPy)."""
+    if name == "simulate_particles":
+        from spectrocnn.simulate import simulate_particles
+
+        return simulate_particles
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

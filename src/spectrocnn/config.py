@@ -23,7 +23,13 @@ from spectrocnn.dataset.raster import ImageSpec
 from spectrocnn.errors import ConfigError
 from spectrocnn.simulate.events import Simulation
 from spectrocnn.simulate.fields import FieldMap, UniformField, load_field_map
-from spectrocnn.simulate.geometry import CylinderLayer, Detector, PlaneLayer
+from spectrocnn.simulate.geometry import (
+    DETECTOR_PRESETS,
+    RESPONSE_KEYS,
+    CylinderLayer,
+    Detector,
+    PlaneLayer,
+)
 from spectrocnn.simulate.gun import Gun, LabelThreshold, ParticleGun
 from spectrocnn.simulate.material import get_material
 
@@ -39,6 +45,8 @@ __all__ = [
 #: Version of the configuration format (the optional top-level ``version`` key).
 CONFIG_VERSION = 1
 
+# The layers and field of each preset come from its one definition,
+# spectrocnn.simulate.geometry.DETECTOR_PRESETS; the rest (gun, image) is defined here.
 _LECTURE: dict[str, Any] = {
     "n_particles": 10,
     "high_fraction": 0.5,
@@ -49,12 +57,9 @@ _LECTURE: dict[str, Any] = {
         "thickness_x0": 0.0,
         "material": "silicon",
         "energy_loss": False,
-        "layers": [
-            {"kind": "cylinder", "radius_mm": float(r), "half_length_mm": 1000.0}
-            for r in range(50, 201, 10)
-        ],
+        "layers": DETECTOR_PRESETS["lecture"].layer_tables(),
     },
-    "field": {"B_T": [0.0, 0.0, 2.0], "stepper_tolerance_mm": 1e-4},
+    "field": {"B_T": list(DETECTOR_PRESETS["lecture"].B_T), "stepper_tolerance_mm": 1e-4},
     "gun": {
         "particle": "pi+",
         "p_low_GeV": [0.1, 0.15],
@@ -71,16 +76,8 @@ _LECTURE: dict[str, Any] = {
 
 _TELESCOPE: dict[str, Any] = copy.deepcopy(_LECTURE)
 _TELESCOPE["detector"]["preset"] = "telescope"
-_TELESCOPE["detector"]["layers"] = [
-    {
-        "kind": "plane",
-        "center_mm": [float(x), 0.0, 0.0],
-        "normal": [1.0, 0.0, 0.0],
-        "half_width_mm": 200.0,
-        "half_height_mm": 200.0,
-    }
-    for x in range(50, 201, 10)
-]
+_TELESCOPE["detector"]["layers"] = DETECTOR_PRESETS["telescope"].layer_tables()
+_TELESCOPE["field"]["B_T"] = list(DETECTOR_PRESETS["telescope"].B_T)
 _TELESCOPE["gun"]["phi_deg"] = [-20.0, 20.0]
 _TELESCOPE["gun"]["dip_deg"] = [-5.0, 5.0]
 _TELESCOPE["gun"]["p_low_GeV"] = [0.1, 0.5]
@@ -143,7 +140,7 @@ _GUNS_KEYS = {
     "phi_deg",
     "vertex_sigma_mm",
 }
-_RESPONSE = {"resolution_um", "efficiency", "thickness_x0", "material", "energy_loss"}
+_RESPONSE = set(RESPONSE_KEYS)
 #: A key of the detector and of each layer that is no layer field: converted to thickness_x0
 #: with the layer's material (x/X0 = thickness_mm / X0), see :func:`_thickness_mm`.
 _THICKNESS_MM = "thickness_mm"

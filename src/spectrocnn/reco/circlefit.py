@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spectrocnn.simulate.propagation import C_GEV_PER_T_MM
+from spectrocnn.simulate.constants import C_GEV_PER_T_MM
 
 __all__ = [
     "CircleFit",
@@ -213,7 +213,7 @@ def pt_from_curvature(
 
     docs/design.md 4: ``R[m] = p_T[GeV/c] / (0.299792458 |q| B[T])``, so with R = 1/|rho| in mm,
     ``p_T = C |q| |B_z| / |rho|`` with ``C`` =
-    :data:`~spectrocnn.simulate.propagation.C_GEV_PER_T_MM` (0.299792458e-3 GeV/(c T mm)).
+    :data:`~spectrocnn.simulate.constants.C_GEV_PER_T_MM` (0.299792458e-3 GeV/(c T mm)).
 
     Parameters
     ----------

@@ -181,8 +181,8 @@ def finder_resolution(
     """
     from dataclasses import replace
 
+    from spectrocnn.simulate.constants import C_GEV_PER_T_MM
     from spectrocnn.simulate.material import highland_theta0
-    from spectrocnn.simulate.propagation import C_GEV_PER_T_MM
 
     s = settings or FinderSettings()
     geo = _geometry(layers)

@@ -8,20 +8,23 @@ Example
 >>> batch = simulate_events(Simulation(), 100, rng=1)
 >>> batch.n_events
 100
+
+Your own particles (a generator's output) give the same :class:`EventBatch`:
+
+>>> import numpy as np
+>>> from spectrocnn.simulate import lecture_detector, simulate_particles
+>>> batch = simulate_particles(
+...     lecture_detector(), vertex_mm=np.zeros((2, 3)),
+...     momentum_GeV=[[1.0, 0.0, 0.0], [0.0, 0.5, 0.1]], pdg=[211, -13], rng=1)
+>>> batch.n_events, len(batch.hits)
+(1, 32)
 """
 
 from __future__ import annotations
 
-from spectrocnn.simulate.events import (
-    HIT_COLUMNS,
-    PARTICLE_COLUMNS,
-    EventBatch,
-    HitTable,
-    ParticleTable,
-    Simulation,
-    concatenate_batches,
-    simulate_events,
-)
+from spectrocnn.simulate.constants import C_GEV_PER_T_MM
+from spectrocnn.simulate.crossings import Crossings, StopReason
+from spectrocnn.simulate.events import Simulation, simulate_events, simulate_particles
 from spectrocnn.simulate.fields import CallableField, Field, FieldMap, UniformField, load_field_map
 from spectrocnn.simulate.geometry import (
     CylinderLayer,
@@ -32,11 +35,21 @@ from spectrocnn.simulate.geometry import (
 )
 from spectrocnn.simulate.gun import Gun, LabelThreshold, Multiplicity, ParticleGun
 from spectrocnn.simulate.material import highland_theta0
-from spectrocnn.simulate.propagation import C_GEV_PER_T_MM, Crossings, StopReason, propagate
+from spectrocnn.simulate.propagation import choose_propagator, propagate
+from spectrocnn.simulate.tables import (
+    HIT_COLUMNS,
+    HIT_MOMENTUM_COLUMNS,
+    PARTICLE_COLUMNS,
+    EventBatch,
+    HitTable,
+    ParticleTable,
+    concatenate_batches,
+)
 
 __all__ = [
     "C_GEV_PER_T_MM",
     "HIT_COLUMNS",
+    "HIT_MOMENTUM_COLUMNS",
     "PARTICLE_COLUMNS",
     "CallableField",
     "Crossings",
@@ -55,11 +68,13 @@ __all__ = [
     "Simulation",
     "StopReason",
     "UniformField",
+    "choose_propagator",
     "concatenate_batches",
     "highland_theta0",
     "lecture_detector",
     "load_field_map",
     "propagate",
     "simulate_events",
+    "simulate_particles",
     "telescope_detector",
 ]

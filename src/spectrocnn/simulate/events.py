@@ -1,30 +1,49 @@
-"""Events: the simulation set-up, the columnar :class:`EventBatch`, and :func:`simulate_events`."""
+"""Events: the simulation set-up, :func:`simulate_events` (the gun's particles) and
+:func:`simulate_particles` (your own), both returning the columnar
+:class:`~spectrocnn.simulate.tables.EventBatch` (whose names this module re-exports)."""
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from spectrocnn.errors import ConfigError
+from spectrocnn.simulate.crossings import StopReason, stop_counts
 from spectrocnn.simulate.geometry import Detector, lecture_detector
 from spectrocnn.simulate.gun import (
     Gun,
     LabelThreshold,
     Multiplicity,
     ParticleGun,
+    Primaries,
     check_guns,
     shoot,
     shoot_guns,
+    threshold_labels,
 )
 from spectrocnn.simulate.hits import measure, noise_hits
-from spectrocnn.simulate.propagation import StopReason, propagate, stop_counts
+from spectrocnn.simulate.pdg import pdg_properties
+from spectrocnn.simulate.propagation import propagate
+from spectrocnn.simulate.tables import (
+    EVENT_COLUMNS,
+    HIT_COLUMNS,
+    HIT_MOMENTUM_COLUMNS,
+    PARTICLE_COLUMNS,
+    EventBatch,
+    HitTable,
+    ParticleTable,
+    concatenate_batches,
+)
 
 __all__ = [
     "EVENT_COLUMNS",
     "HIT_COLUMNS",
+    "HIT_MOMENTUM_COLUMNS",
     "PARTICLE_COLUMNS",
     "EventBatch",
     "HitTable",
@@ -32,218 +51,13 @@ __all__ = [
     "Simulation",
     "concatenate_batches",
     "simulate_events",
+    "simulate_particles",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Columns of the particle table: name -> (dtype, unit or None). docs/design.md 3.3 /particles.
-PARTICLE_COLUMNS: dict[str, tuple[np.dtype, str | None]] = {
-    "event": (np.dtype(np.int64), None),
-    "charge": (np.dtype(np.int8), "e"),
-    "pdg": (np.dtype(np.int32), None),
-    "px": (np.dtype(np.float64), "GeV/c"),
-    "py": (np.dtype(np.float64), "GeV/c"),
-    "pz": (np.dtype(np.float64), "GeV/c"),
-    "vx": (np.dtype(np.float64), "mm"),
-    "vy": (np.dtype(np.float64), "mm"),
-    "vz": (np.dtype(np.float64), "mm"),
-    "is_high": (np.dtype(np.uint8), None),
-}
-
-#: Per-event summaries of an event file (``/events/<name>``, issue 19): name -> (dtype, unit).
-EVENT_COLUMNS: dict[str, tuple[np.dtype, str | None]] = {
-    "n_above_threshold": (np.dtype(np.int32), None),
-    "max_pt_GeV": (np.dtype(np.float64), "GeV/c"),
-}
-
-#: Columns of the hit table: name -> (dtype, unit or None). docs/design.md 3.3 /hits.
-HIT_COLUMNS: dict[str, tuple[np.dtype, str | None]] = {
-    "event": (np.dtype(np.int64), None),
-    "particle": (np.dtype(np.int64), None),
-    "layer": (np.dtype(np.int16), None),
-    "x": (np.dtype(np.float64), "mm"),
-    "y": (np.dtype(np.float64), "mm"),
-    "z": (np.dtype(np.float64), "mm"),
-    "true_x": (np.dtype(np.float64), "mm"),
-    "true_y": (np.dtype(np.float64), "mm"),
-    "true_z": (np.dtype(np.float64), "mm"),
-}
-
-
-def _check_columns(obj, spec: dict) -> None:
-    n = None
-    for name, (dtype, _) in spec.items():
-        a = np.asarray(getattr(obj, name))
-        if a.dtype != dtype:
-            a = a.astype(dtype)
-        object.__setattr__(obj, name, a)
-        if n is None:
-            n = len(a)
-        elif len(a) != n:
-            raise ValueError(f"column {name} has length {len(a)}, expected {n}")
-
-
-@dataclass(frozen=True)
-class ParticleTable:
-    """One row per particle, grouped by event (columns and units: :data:`PARTICLE_COLUMNS`)."""
-
-    event: np.ndarray
-    charge: np.ndarray
-    pdg: np.ndarray
-    px: np.ndarray
-    py: np.ndarray
-    pz: np.ndarray
-    vx: np.ndarray
-    vy: np.ndarray
-    vz: np.ndarray
-    is_high: np.ndarray
-
-    def __post_init__(self) -> None:
-        _check_columns(self, PARTICLE_COLUMNS)
-
-    def __len__(self) -> int:
-        return len(self.event)
-
-    def columns(self) -> dict[str, np.ndarray]:
-        """The columns as a dict name -> array."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-@dataclass(frozen=True)
-class HitTable:
-    """One row per hit, grouped by event (columns and units: :data:`HIT_COLUMNS`).
-
-    ``particle`` is the row in the batch's :class:`ParticleTable` (-1 for a noise hit);
-    ``x, y, z`` are measured, ``true_x, true_y, true_z`` are the true crossing (NaN for
-    noise). Within an event the track hits come first, by particle and in the order
-    the particle made them, then the noise hits.
-    """
-
-    event: np.ndarray
-    particle: np.ndarray
-    layer: np.ndarray
-    x: np.ndarray
-    y: np.ndarray
-    z: np.ndarray
-    true_x: np.ndarray
-    true_y: np.ndarray
-    true_z: np.ndarray
-
-    def __post_init__(self) -> None:
-        _check_columns(self, HIT_COLUMNS)
-
-    def __len__(self) -> int:
-        return len(self.event)
-
-    def columns(self) -> dict[str, np.ndarray]:
-        """The columns as a dict name -> array."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-@dataclass(frozen=True)
-class EventBatch:
-    """The simulated truth of a batch of events, as columns.
-
-    Attributes
-    ----------
-    labels : ndarray uint8 (n_events,)
-        1 when the event holds a high-momentum particle (lecture recipe) or a particle
-        at or above the simulation's ``label`` threshold.
-    particles : ParticleTable
-    hits : HitTable
-        Event indices in both tables run from 0 to ``n_events - 1``.
-    stop : ndarray int8 (n_particles,) or None
-        Why the propagation of each particle (row of ``particles``) ended, a
-        :class:`~spectrocnn.simulate.propagation.StopReason` code; None where not known
-        (a batch read back from an event file, which does not store it).
-    """
-
-    labels: np.ndarray
-    particles: ParticleTable
-    hits: HitTable
-    stop: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "labels", np.asarray(self.labels, dtype=np.uint8))
-        if self.stop is not None:
-            stop = np.asarray(self.stop, dtype=np.int8)
-            if stop.shape != (len(self.particles),):
-                raise ValueError(f"stop has shape {stop.shape}, expected ({len(self.particles)},)")
-            object.__setattr__(self, "stop", stop)
-
-    def stop_counts(self) -> dict[str, int] | None:
-        """Number of particles per stop reason (``left_detector``, ``looped``, ...).
-
-        Returns
-        -------
-        dict or None
-            Every :class:`~spectrocnn.simulate.propagation.StopReason`, lower-case, with its
-            count; None when :attr:`stop` is not known.
-        """
-        return None if self.stop is None else stop_counts(self.stop)
-
-    @property
-    def n_events(self) -> int:
-        """Number of events."""
-        return len(self.labels)
-
-    def event_offsets(self, table: str = "hits") -> np.ndarray:
-        """Row offsets of each event in a table.
-
-        Parameters
-        ----------
-        table : {"hits", "particles"}
-
-        Returns
-        -------
-        ndarray int64 (n_events + 1,)
-            Rows of event ``i`` are ``offsets[i]:offsets[i + 1]``.
-        """
-        ev = getattr(self, table).event
-        return np.searchsorted(ev, np.arange(self.n_events + 1)).astype(np.int64)
-
-
-def concatenate_batches(batches: list[EventBatch]) -> EventBatch:
-    """Join batches into one, renumbering events and particle rows.
-
-    Parameters
-    ----------
-    batches : list of EventBatch
-
-    Returns
-    -------
-    EventBatch
-    """
-    ev_off = 0
-    p_off = 0
-    parts: list[dict] = []
-    hits: list[dict] = []
-    for b in batches:
-        pc = b.particles.columns()
-        pc["event"] = pc["event"] + ev_off
-        hc = b.hits.columns()
-        hc["event"] = hc["event"] + ev_off
-        hc["particle"] = np.where(hc["particle"] >= 0, hc["particle"] + p_off, -1)
-        parts.append(pc)
-        hits.append(hc)
-        ev_off += b.n_events
-        p_off += len(b.particles)
-
-    def cat(dicts: list[dict], spec: dict) -> dict:
-        return {
-            k: (np.concatenate([d[k] for d in dicts]) if dicts else np.empty(0, dt))
-            for k, (dt, _) in spec.items()
-        }
-
-    labels = np.concatenate([b.labels for b in batches]) if batches else np.empty(0, np.uint8)
-    known = all(b.stop is not None for b in batches)
-    stop = np.concatenate([b.stop for b in batches] or [np.empty(0, np.int8)]) if known else None
-    return EventBatch(
-        labels,
-        ParticleTable(**cat(parts, PARTICLE_COLUMNS)),
-        HitTable(**cat(hits, HIT_COLUMNS)),
-        stop,
-    )
+#: A progress callback: called with the number of events just simulated.
+Progress = Callable[[int], Any]
 
 
 @dataclass(frozen=True, eq=False)
@@ -344,9 +158,13 @@ class Simulation:
 
 
 def simulate_events(
-    simulation: Simulation, n_events: int, rng: np.random.Generator | int | None = None
+    simulation: Simulation,
+    n_events: int,
+    rng: np.random.Generator | int | None = None,
+    *,
+    progress: Progress | None = None,
 ) -> EventBatch:
-    """Simulate ``n_events`` events.
+    """Simulate ``n_events`` events of the simulation's particle gun(s).
 
     Parameters
     ----------
@@ -356,13 +174,23 @@ def simulate_events(
     rng : numpy.random.Generator, int or None
         Source of randomness; the same seed gives identical arrays. A varying
         multiplicity is its first draw (``simulation.multiplicity.draw(n_events, rng)``),
-        which sharded generation repeats to place each shard's particle rows.
+        which sharded generation repeats to place each shard's particle rows. The gun
+        draws first, then the propagation, the hits and the noise (the draws of
+        :func:`simulate_particles`).
+    progress : callable, optional
+        Called with the number of events just simulated, as in
+        :func:`spectrocnn.dataset.generate_file`: the calls add up to ``n_events`` by the
+        time the function returns (none for 0 events). On the stepper an event counts once
+        its particles are propagated (after each group of particles); on the exact helix,
+        which propagates all particles at once, there is one call at the end. It does not
+        change the result.
 
     Returns
     -------
     EventBatch
         With :attr:`EventBatch.stop`, why each particle's propagation ended
-        (:meth:`EventBatch.stop_counts` counts them).
+        (:meth:`EventBatch.stop_counts` counts them), and the true momentum at each hit
+        (:attr:`HitTable.true_px`...).
     """
     if isinstance(n_events, bool) or not isinstance(n_events, int | np.integer) or n_events < 0:
         raise ConfigError(f"n_events must be an integer >= 0, got {n_events!r}")
@@ -374,7 +202,137 @@ def simulate_events(
         prim = shoot(
             sim.gun, int(n_events), sim.n_particles, sim.high_fraction, rng, threshold=sim.label
         )
+    return _simulate(sim, prim, int(n_events), rng, progress)
+
+
+def simulate_particles(
+    simulation: Simulation | Detector,
+    vertex_mm: np.ndarray,
+    momentum_GeV: np.ndarray,
+    pdg: np.ndarray,
+    event: np.ndarray | None = None,
+    rng: np.random.Generator | int | None = None,
+    *,
+    progress: Progress | None = None,
+) -> EventBatch:
+    """Simulate your own particles (a generator's output) through the detector.
+
+    The particles are propagated, leave hits and noise exactly as the gun's do in
+    :func:`simulate_events` (same propagator, material effects, efficiency, smearing and
+    noise, same order of random draws), so the result is the same :class:`EventBatch`.
+
+    Parameters
+    ----------
+    simulation : Simulation or Detector
+        The detector, field and material (``simulation.detector``), the noise
+        (``noise_hits_per_layer``), the stepper's tolerance and the label
+        (``simulation.threshold``); its gun and multiplicity are not used. A bare
+        :class:`~spectrocnn.simulate.geometry.Detector` stands for ``Simulation(detector)``
+        (no noise, the default tolerance).
+    vertex_mm : array_like, shape (n, 3)
+        Production vertices [mm], finite.
+    momentum_GeV : array_like, shape (n, 3)
+        Momenta at the vertex [GeV/c], finite, non-zero.
+    pdg : array_like of int, shape (n,)
+        Signed PDG ids (211 pi+, -13 mu+, 2212 p, 1000020040 He4...): mass and charge come
+        from the PDG table (the ``particle`` package), as for the gun; neutral particles,
+        quarks, diquarks, gluons and fractional charges raise ConfigError.
+    event : array_like of int, shape (n,), optional
+        Event index of each particle, >= 0 and non-decreasing (particles grouped by event,
+        in order); the batch holds ``event.max() + 1`` events (an index skipped is an event
+        without particles: noise only). None: all particles form one event.
+    rng : numpy.random.Generator, int or None
+        Source of randomness (material effects, efficiency, smearing, noise).
+    progress : callable, optional
+        As for :func:`simulate_events`.
+
+    Returns
+    -------
+    EventBatch
+        ``particles`` in the given order (``is_high``: at or above
+        ``simulation.threshold``), ``labels`` 1 for an event holding such a particle,
+        ``hits`` with the true momentum at each hit, ``stop``.
+
+    Raises
+    ------
+    ConfigError
+        For arrays of the wrong shape or type, non-finite values, a zero momentum, an
+        event index that is negative or decreasing, or a refused PDG id; the message
+        names the argument.
+    """
+    if isinstance(simulation, Detector):
+        simulation = Simulation(detector=simulation)
+    elif not isinstance(simulation, Simulation):
+        raise ConfigError(f"simulation must be a Simulation or a Detector, got {simulation!r}")
+    vertex, momentum, pdg_ids, event_idx = _own_particles(vertex_mm, momentum_GeV, pdg, event)
+    n_events = int(event_idx[-1]) + 1 if len(event_idx) else 0
+    mass, charge = pdg_properties(pdg_ids)
+    labels, is_high = threshold_labels(event_idx, momentum, n_events, simulation.threshold)
+    prim = Primaries(
+        event_idx, charge, pdg_ids.astype(np.int32), momentum, vertex, is_high, labels, mass
+    )
+    return _simulate(simulation, prim, n_events, np.random.default_rng(rng), progress)
+
+
+def _own_particles(vertex_mm, momentum_GeV, pdg, event) -> tuple[np.ndarray, ...]:
+    """The arrays of :func:`simulate_particles`, validated: vertex, momentum float64 (n, 3),
+    pdg int64 (n,), event int64 (n,)."""
+    vertex = _float_array("vertex_mm", vertex_mm)
+    momentum = _float_array("momentum_GeV", momentum_GeV)
+    n = len(vertex) if vertex.ndim == 2 else -1
+    if vertex.shape != (n, 3) or momentum.shape != (n, 3):
+        raise ConfigError(
+            f"vertex_mm and momentum_GeV must have shape (n, 3), got {vertex.shape} and "
+            f"{momentum.shape}"
+        )
+    pmag = np.sqrt(np.einsum("ij,ij->i", momentum, momentum))
+    if np.any(pmag <= 0):
+        raise ConfigError(
+            f"momentum_GeV must be non-zero, got |p| = 0 for particle {int(np.argmin(pmag))}"
+        )
+    pdg_ids = _int_array("pdg", pdg, n)
+    if event is None:
+        return vertex, momentum, pdg_ids, np.zeros(n, dtype=np.int64)
+    event_idx = _int_array("event", event, n)
+    if n and event_idx[0] < 0:
+        raise ConfigError(f"event must be >= 0, got {int(event_idx[0])} for particle 0")
+    down = np.flatnonzero(np.diff(event_idx) < 0)
+    if down.size:
+        i = int(down[0]) + 1
+        raise ConfigError(
+            f"event must be non-decreasing (the particles grouped by event, in order), got "
+            f"event[{i}] = {int(event_idx[i])} after event[{i - 1}] = {int(event_idx[i - 1])}"
+        )
+    return vertex, momentum, pdg_ids, event_idx
+
+
+def _float_array(name: str, value) -> np.ndarray:
+    """``value`` as a finite float64 array; ConfigError naming ``name`` otherwise."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be an array of numbers, got {value!r}") from None
+    if not np.all(np.isfinite(arr)):
+        raise ConfigError(f"{name} must be finite, got NaN or inf")
+    return arr
+
+
+def _int_array(name: str, value, n: int) -> np.ndarray:
+    """``value`` as an int64 array of shape (n,); ConfigError naming ``name`` otherwise."""
+    arr = np.asarray(value)
+    if arr.shape != (n,):
+        raise ConfigError(f"{name} must have shape ({n},) (one per particle), got {arr.shape}")
+    if arr.dtype.kind not in "iu" and not (n == 0 and arr.dtype.kind == "f"):
+        raise ConfigError(f"{name} must hold integers, got dtype {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+def _simulate(
+    sim: Simulation, prim: Primaries, n_events: int, rng: np.random.Generator, progress
+) -> EventBatch:
+    """Propagate the primaries, make their hits and the noise (in this order of draws)."""
     n = len(prim.event)
+    reporter = _EventProgress(progress, prim.event, n_events)
     crossings = propagate(
         sim.detector,
         prim.vertex,
@@ -383,17 +341,22 @@ def simulate_events(
         np.broadcast_to(np.asarray(prim.mass_GeV, dtype=np.float64), (n,)).copy(),
         rng,
         tolerance_mm=sim.stepper_tolerance_mm,
+        progress=None if progress is None else reporter.particles,
     )
     track = measure(sim.detector, crossings, prim.event, rng)
-    noise = noise_hits(sim.detector, int(n_events), sim.noise_hits_per_layer, rng)
+    stop = crossings.stop
+    del crossings  # its positions and momenta live on in the hit columns
+    noise = noise_hits(sim.detector, n_events, sim.noise_hits_per_layer, rng)
     if len(noise["event"]):
-        hit_cols = {k: np.concatenate([track[k], noise[k]]) for k in HIT_COLUMNS}
+        # interleave: each event's track hits, then its noise hits (column by column, so
+        # that only one column is held twice at a time)
+        event = np.concatenate([track["event"], noise["event"]])
+        is_noise = np.concatenate([track["particle"], noise["particle"]]) < 0
+        order = np.argsort(event * 2 + is_noise, kind="stable")
+        del event, is_noise
+        hit_cols = {k: np.concatenate([track.pop(k), noise.pop(k)])[order] for k in list(track)}
     else:
         hit_cols = track
-    if len(noise["event"]):  # interleave: each event's track hits, then its noise hits
-        is_noise = hit_cols["particle"] < 0
-        order = np.argsort(hit_cols["event"] * 2 + is_noise, kind="stable")
-        hit_cols = {k: v[order] for k, v in hit_cols.items()}
     particles = ParticleTable(
         event=prim.event,
         charge=prim.charge,
@@ -407,9 +370,37 @@ def simulate_events(
         is_high=prim.is_high,
     )
     log.debug("simulated %d events, %d particles", n_events, n)
-    early = int(
-        np.count_nonzero(~np.isin(crossings.stop, (StopReason.LEFT_DETECTOR, StopReason.NEUTRAL)))
-    )
+    early = int(np.count_nonzero(~np.isin(stop, (StopReason.LEFT_DETECTOR, StopReason.NEUTRAL))))
     if early:
-        log.debug("%d of %d tracks stopped early: %s", early, n, crossings.stop_counts())
-    return EventBatch(prim.labels, particles, HitTable(**hit_cols), crossings.stop)
+        log.debug("%d of %d tracks stopped early: %s", early, n, stop_counts(stop))
+    batch = EventBatch(prim.labels, particles, HitTable(**hit_cols), stop)
+    reporter.finish()
+    return batch
+
+
+class _EventProgress:
+    """Turns the propagator's progress in particles (input order) into events for a
+    progress callback: an event counts once all its particles are propagated; the rest
+    at :meth:`finish`."""
+
+    def __init__(self, progress: Progress | None, event: np.ndarray, n_events: int) -> None:
+        self.progress = progress
+        self.event = event
+        self.n_events = n_events
+        self.n_particles = 0
+        self.reported = 0
+
+    def particles(self, k: int) -> None:
+        """``k`` more particles are propagated."""
+        self.n_particles += k
+        if self.n_particles < len(self.event):  # the events before this particle's are done
+            self._report(int(self.event[self.n_particles]))
+
+    def finish(self) -> None:
+        """Every event is done."""
+        self._report(self.n_events)
+
+    def _report(self, done: int) -> None:
+        if self.progress is not None and done > self.reported:
+            self.progress(done - self.reported)
+            self.reported = done

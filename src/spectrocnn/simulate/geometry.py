@@ -5,17 +5,19 @@ hit efficiency and material thickness (in radiation lengths). Layers are frozen
 dataclasses, validated when built: an impossible value raises
 :class:`~spectrocnn.errors.ConfigError` naming the field and the value.
 
-The vectorised helpers at the bottom (:func:`surface_distance`, :func:`on_active_area`,
-:func:`surface_normal`) evaluate all layers of a detector at many points at once; the
-propagators use them.
+:attr:`Detector.arrays` holds the layers' parameters as named arrays
+(:class:`LayerArrays`); the vectorised helpers (:func:`surface_distance`,
+:func:`on_active_area`, :func:`surface_normal`) evaluate all layers of a detector at many
+points at once; the propagators use them. The built-in detectors are defined once, in
+:data:`DETECTOR_PRESETS` (the configuration's presets take their layers and field from it).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -25,9 +27,13 @@ if TYPE_CHECKING:
     from spectrocnn.simulate.fields import Field
 
 __all__ = [
+    "DETECTOR_PRESETS",
+    "RESPONSE_KEYS",
     "CylinderLayer",
     "Detector",
+    "DetectorPreset",
     "Layer",
+    "LayerArrays",
     "PlaneLayer",
     "lecture_detector",
     "on_active_area",
@@ -64,6 +70,10 @@ def _vector3(name: str, value) -> tuple[float, float, float]:
     if len(seq) != 3:
         raise ConfigError(f"{name} must be a list of 3 numbers, got {value!r}")
     return tuple(_finite(name, v) for v in seq)  # type: ignore[return-value]
+
+
+#: The detector-response fields of every layer kind (the rest of a layer is its geometry).
+RESPONSE_KEYS = ("resolution_um", "efficiency", "thickness_x0", "material", "energy_loss")
 
 
 @dataclass(frozen=True)
@@ -277,13 +287,9 @@ class Detector:
         object.__setattr__(self, "layers", layers)
 
     @cached_property
-    def arrays(self) -> tuple[np.ndarray, ...]:
-        """Per-layer arrays for the vectorised helpers (computed once).
-
-        ``(is_cylinder, radius, half_length, center, normal, u, v, half_width, half_height)``,
-        each of leading length L; the entries that do not apply to a layer's kind are 0.
-        """
-        return _plane_arrays(self)
+    def arrays(self) -> LayerArrays:
+        """The layers' parameters as named arrays of leading length L (computed once)."""
+        return LayerArrays.of(self.layers)
 
     @property
     def n_layers(self) -> int:
@@ -320,22 +326,57 @@ def _corners(layer: PlaneLayer) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- vectorised
-def _plane_arrays(detector: Detector) -> tuple[np.ndarray, ...]:
-    n_layers = detector.n_layers
-    is_cyl = np.array([isinstance(layer, CylinderLayer) for layer in detector.layers])
-    radius = np.array([getattr(layer, "radius_mm", 0.0) for layer in detector.layers])
-    half_z = np.array([getattr(layer, "half_length_mm", 0.0) for layer in detector.layers])
-    center = np.zeros((n_layers, 3))
-    normal = np.zeros((n_layers, 3))
-    u = np.zeros((n_layers, 3))
-    v = np.zeros((n_layers, 3))
-    hw = np.zeros(n_layers)
-    hh = np.zeros(n_layers)
-    for i, layer in enumerate(detector.layers):
-        if isinstance(layer, PlaneLayer):
-            center[i], normal[i], u[i], v[i] = layer.center_mm, layer.normal, layer.u, layer.v
-            hw[i], hh[i] = layer.half_width_mm, layer.half_height_mm
-    return is_cyl, radius, half_z, center, normal, u, v, hw, hh
+class LayerArrays(NamedTuple):
+    """Per-layer parameters of a detector as arrays, for the vectorised helpers and the
+    propagators (:attr:`Detector.arrays`). Every array has leading length L (the layers, in
+    order); an entry that does not apply to a layer's kind is 0.
+
+    Attributes
+    ----------
+    is_cylinder : ndarray of bool, shape (L,)
+        True for a :class:`CylinderLayer`, False for a :class:`PlaneLayer`.
+    radius_mm, half_length_mm : ndarray, shape (L,)
+        A cylinder's radius and half length along z [mm].
+    center_mm : ndarray, shape (L, 3)
+        A plane's centre [mm].
+    normal, u, v : ndarray, shape (L, 3)
+        A plane's unit normal and in-plane unit axes (:class:`PlaneLayer`).
+    half_width_mm, half_height_mm : ndarray, shape (L,)
+        A plane's half extents along ``u`` and ``v`` [mm].
+    plane_offset_mm : ndarray, shape (L,)
+        ``normal . center_mm`` [mm]: a point x lies on a plane where ``normal . x`` equals it.
+    """
+
+    is_cylinder: np.ndarray
+    radius_mm: np.ndarray
+    half_length_mm: np.ndarray
+    center_mm: np.ndarray
+    normal: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    half_width_mm: np.ndarray
+    half_height_mm: np.ndarray
+    plane_offset_mm: np.ndarray
+
+    @classmethod
+    def of(cls, layers: tuple[Layer, ...]) -> LayerArrays:
+        """Build from a detector's layers."""
+        n_layers = len(layers)
+        is_cyl = np.array([isinstance(layer, CylinderLayer) for layer in layers])
+        radius = np.array([getattr(layer, "radius_mm", 0.0) for layer in layers])
+        half_z = np.array([getattr(layer, "half_length_mm", 0.0) for layer in layers])
+        center = np.zeros((n_layers, 3))
+        normal = np.zeros((n_layers, 3))
+        u = np.zeros((n_layers, 3))
+        v = np.zeros((n_layers, 3))
+        hw = np.zeros(n_layers)
+        hh = np.zeros(n_layers)
+        for i, layer in enumerate(layers):
+            if isinstance(layer, PlaneLayer):
+                center[i], normal[i], u[i], v[i] = layer.center_mm, layer.normal, layer.u, layer.v
+                hw[i], hh[i] = layer.half_width_mm, layer.half_height_mm
+        offset = np.einsum("ij,ij->i", center, normal)
+        return cls(is_cyl, radius, half_z, center, normal, u, v, hw, hh, offset)
 
 
 def surface_distance(detector: Detector, points: np.ndarray) -> np.ndarray:
@@ -354,12 +395,12 @@ def surface_distance(detector: Detector, points: np.ndarray) -> np.ndarray:
         plane [mm]. A sign change along a path is a crossing of the infinite surface; use
         :func:`on_active_area` to check the layer's finite extent.
     """
-    is_cyl, radius, _, center, normal, *_ = detector.arrays
+    la = detector.arrays
     points = np.asarray(points, dtype=np.float64)
     rho = np.hypot(points[:, 0], points[:, 1])[:, None]
-    d_cyl = rho - radius[None, :]
-    d_pln = points @ normal.T - np.einsum("ij,ij->i", center, normal)[None, :]
-    return np.where(is_cyl[None, :], d_cyl, d_pln)
+    d_cyl = rho - la.radius_mm[None, :]
+    d_pln = points @ la.normal.T - la.plane_offset_mm[None, :]
+    return np.where(la.is_cylinder[None, :], d_cyl, d_pln)
 
 
 def on_active_area(detector: Detector, points: np.ndarray, layer: np.ndarray) -> np.ndarray:
@@ -377,20 +418,20 @@ def on_active_area(detector: Detector, points: np.ndarray, layer: np.ndarray) ->
     -------
     ndarray of bool, shape (n,)
     """
-    is_cyl, _, half_z, center, _, u, v, hw, hh = detector.arrays
+    la = detector.arrays
     layer = np.asarray(layer, dtype=np.intp)
     points = np.asarray(points, dtype=np.float64)
     out = np.empty(len(layer), dtype=bool)
-    cyl = is_cyl[layer]
+    cyl = la.is_cylinder[layer]
     if cyl.all():
-        return np.abs(points[:, 2]) <= half_z[layer]
-    out[cyl] = np.abs(points[cyl, 2]) <= half_z[layer[cyl]]
+        return np.abs(points[:, 2]) <= la.half_length_mm[layer]
+    out[cyl] = np.abs(points[cyl, 2]) <= la.half_length_mm[layer[cyl]]
     pl = ~cyl
     lp = layer[pl]
-    rel = points[pl] - center[lp]
-    du = np.abs(np.einsum("ij,ij->i", rel, u[lp]))
-    dv = np.abs(np.einsum("ij,ij->i", rel, v[lp]))
-    out[pl] = (du <= hw[lp]) & (dv <= hh[lp])
+    rel = points[pl] - la.center_mm[lp]
+    du = np.abs(np.einsum("ij,ij->i", rel, la.u[lp]))
+    dv = np.abs(np.einsum("ij,ij->i", rel, la.v[lp]))
+    out[pl] = (du <= la.half_width_mm[lp]) & (dv <= la.half_height_mm[lp])
     return out
 
 
@@ -409,16 +450,78 @@ def surface_normal(detector: Detector, points: np.ndarray, layer: np.ndarray) ->
     ndarray, shape (n, 3)
         The outward radial unit vector for a cylinder, the plane's normal for a plane.
     """
-    is_cyl, _, _, _, normal, *_ = detector.arrays
+    la = detector.arrays
     layer = np.asarray(layer, dtype=np.intp)
     points = np.asarray(points, dtype=np.float64)
     rho = np.hypot(points[:, 0], points[:, 1])
     rho = np.where(rho > 0, rho, 1.0)
     radial = np.stack([points[:, 0] / rho, points[:, 1] / rho, np.zeros(len(points))], axis=1)
-    return np.where(is_cyl[layer][:, None], radial, normal[layer])
+    return np.where(la.is_cylinder[layer][:, None], radial, la.normal[layer])
 
 
 # ----------------------------------------------------------------------------- presets
+@dataclass(frozen=True)
+class DetectorPreset:
+    """A built-in detector: its layers' geometry and its field (one definition of each).
+
+    Parameters
+    ----------
+    name : str
+        The preset's name (``detector.preset`` of the configuration file).
+    layers : tuple of CylinderLayer or PlaneLayer
+        The layers, with the default response (50 um, efficiency 1, no material).
+    B_T : tuple of 3 floats
+        The uniform field [T] the preset comes with.
+    """
+
+    name: str
+    layers: tuple[Layer, ...]
+    B_T: tuple[float, float, float] = (0.0, 0.0, 2.0)
+
+    def layer_tables(self) -> list[dict]:
+        """The layers' geometry as ``[[detector.layers]]`` tables (no response keys: the
+        detector-level ``resolution_um``, ``efficiency``... of a configuration apply)."""
+        return [
+            {k: v for k, v in layer.to_dict().items() if k not in RESPONSE_KEYS}
+            for layer in self.layers
+        ]
+
+    def detector(self, field: Field | None = None, **changes) -> Detector:
+        """The preset's :class:`Detector`, every layer with ``changes`` (response or
+        geometry fields, e.g. ``thickness_x0=0.01``), in ``field`` (default: the preset's
+        uniform field)."""
+        from spectrocnn.simulate.fields import UniformField
+
+        layers = tuple(replace(layer, **changes) for layer in self.layers)
+        return Detector(layers, field if field is not None else UniformField(self.B_T), self.name)
+
+
+#: The built-in detectors by name. ``lecture``: the lecture's barrel, 16 cylinders about z of
+#: radii 50, 60, ..., 200 mm and half length 1000 mm. ``telescope``: a forward telescope,
+#: 16 square planes normal to +x at x = 50, 60, ..., 200 mm (the lecture barrel's radii, so
+#: the same image window shows both), each 400 mm x 400 mm (half width along y and half
+#: height along z 200 mm), centred on the x axis; the beam goes along +x. Both in 2 T along
+#: +z.
+DETECTOR_PRESETS: dict[str, DetectorPreset] = {
+    "lecture": DetectorPreset(
+        "lecture",
+        tuple(CylinderLayer(radius_mm=float(r), half_length_mm=1000.0) for r in range(50, 201, 10)),
+    ),
+    "telescope": DetectorPreset(
+        "telescope",
+        tuple(
+            PlaneLayer(
+                center_mm=(float(x), 0.0, 0.0),
+                normal=(1.0, 0.0, 0.0),
+                half_width_mm=200.0,
+                half_height_mm=200.0,
+            )
+            for x in range(50, 201, 10)
+        ),
+    ),
+}
+
+
 def lecture_detector(
     field: Field | None = None,
     *,
@@ -427,7 +530,8 @@ def lecture_detector(
     thickness_x0: float = 0.0,
     half_length_mm: float = 1000.0,
 ) -> Detector:
-    """The lecture's barrel: 16 cylinders, radii 50 to 200 mm in 10 mm steps.
+    """The lecture's barrel: 16 cylinders, radii 50 to 200 mm in 10 mm steps
+    (:data:`DETECTOR_PRESETS`).
 
     Parameters
     ----------
@@ -438,20 +542,12 @@ def lecture_detector(
     half_length_mm : float
         Half length of every cylinder [mm].
     """
-    from spectrocnn.simulate.fields import UniformField
-
-    layers = tuple(
-        CylinderLayer(
-            radius_mm=float(r),
-            half_length_mm=half_length_mm,
-            resolution_um=resolution_um,
-            efficiency=efficiency,
-            thickness_x0=thickness_x0,
-        )
-        for r in range(50, 201, 10)
-    )
-    return Detector(
-        layers, field if field is not None else UniformField((0.0, 0.0, 2.0)), "lecture"
+    return DETECTOR_PRESETS["lecture"].detector(
+        field,
+        resolution_um=resolution_um,
+        efficiency=efficiency,
+        thickness_x0=thickness_x0,
+        half_length_mm=half_length_mm,
     )
 
 
@@ -462,11 +558,7 @@ def telescope_detector(
     efficiency: float = 1.0,
     thickness_x0: float = 0.0,
 ) -> Detector:
-    """A forward telescope: 16 square planes normal to +x.
-
-    The planes sit at x = 50, 60, ..., 200 mm (the lecture barrel's radii, so the same
-    image window shows both), each 400 mm x 400 mm (half width along y and half height
-    along z 200 mm), centred on the x axis. The beam goes along +x; the field is along z.
+    """A forward telescope: 16 square planes normal to +x (:data:`DETECTOR_PRESETS`).
 
     Parameters
     ----------
@@ -475,20 +567,6 @@ def telescope_detector(
     resolution_um, efficiency, thickness_x0 : float
         Applied to every plane.
     """
-    from spectrocnn.simulate.fields import UniformField
-
-    layers = tuple(
-        PlaneLayer(
-            center_mm=(float(x), 0.0, 0.0),
-            normal=(1.0, 0.0, 0.0),
-            half_width_mm=200.0,
-            half_height_mm=200.0,
-            resolution_um=resolution_um,
-            efficiency=efficiency,
-            thickness_x0=thickness_x0,
-        )
-        for x in range(50, 201, 10)
-    )
-    return Detector(
-        layers, field if field is not None else UniformField((0.0, 0.0, 2.0)), "telescope"
+    return DETECTOR_PRESETS["telescope"].detector(
+        field, resolution_um=resolution_um, efficiency=efficiency, thickness_x0=thickness_x0
     )

@@ -1,17 +1,17 @@
-# One file for the particle gun: particle properties, kinematics, multiplicity, several guns and
-# threshold labels draw from one random stream in a fixed order, which keeps files reproducible.
 """The particle gun: momenta, directions, vertices and charges of an event's particles."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from fractions import Fraction
-from functools import cached_property, lru_cache
+from functools import cached_property
 
 import numpy as np
 
 from spectrocnn.errors import ConfigError
+from spectrocnn.simulate._validate import check_choice, check_range, is_number
+from spectrocnn.simulate.multiplicity import MAX_PARTICLES_PER_EVENT, Multiplicity
+from spectrocnn.simulate.pdg import particle_properties
 
 __all__ = [
     "Gun",
@@ -22,36 +22,12 @@ __all__ = [
     "check_guns",
     "shoot",
     "shoot_guns",
+    "threshold_labels",
 ]
-
-
-def _range(name: str, value, *, lo: float | None = None, hi: float | None = None):
-    """Validate a ``[min, max]`` range; ``min == max`` is allowed and means that fixed value."""
-    try:
-        a, b = (float(x) for x in value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a list of 2 numbers [min, max], got {value!r}") from None
-    if not (math.isfinite(a) and math.isfinite(b)):
-        raise ConfigError(f"{name} must be finite, got {value!r}")
-    if not a <= b:
-        raise ConfigError(
-            f"{name} must be a range [min, max] with min <= max (min == max: a fixed value), "
-            f"got {value!r}"
-        )
-    if (lo is not None and a < lo) or (hi is not None and b > hi):
-        where = f">= {lo}" if hi is None else f"<= {hi}" if lo is None else f"within [{lo}, {hi}]"
-        raise ConfigError(f"{name} must lie {where}, got {value!r}")
-    return (a, b)
 
 
 _MOMENTUM_KINDS = ("p", "pt")
 _SIGNS = ("random", "+", "-")
-
-
-def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:
-    if not isinstance(value, str) or value not in choices:
-        shown = ", ".join(repr(c) for c in choices)
-        raise ConfigError(f"{name} must be one of {shown}, got {value!r}")
 
 
 def _check_pt_dip(name: str, dip) -> None:
@@ -94,125 +70,9 @@ def _signs(charge_sign: str, u: np.ndarray) -> np.ndarray:
     return np.where(u < 0.5, -1, 1)
 
 
-def _is_number(x) -> bool:
-    return not isinstance(x, bool) and isinstance(x, int | float | np.integer | np.floating)
-
-
 #: Largest |eta| a gun takes: theta = 2 atan(e^-15) = 6e-7 rad from the z axis, far
 #: beyond any tracking layer's acceptance (and p_z = p_T sinh(eta) stays finite).
 MAX_ETA = 15.0
-
-#: Largest mean (Poisson) or maximum (uniform) number of particles per event.
-MAX_PARTICLES_PER_EVENT = 100_000
-
-
-@dataclass(frozen=True)
-class Multiplicity:
-    """How many particles an event holds.
-
-    Parameters
-    ----------
-    distribution : {"fixed", "poisson", "uniform"}
-    n : int
-        ``"fixed"``: every event holds ``n >= 1`` particles.
-    mean : float
-        ``"poisson"``: the mean lambda > 0 of the Poisson distribution, *conditioned on at
-        least one particle* (zero-truncated): P(N = k) = lambda^k e^-lambda /
-        (k! (1 - e^-lambda)) for k >= 1, so E[N] = lambda / (1 - e^-lambda) and
-        Var[N] = E[N] (1 + lambda - E[N]); for lambda = 10 they are 10.0005 and 9.996,
-        for lambda = 1 they are 1.582 and 0.661. An event with no particle would have no
-        hit and no label, so zero is never drawn (sampled exactly: the first arrival T of
-        a unit-rate Poisson process conditioned on T < lambda, then
-        N = 1 + Poisson(lambda - T)).
-    range : (int, int)
-        ``"uniform"``: N uniform on the integers ``[a, b]``, both included, ``1 <= a <= b``
-        (E[N] = (a + b) / 2, Var[N] = ((b - a + 1)^2 - 1) / 12).
-    """
-
-    distribution: str = "fixed"
-    n: int = 10
-    mean: float | None = None
-    range: tuple[int, int] | None = None
-
-    def __post_init__(self) -> None:
-        kinds = ("fixed", "poisson", "uniform")
-        _check_choice("n_particles.distribution", self.distribution, kinds)
-        cap = MAX_PARTICLES_PER_EVENT
-        if self.distribution == "fixed":
-            n = self.n
-            if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 1 <= n <= cap:
-                raise ConfigError(f"n_particles must be a positive integer, got {n!r}")
-            object.__setattr__(self, "n", int(n))
-        elif self.distribution == "poisson":
-            m = self.mean
-            if not _is_number(m) or not 0 < m <= cap:
-                raise ConfigError(
-                    f"n_particles.mean must be a number in (0, {cap}] (the Poisson mean), got {m!r}"
-                )
-            object.__setattr__(self, "mean", float(m))
-        else:
-            r = self.range
-            ok = isinstance(r, list | tuple) and len(r) == 2
-            ok = ok and all(not isinstance(x, bool) and isinstance(x, int | np.integer) for x in r)
-            if not ok or not 1 <= r[0] <= r[1] <= cap:
-                raise ConfigError(
-                    f"n_particles.range must be 2 integers [a, b] with 1 <= a <= b <= {cap} "
-                    f"(both included), got {r!r}"
-                )
-            object.__setattr__(self, "range", (int(r[0]), int(r[1])))
-
-    @classmethod
-    def of(cls, value) -> Multiplicity:
-        """A :class:`Multiplicity` from an int (fixed), a Multiplicity, or a table
-        ``{distribution = "poisson", mean = 10.0}`` / ``{distribution = "uniform",
-        range = [5, 15]}``."""
-        if isinstance(value, Multiplicity):
-            return value
-        if isinstance(value, dict):
-            dist = value.get("distribution")
-            allowed = {"poisson": {"distribution", "mean"}, "uniform": {"distribution", "range"}}
-            if dist not in allowed:
-                raise ConfigError(
-                    f"n_particles.distribution must be 'poisson' or 'uniform', got {dist!r}"
-                )
-            for key in value:
-                if key not in allowed[dist]:
-                    raise ConfigError(
-                        f"unknown key 'n_particles.{key}' for a {dist} multiplicity "
-                        f"(keys: {', '.join(sorted(allowed[dist]))})"
-                    )
-            if dist == "poisson":
-                return cls("poisson", mean=value.get("mean"))
-            return cls("uniform", range=value.get("range"))
-        return cls("fixed", n=value)
-
-    def to_config(self) -> int | dict:
-        """The configuration value: an int, or the table."""
-        if self.distribution == "fixed":
-            return self.n
-        if self.distribution == "poisson":
-            return {"distribution": "poisson", "mean": self.mean}
-        return {"distribution": "uniform", "range": list(self.range)}
-
-    @property
-    def bound(self) -> float:
-        """A generous bound on the particles of one event (for memory budgets): ``n``,
-        ``b``, or the mean plus 6 standard deviations plus 1 (Poisson)."""
-        if self.distribution == "fixed":
-            return float(self.n)
-        if self.distribution == "uniform":
-            return float(self.range[1])
-        return self.mean + 6.0 * self.mean**0.5 + 1.0
-
-    def draw(self, n_events: int, rng: np.random.Generator) -> np.ndarray:
-        """Particles per event, int64 (n_events,), each >= 1."""
-        if self.distribution == "fixed":
-            return np.full(n_events, self.n, dtype=np.int64)
-        if self.distribution == "uniform":
-            return rng.integers(self.range[0], self.range[1], size=n_events, endpoint=True)
-        lam = self.mean
-        t = -np.log1p(-rng.random(n_events) * -np.expm1(-lam))  # first arrival, < lambda
-        return 1 + rng.poisson(np.maximum(lam - t, 0.0)).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -233,10 +93,10 @@ class LabelThreshold:
 
     def __post_init__(self) -> None:
         t = self.threshold_GeV
-        if not _is_number(t) or not 0 < t < math.inf:
+        if not is_number(t) or not 0 < t < math.inf:
             raise ConfigError(f"threshold_GeV must be a finite number > 0, got {t!r}")
         object.__setattr__(self, "threshold_GeV", float(t))
-        _check_choice("variable", self.variable, _MOMENTUM_KINDS)
+        check_choice("variable", self.variable, _MOMENTUM_KINDS)
 
     def values(self, px, py, pz) -> np.ndarray:
         """The thresholded variable of each particle [GeV/c]."""
@@ -291,7 +151,7 @@ class Gun:
     vertex_sigma_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def __post_init__(self) -> None:
-        _check_choice("charge_sign", self.charge_sign, _SIGNS)
+        check_choice("charge_sign", self.charge_sign, _SIGNS)
         if (self.fraction is None) == (self.count is None):
             raise ConfigError(
                 f"give exactly one of fraction and count, got fraction={self.fraction!r} "
@@ -299,7 +159,7 @@ class Gun:
             )
         if self.fraction is not None:
             f = self.fraction
-            if not _is_number(f) or not 0 < f <= 1:
+            if not is_number(f) or not 0 < f <= 1:
                 raise ConfigError(f"fraction must be a number in (0, 1], got {f!r}")
             object.__setattr__(self, "fraction", float(f))
         else:
@@ -314,7 +174,7 @@ class Gun:
                 f"pt_GeV={self.pt_GeV!r}"
             )
         key = "p_GeV" if self.p_GeV is not None else "pt_GeV"
-        mag = _range(key, getattr(self, key), lo=0.0)
+        mag = check_range(key, getattr(self, key), lo=0.0)
         if mag[0] <= 0:
             raise ConfigError(f"{key} must be positive, got {getattr(self, key)!r}")
         object.__setattr__(self, key, mag)
@@ -324,14 +184,14 @@ class Gun:
                 f"eta={self.eta!r}"
             )
         if self.eta is not None:
-            object.__setattr__(self, "eta", _range("eta", self.eta, lo=-MAX_ETA, hi=MAX_ETA))
+            object.__setattr__(self, "eta", check_range("eta", self.eta, lo=-MAX_ETA, hi=MAX_ETA))
         else:
             dip = (-10.0, 10.0) if self.dip_deg is None else self.dip_deg
-            dip = _range("dip_deg", dip, lo=-90.0, hi=90.0)
+            dip = check_range("dip_deg", dip, lo=-90.0, hi=90.0)
             if key == "pt_GeV":
                 _check_pt_dip("dip_deg", dip)
             object.__setattr__(self, "dip_deg", dip)
-        object.__setattr__(self, "phi_deg", _range("phi_deg", self.phi_deg))
+        object.__setattr__(self, "phi_deg", check_range("phi_deg", self.phi_deg))
         # the vertex and particle rules of ParticleGun
         pg = ParticleGun(particle=self.particle, vertex_sigma_mm=self.vertex_sigma_mm)
         object.__setattr__(self, "vertex_sigma_mm", pg.vertex_sigma_mm)
@@ -367,66 +227,6 @@ class Gun:
             if getattr(self, key) is not None:
                 out[key] = list(getattr(self, key))
         return out
-
-
-#: PDG ids of the gluon (21, and 9 in some generators): coloured, never free.
-_GLUON_IDS = (9, 21)
-
-
-def _particle_properties(name: str) -> tuple[float, int, int]:
-    """(mass [GeV/c^2], PDG id, charge [e]) of a PDG name.
-
-    The gun shoots free particles with a non-zero integer charge: quarks, diquarks and
-    gluons (coloured, confined), particles of fractional charge, and neutral particles
-    (which leave no hit in a tracking layer) are refused.
-
-    Raises
-    ------
-    ConfigError
-        For an unknown name, a refused particle (the message names its charge) or a
-        particle without a known mass.
-    """
-    record = _particle_record(name)
-    if isinstance(record, str):
-        raise ConfigError(record)
-    return record
-
-
-@lru_cache(maxsize=64)
-def _particle_record(name: str) -> tuple[float, int, int] | str:
-    """:func:`_particle_properties`, or the reason the name is refused; cached, refusals
-    included (a look-up in the ``particle`` table takes 0.3 s)."""
-    from particle import PDGID, Particle
-
-    try:
-        p = Particle.from_name(name)
-    except Exception:
-        return f"particle must be a PDG name such as 'pi+', got {name!r}"
-    if p.three_charge is None:
-        return f"particle {name!r} has no known charge"
-    pdgid = PDGID(int(p.pdgid))
-    three_q = int(p.three_charge)
-    shown = str(Fraction(three_q, 3))
-    choose = "choose a lepton, hadron or nucleus such as 'pi+', 'mu-', 'p' or 'He4'"
-    gluon = abs(int(pdgid)) in _GLUON_IDS
-    if pdgid.is_quark or pdgid.is_diquark or gluon:
-        kind = "quark" if pdgid.is_quark else "diquark" if pdgid.is_diquark else "gluon"
-        return (
-            f"particle {name!r} has charge {shown}: a {kind} carries colour and is never a "
-            f"free particle; {choose}"
-        )
-    if three_q % 3:
-        return (
-            f"particle {name!r} has charge {shown}: a free particle has an integer charge; {choose}"
-        )
-    if three_q == 0:
-        return (
-            f"particle {name!r} has charge 0: a neutral particle leaves no hits in the tracking "
-            f"layers; {choose}"
-        )
-    if p.mass is None:
-        return f"particle {name!r} has no known mass"
-    return float(p.mass) / 1000.0, int(p.pdgid), three_q // 3
 
 
 @dataclass(frozen=True)
@@ -478,24 +278,24 @@ class ParticleGun:
     charge_sign: str = "random"
 
     def __post_init__(self) -> None:
-        _check_choice("momentum", self.momentum, _MOMENTUM_KINDS)
-        _check_choice("charge_sign", self.charge_sign, _SIGNS)
+        check_choice("momentum", self.momentum, _MOMENTUM_KINDS)
+        check_choice("charge_sign", self.charge_sign, _SIGNS)
         if self.eta is not None:
             if tuple(self.dip_deg) != (-10.0, 10.0):
                 raise ConfigError(
                     f"give either dip_deg or eta, not both, got dip_deg={list(self.dip_deg)} "
                     f"eta={self.eta!r}"
                 )
-            object.__setattr__(self, "eta", _range("eta", self.eta, lo=-MAX_ETA, hi=MAX_ETA))
-        object.__setattr__(self, "p_low_GeV", _range("p_low_GeV", self.p_low_GeV, lo=0.0))
-        object.__setattr__(self, "p_high_GeV", _range("p_high_GeV", self.p_high_GeV, lo=0.0))
+            object.__setattr__(self, "eta", check_range("eta", self.eta, lo=-MAX_ETA, hi=MAX_ETA))
+        object.__setattr__(self, "p_low_GeV", check_range("p_low_GeV", self.p_low_GeV, lo=0.0))
+        object.__setattr__(self, "p_high_GeV", check_range("p_high_GeV", self.p_high_GeV, lo=0.0))
         if self.p_low_GeV[0] <= 0 or self.p_high_GeV[0] <= 0:
             raise ConfigError(
                 f"momentum ranges must be positive, got p_low_GeV={list(self.p_low_GeV)} "
                 f"p_high_GeV={list(self.p_high_GeV)}"
             )
-        object.__setattr__(self, "phi_deg", _range("phi_deg", self.phi_deg))
-        object.__setattr__(self, "dip_deg", _range("dip_deg", self.dip_deg, lo=-90.0, hi=90.0))
+        object.__setattr__(self, "phi_deg", check_range("phi_deg", self.phi_deg))
+        object.__setattr__(self, "dip_deg", check_range("dip_deg", self.dip_deg, lo=-90.0, hi=90.0))
         try:
             vs = tuple(float(x) for x in self.vertex_sigma_mm)
         except (TypeError, ValueError):
@@ -515,7 +315,7 @@ class ParticleGun:
     def _properties(self) -> tuple[float, int, int]:
         if not isinstance(self.particle, str):
             raise ConfigError(f"particle must be a PDG name such as 'pi+', got {self.particle!r}")
-        return _particle_properties(self.particle)
+        return particle_properties(self.particle)
 
     @property
     def mass_GeV(self) -> float:
@@ -570,10 +370,12 @@ class Primaries:
     mass_GeV: float | np.ndarray
 
 
-def _threshold_labels(
+def threshold_labels(
     event: np.ndarray, momentum: np.ndarray, n_events: int, threshold: LabelThreshold
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(labels uint8 (n_events,), is_high uint8 (n,)) of a threshold label."""
+    """(labels uint8 (n_events,), is_high uint8 (n,)) of a threshold label: ``is_high`` marks
+    the particles (``event`` int (n,), ``momentum`` (n, 3) [GeV/c]) at or above it, an
+    event is labelled 1 when it holds one."""
     above = threshold.above(momentum[:, 0], momentum[:, 1], momentum[:, 2])
     per_event = np.bincount(event[above], minlength=n_events)
     return (per_event > 0).astype(np.uint8), above.astype(np.uint8)
@@ -647,7 +449,7 @@ def shoot(
     pdg = np.where(charge == gun.charge, gun.pdg, -gun.pdg).astype(np.int32)
     vertex = rng.standard_normal((n, 3)) * np.asarray(gun.vertex_sigma_mm)[None, :]
     if threshold is not None:
-        labels, is_high = _threshold_labels(event, momentum, n_events, threshold)
+        labels, is_high = threshold_labels(event, momentum, n_events, threshold)
     return Primaries(event, charge, pdg, momentum, vertex, is_high, labels, gun.mass_GeV)
 
 
@@ -736,5 +538,5 @@ def shoot_guns(
         pdg[rows] = np.where(q == g.charge, g.pdg, -g.pdg)
         mass[rows] = g.mass_GeV
         vertex[rows] = rng.standard_normal((m, 3)) * np.asarray(g.vertex_sigma_mm)[None, :]
-    labels, is_high = _threshold_labels(event, momentum, n_events, threshold)
+    labels, is_high = threshold_labels(event, momentum, n_events, threshold)
     return Primaries(event, charge, pdg, momentum, vertex, is_high, labels, mass)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from spectrocnn.simulate.crossings import Crossings
 from spectrocnn.simulate.geometry import Detector
-from spectrocnn.simulate.propagation import Crossings
 
 __all__ = ["measure", "noise_hits"]
 
@@ -41,10 +41,13 @@ def measure(
     Returns
     -------
     dict of str -> ndarray
-        The columns of :data:`~spectrocnn.simulate.events.HIT_COLUMNS`.
+        The columns of :data:`~spectrocnn.simulate.events.HIT_COLUMNS` and
+        :data:`~spectrocnn.simulate.events.HIT_MOMENTUM_COLUMNS` (the crossing's momentum,
+        :attr:`Crossings.momentum`: arriving at the layer, before scattering in it).
     """
     sigma, eff = _layer_response(detector)
-    is_cyl, radius, _, _, _, u, v, _, _ = detector.arrays
+    la = detector.arrays
+    is_cyl, radius, u, v = la.is_cylinder, la.radius_mm, la.u, la.v
     m = len(crossings)
     layer = crossings.layer.astype(np.intp)
     keep = rng.random(m) < eff[layer]
@@ -63,9 +66,10 @@ def measure(
         pl = ~cyl
         lp = layer[pl]
         meas[pl] = true[pl] + g[pl, :1] * u[lp] + g[pl, 1:] * v[lp]
+    mom = crossings.momentum
     if not keep.all():
         idx = np.flatnonzero(keep)
-        true, meas = true[idx], meas[idx]
+        true, meas, mom = true[idx], meas[idx], mom[idx]
     else:
         idx = slice(None)
     part = crossings.particle[idx]
@@ -79,6 +83,9 @@ def measure(
         "true_x": true[:, 0],
         "true_y": true[:, 1],
         "true_z": true[:, 2],
+        "true_px": mom[:, 0],
+        "true_py": mom[:, 1],
+        "true_pz": mom[:, 2],
     }
 
 
@@ -112,7 +119,7 @@ def noise_hits(
     Returns
     -------
     dict of str -> ndarray
-        The hit columns, grouped by event.
+        The hit columns (true momentum columns included, NaN), grouped by event.
     """
     n_layers = detector.n_layers
     if mean_per_layer > 0 and n_events > 0:
@@ -122,7 +129,9 @@ def noise_hits(
     total = int(counts.sum())
     event = np.repeat(np.repeat(np.arange(n_events), n_layers), counts.ravel())
     layer = np.repeat(np.tile(np.arange(n_layers), n_events), counts.ravel())
-    is_cyl, radius, half_z, center, _, u, v, hw, hh = detector.arrays
+    la = detector.arrays
+    is_cyl, radius, half_z, center = la.is_cylinder, la.radius_mm, la.half_length_mm, la.center_mm
+    u, v, hw, hh = la.u, la.v, la.half_width_mm, la.half_height_mm
     a = rng.random((total, 2)) if total else np.empty((0, 2))
     pos = np.empty((total, 3))
     cyl = is_cyl[layer]
@@ -147,4 +156,7 @@ def noise_hits(
         "true_x": nan,
         "true_y": nan.copy(),
         "true_z": nan.copy(),
+        "true_px": nan.copy(),
+        "true_py": nan.copy(),
+        "true_pz": nan.copy(),
     }
