@@ -19,10 +19,7 @@ import time
 import numpy as np
 
 from spectrocnn.reco import fit_tracks
-from spectrocnn.simulate import CallableField, Detector, PlaneLayer, propagate
-from spectrocnn.simulate.hits import measure
-
-MUON_MASS_GEV = 0.1056584
+from spectrocnn.simulate import CallableField, Detector, PlaneLayer, simulate_particles
 
 
 def dipole(points: np.ndarray) -> np.ndarray:
@@ -48,13 +45,14 @@ def spectrometer() -> Detector:
 
 
 def muons(n: int, rng: np.random.Generator):
-    """Vertices (n, 3) [mm], momenta (n, 3) [GeV/c] and charges (n,) of muons from the target:
-    |p| uniform in 1-20 GeV/c, slopes dx/dz, dy/dz Gaussian of 10 mrad, charges +-1."""
+    """Vertices (n, 3) [mm], momenta (n, 3) [GeV/c] and PDG ids (n,) of muons from the
+    target: |p| uniform in 1-20 GeV/c, slopes dx/dz, dy/dz Gaussian of 10 mrad, a beam spot
+    of 0.5 mm, mu- (13) and mu+ (-13)."""
     p = rng.uniform(1.0, 20.0, n)
     d = np.c_[rng.normal(0.0, 0.01, (n, 2)), np.ones(n)]
     d /= np.linalg.norm(d, axis=1)[:, None]
     vertex = np.c_[rng.normal(0.0, 0.5, (n, 2)), np.zeros(n)]
-    return vertex, d * p[:, None], rng.choice([-1.0, 1.0], n)
+    return vertex, d * p[:, None], rng.choice([13, -13], n)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,15 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     detector = spectrometer()
-    vertex, momentum, charge = muons(args.n, rng)
-    crossings = propagate(detector, vertex, momentum, charge, MUON_MASS_GEV, rng=rng)
-    hits = measure(detector, crossings, np.arange(args.n), rng)  # grouped by muon
-    offsets = np.r_[0, np.cumsum(np.bincount(hits["particle"], minlength=args.n))]
-    xyz = np.stack([hits["x"], hits["y"], hits["z"]], axis=1)
+    vertex, momentum, pdg = muons(args.n, rng)
+    batch = simulate_particles(detector, vertex, momentum, pdg, rng=rng)
+    hits = batch.hits  # grouped by particle
+    offsets = np.r_[0, np.cumsum(np.bincount(hits.particle, minlength=args.n))]
+    xyz = np.stack([hits.x, hits.y, hits.z], axis=1)
     start = time.perf_counter()
-    fit = fit_tracks(detector, xyz, hits["layer"], offsets)  # reference: the target plane
+    fit = fit_tracks(detector, xyz, hits.layer, offsets)  # reference: the target plane
     seconds = time.perf_counter() - start
-    qop_true = charge / np.linalg.norm(momentum, axis=1)
+    qop_true = batch.particles.charge / np.linalg.norm(momentum, axis=1)
     pull = (fit.qop - qop_true) / fit.sigma_qop
     p_true = np.abs(1.0 / qop_true)
     print(f"{args.n} muons fitted in {seconds:.1f} s ({1e3 * seconds / args.n:.1f} ms each), "

@@ -31,12 +31,10 @@ from spectrocnn.simulate import (
     PlaneLayer,
     UniformField,
     lecture_detector,
-    propagate,
+    simulate_particles,
 )
-from spectrocnn.simulate.hits import measure
 
 C_GEV_PER_T_MM = 0.299792458e-3  # docs/design.md 4: p = 0.299792458 |q| B[T] R[m]
-MUON_MASS_GEV = 0.1056584
 Z_PLANES_MM = np.array([500.0, 700.0, 900.0, 2100.0, 2300.0, 2500.0])
 Z_MAGNET_MM = (1000.0, 2000.0)
 B_DIPOLE_T = 1.0
@@ -100,13 +98,14 @@ def closed_form_design(theta: np.ndarray) -> np.ndarray:
 
 
 def simulate(detector, vertex, momentum, charge, rng):
-    """Hits of particles (no noise, full efficiency) and their truth, grouped by particle."""
-    cr = propagate(detector, vertex, momentum, charge, MUON_MASS_GEV, rng=rng)
-    h = measure(detector, cr, np.arange(len(charge)), rng)
-    offsets = np.r_[0, np.cumsum(np.bincount(h["particle"], minlength=len(charge)))]
-    hits = np.stack([h["x"], h["y"], h["z"]], axis=1)
-    true = np.stack([h["true_x"], h["true_y"], h["true_z"]], axis=1)
-    return hits, true, h["layer"], offsets
+    """Hits of muons (mu- for charge -1, mu+ for +1; no noise, full efficiency) and their
+    truth, grouped by particle, from the project's simulation."""
+    pdg = np.where(np.asarray(charge) > 0, -13, 13)
+    h = simulate_particles(detector, vertex, momentum, pdg, rng=rng).hits
+    offsets = np.r_[0, np.cumsum(np.bincount(h.particle, minlength=len(pdg)))]
+    hits = np.stack([h.x, h.y, h.z], axis=1)
+    true = np.stack([h.true_x, h.true_y, h.true_z], axis=1)
+    return hits, true, h.layer, offsets
 
 
 def forward_muons(rng, n, p_range, slope_sigma=0.01, vertex_sigma_mm=0.5):

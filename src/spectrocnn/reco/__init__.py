@@ -1,4 +1,5 @@
-"""The classical track-fit baseline (what a physicist would do)."""
+"""Classical track reconstruction: the circle-fit baseline (what a physicist would do) and
+the global chi-square track fit for any geometry and field (:mod:`spectrocnn.reco.gx2f`)."""
 
 from __future__ import annotations
 
