@@ -34,6 +34,10 @@ def test_custom_geometry_example(tmp_path):
     assert (tmp_path / "custom_geometry.png").exists()
 
 
+def test_forward_spectrometer_example():
+    assert run_example("forward_spectrometer.py", "--n", "100") == 0
+
+
 def test_lecture_example(tmp_path):
     code = run_example(
         "lecture.py",

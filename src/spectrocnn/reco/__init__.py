@@ -1,4 +1,5 @@
-"""The classical track-fit baseline (what a physicist would do)."""
+"""Classical track reconstruction: the circle-fit baseline (what a physicist would do) and
+the global chi-square track fit for any geometry and field (:mod:`spectrocnn.reco.gx2f`)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,21 @@ from spectrocnn.reco.finder import (
     finder_resolution,
     finding_performance,
 )
+from spectrocnn.reco.gx2f import (
+    ReferenceSurface,
+    TrackFitBatch,
+    TrackFitResult,
+    fit_track,
+    fit_tracks,
+)
 
 __all__ = [
     "CircleFit",
     "FinderSettings",
     "FoundTracks",
+    "ReferenceSurface",
+    "TrackFitBatch",
+    "TrackFitResult",
     "TrackFits",
     "circle_from_moments",
     "classify_events",
@@ -28,6 +39,8 @@ __all__ = [
     "finder_resolution",
     "finding_performance",
     "fit_circles",
+    "fit_track",
+    "fit_tracks",
     "fit_truth_tracks",
     "gluckstern_sigma_k",
 ]
