@@ -340,3 +340,20 @@ def test_duplicate_surface_is_refused(layers, data):
     ]
     with pytest.raises(ConfigError, match=f"layers {i} and {len(layers)} are the same surface"):
         Detector(tuple(built), UniformField((0.0, 0.0, 2.0)))
+
+
+@pytest.mark.parametrize("dip_deg", [5e-324, 1e-310, -2.2e-308])
+def test_subnormal_dip_is_a_flat_track(dip_deg):
+    """A dip so small that pz/p_T is subnormal: no overflow warning (the z limit of the path
+    is infinite), and the crossings are those of the flat track (dip 0) to rounding."""
+    def run(dip):
+        config = config_from_dict({"n_particles": 3, "field": {"B_T": [0, 0, 2.0]},
+                                   "gun": {"dip_deg": [dip, dip]}})  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            return simulate_events(config.simulation, 4, 7)
+
+    tiny, flat = run(dip_deg), run(0.0)
+    assert np.array_equal(tiny.hits.layer, flat.hits.layer)
+    np.testing.assert_allclose(tiny.hits.true_x, flat.hits.true_x, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(tiny.hits.true_z, flat.hits.true_z, rtol=0, atol=1e-9)

@@ -224,7 +224,7 @@ def _limits(detector, pos, g, turned) -> np.ndarray:
     s_exit = np.where(curved, sc, sl)[:, 0]
     cot = g["cot"]
     zmax = detector.z_max_mm
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         s_z = np.where(
             cot > 0, (zmax - pos[:, 2]) / cot, np.where(cot < 0, (-zmax - pos[:, 2]) / cot, np.inf)
         )
