@@ -346,6 +346,7 @@ def test_duplicate_surface_is_refused(layers, data):
 def test_subnormal_dip_is_a_flat_track(dip_deg):
     """A dip so small that pz/p_T is subnormal: no overflow warning (the z limit of the path
     is infinite), and the crossings are those of the flat track (dip 0) to rounding."""
+
     def run(dip):
         config = config_from_dict({"n_particles": 3, "field": {"B_T": [0, 0, 2.0]},
                                    "gun": {"dip_deg": [dip, dip]}})  # fmt: skip
