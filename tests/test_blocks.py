@@ -110,7 +110,7 @@ def test_an_empty_file_has_no_blocks_and_bad_arguments_are_refused(tmp_path):
     path = tmp_path / "empty.h5"
     write_images(path, np.zeros((0, SIZE, SIZE), np.uint8), "gzip")
     with open_events(path) as ev:
-        assert list(ev.image_blocks()) == []
+        assert list(ev.image_blocks(workers=np.int64(2))) == []
         for kwargs in ({"workers": 0}, {"workers": True}, {"block": 0}, {"block": 2.5}):
             with pytest.raises(ValueError, match=next(iter(kwargs))):
                 list(ev.image_blocks(**kwargs))

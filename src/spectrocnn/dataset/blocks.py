@@ -364,11 +364,13 @@ def iter_image_blocks(
     EventFileError
         A chunk that cannot be read or inflated, or of the wrong size ("PATH: image I is
         corrupt"); a shard that does not belong to the file.
+    ValueError
+        ``workers`` or ``block`` not a positive integer (on the first block asked for).
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    if block is not None and (isinstance(block, bool) or not isinstance(block, int) or block < 1):
-        raise ValueError(f"block must be a positive integer, got {block!r}")
+    for name, value in (("workers", workers), ("block", 1 if block is None else block)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    workers, block = int(workers), None if block is None else int(block)
     if ev.n_events == 0:
         return
     with ExitStack() as stack:
