@@ -97,9 +97,9 @@ def _cnn_row(work: Path, train: Path, val: Path, arch: str, size: int, down: str
     import keras
 
     from spectrocnn.model.architectures import model_flops
-    from spectrocnn.model.train import _load_model
+    from spectrocnn.model.modelio import load_model
 
-    model = _load_model(run / "best_model.keras")
+    model = load_model(run / "best_model.keras")
     assert isinstance(model, keras.Model)
     return {
         "accuracy": metrics["accuracy"],

@@ -153,7 +153,8 @@ def test_shard_files_hold_global_indices_and_are_not_event_files(made):
 def test_readers_take_the_virtual_file_like_any_other(made, tmp_path, capsys):
     from spectrocnn.cli.fit_tracks import main as fit_main
     from spectrocnn.cli.show_event import main as show_main
-    from spectrocnn.model.data import _virtual_parts, load_images
+    from spectrocnn.dataset.blocks import direct_sources, virtual_sources
+    from spectrocnn.model.data import load_images
 
     d, _ = made
     virtual = d / "sharded" / VIRTUAL_NAME
@@ -166,7 +167,8 @@ def test_readers_take_the_virtual_file_like_any_other(made, tmp_path, capsys):
         assert_batches_equal(ev.truth(), one.truth())
         assert np.array_equal(ev.hit_offsets, one.hit_offsets)
         # train-cnn's loader decodes the shards' chunks directly
-        assert [p[2:] for p in _virtual_parts(ev)] == shard_ranges(N, SHARDS)
+        assert [s.rows for s in virtual_sources(ev.path, ev.images)] == shard_ranges(N, SHARDS)
+        assert [p[1:] for p in direct_sources(ev)] == shard_ranges(N, SHARDS)
         for method in ("max", "nearest"):
             a, b = load_images(ev, 16, method), load_images(one, 16, method)
             assert np.array_equal(a.images, b.images) and np.array_equal(a.labels, b.labels)

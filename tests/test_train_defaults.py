@@ -245,7 +245,7 @@ def test_bf16_forced_trains_with_a_float32_output_and_loads_anywhere(
     import keras
 
     from spectrocnn.model import device as dev
-    from spectrocnn.model.train import _load_model
+    from spectrocnn.model.modelio import load_model
 
     monkeypatch.setattr(dev, "cpu_flags", lambda: frozenset({"avx2"}))  # no native bf16
     path = tmp_path / "ev.h5"
@@ -263,7 +263,7 @@ def test_bf16_forced_trains_with_a_float32_output_and_loads_anywhere(
     assert config["precision"] == metrics["precision"] == "bf16"
     assert config["precision_choice"]["requested"] == "bf16"
     assert 0.0 <= metrics["accuracy"] <= 1.0 and np.isfinite(metrics["loss"])
-    model = _load_model(out / "best_model.keras")  # under the float32 policy
+    model = load_model(out / "best_model.keras")  # under the float32 policy
     assert model.layers[0].dtype_policy.name == "mixed_bfloat16"
     assert model.layers[-1].dtype_policy.name == "float32"
     x = np.zeros((2, 16, 16, 1), np.float32)

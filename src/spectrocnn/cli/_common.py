@@ -26,6 +26,7 @@ __all__ = [
     "EXIT_USAGE",
     "UsageError",
     "bounded_int",
+    "input_size",
     "make_parser",
     "plural",
     "positive_int",
@@ -113,6 +114,21 @@ def bounded_int(
 def positive_int(name: str) -> Callable[[str], int]:
     """An argparse type for a positive integer whose error names the flag and the value."""
     return bounded_int(name, 1, None, "a positive integer")
+
+
+def input_size(text: str) -> int:
+    """The argparse type of ``--input-size``: an integer that
+    :func:`~spectrocnn.model.data.check_preprocessing` accepts (its error, one line)."""
+    from spectrocnn.model.data import check_preprocessing
+
+    try:
+        value: int | str = int(text)
+    except ValueError:
+        value = text  # named in the message
+    try:
+        return check_preprocessing(value, size_flag="--input-size")[0]  # type: ignore[return-value]
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from spectrocnn.cli._common import EXIT_OK, bounded_int, make_parser, positive_int, run
+from spectrocnn.cli._common import EXIT_OK, bounded_int, input_size, make_parser, positive_int, run
 
 __all__ = ["build_parser", "main"]
 
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--input-size",
-        type=positive_int("--input-size"),
+        type=input_size,
         metavar="PX",
         help="the model's input size in pixels (default: the model's input shape; must match it)",
     )

@@ -3,7 +3,7 @@ file (``--arch auto``), with early stopping; ``--arch lecture`` is the lecture's
 
 Writes a run directory (``--out``, default ``runs/<timestamp>``) with the best and last
 models, history.csv, metrics.json, config.json and the lecture's plots; see
-:mod:`spectrocnn.model.train`.
+:mod:`spectrocnn.model.train` and :mod:`spectrocnn.model.rundir`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from spectrocnn.cli._common import (
     EXIT_OK,
     UsageError,
     bounded_int,
+    input_size,
     make_parser,
     plural,
     positive_int,
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     from spectrocnn.model.architectures import ALIASES, ARCHITECTURES
     from spectrocnn.model.data import DOWNSAMPLE_METHODS
     from spectrocnn.model.device import PRECISIONS
-    from spectrocnn.model.train import DEFAULT_EPOCHS, DEFAULT_PATIENCE
+    from spectrocnn.model.trainconfig import DEFAULT_EPOCHS, DEFAULT_PATIENCE
 
     p = make_parser(
         PROG,
@@ -95,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--input-size",
-        type=positive_int("--input-size"),
+        type=input_size,
         metavar="PX",
         help="model input size in pixels (default: the architecture's, 128 for seed, "
         "256 for polar)",
@@ -176,13 +177,9 @@ _OPTIONS = {
 
 def _body(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from spectrocnn.model.train import (
-        TrainConfig,
-        completed_epochs,
-        default_run_dir,
-        load_run_config,
-        train,
-    )
+    from spectrocnn.model.rundir import completed_epochs, default_run_dir, load_run_config
+    from spectrocnn.model.train import train
+    from spectrocnn.model.trainconfig import TrainConfig
 
     given = {field: getattr(args, opt) for opt, field in _OPTIONS.items()}
     given = {k: v for k, v in given.items() if v is not None}

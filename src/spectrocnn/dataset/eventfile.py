@@ -36,6 +36,10 @@ A sharded event file (``gen-events --shards``, :mod:`spectrocnn.dataset.shards`)
 layout with HDF5 virtual datasets over its shard files; it reads like any other, and
 :func:`open_events` refuses it when a shard file is missing or does not belong to it
 (another generation run, place or shape: :mod:`spectrocnn.dataset.identity`).
+
+Every image of a file, read fast in blocks (its compressed chunks inflated by a pool of
+threads, a sharded file's too): :meth:`EventFile.image_blocks`
+(:mod:`spectrocnn.dataset.blocks`), what train-cnn's and eval-cnn's input pipeline reads.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ import errno
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -54,6 +58,7 @@ import numpy as np
 
 from spectrocnn._files import hdf5_open_problem, unreadable_reason
 from spectrocnn._validate import check_int
+from spectrocnn.dataset.blocks import Transform, iter_image_blocks, virtual_sources
 from spectrocnn.dataset.deflate import encode_zlib
 from spectrocnn.dataset.identity import RUN_ID_ATTR, check_shards, file_identity, new_run_id
 from spectrocnn.dataset.raster import PROJECTIONS, ImageSpec, SparseImages, rasterize_sparse
@@ -728,6 +733,36 @@ class EventFile:
         start, stop = self._range(start, stop)
         return self._read(self.images, slice(start, stop), f"images {start}:{stop}")
 
+    def image_blocks(
+        self,
+        *,
+        transform: Transform | None = None,
+        block: int | None = None,
+        workers: int = 1,
+        direct: bool = True,
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Every image in blocks of consecutive events, in event order, fast: the chunks
+        decoded by ``workers`` threads where the layout allows it, shards of a sharded
+        file too (:func:`spectrocnn.dataset.blocks.iter_image_blocks`, which documents the
+        parameters).
+
+        Yields
+        ------
+        start : int
+            First event of the block.
+        images : ndarray
+            ``transform(images)`` of events ``start : start + k``, uint8 ``(k, H, W)``
+            without a transform.
+
+        Examples
+        --------
+        >>> for start, images in ev.image_blocks(workers=4):  # doctest: +SKIP
+        ...     total[start : start + len(images)] = images.sum(axis=(1, 2))
+        """
+        return iter_image_blocks(
+            self, transform=transform, block=block, workers=workers, direct=direct
+        )
+
     def read_labels(self, start: int | None = None, stop: int | None = None) -> np.ndarray:
         """Labels of events ``start:stop``, read alone (:attr:`labels` reads them all).
 
@@ -874,21 +909,20 @@ def _check_virtual_sources(path: str, f: h5py.File) -> None:
     HDF5 reads a missing source of a virtual dataset as fill values (zeros) without an
     error; a relative source name is looked up beside the virtual file.
     """
-    base = os.path.dirname(os.path.abspath(path))
     names = ["images", "labels"]
     for group in ("particles", "hits"):
         names += [f"{group}/{k}" for k in f[group]]
     seen: set[str] = set()
     for name in names:
         ds = f[name]
-        if not isinstance(ds, h5py.Dataset) or not ds.is_virtual:
+        if not isinstance(ds, h5py.Dataset):
             continue
-        for src in ds.virtual_sources():
+        for src in virtual_sources(path, ds):
             fn = src.file_name
             if fn == "." or fn in seen:
                 continue
             seen.add(fn)
-            if not os.path.isfile(os.path.join(base, fn)):
+            if not os.path.isfile(src.path):
                 raise EventFileError(
                     f"{path}: {fn!r}, a source file of the virtual dataset /{name}, is "
                     "missing (a sharded event file needs its shard files beside it)"

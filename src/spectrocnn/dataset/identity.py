@@ -14,10 +14,10 @@ Shards
     in its root attribute ``shard_layout`` (JSON, :func:`shard_layout`), the place and the
     dataset shapes of each shard it maps. :func:`check_shards` (called by
     :func:`~spectrocnn.dataset.open_events`) and :func:`check_shard` (for a reader that
-    opens a shard itself, as train-cnn's chunk decoder) refuse a shard of another run
-    (``run_id``, ``seed``, ``config``), out of its place, or of other shapes: HDF5 itself
-    would read it without complaint (a corner of each image, hits that point to particles
-    of other events). A virtual file written before run identifiers (no ``run_id``) is
+    opens a shard itself, as :mod:`~spectrocnn.dataset.blocks` does) refuse a shard of
+    another run (``run_id``, ``seed``, ``config``), out of its place, or of other shapes:
+    HDF5 itself would read it without complaint (a corner of each image, hits that point
+    to particles of other events). A virtual file written before run identifiers (no ``run_id``) is
     checked for what it records: the seed, the configuration and each shard's index.
 
 Files of a training run

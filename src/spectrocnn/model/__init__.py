@@ -20,13 +20,10 @@ from spectrocnn.model.architectures import (
 )
 from spectrocnn.model.data import DOWNSAMPLE_METHODS, downsample, load_images, split_indices
 from spectrocnn.model.evaluate import EvalResult, evaluate
-from spectrocnn.model.train import (
-    ModelFileError,
-    TrainConfig,
-    TrainResult,
-    load_run_config,
-    train,
-)
+from spectrocnn.model.modelio import ModelFileError
+from spectrocnn.model.rundir import load_run_config
+from spectrocnn.model.train import train
+from spectrocnn.model.trainconfig import TrainConfig, TrainResult
 
 __all__ = [
     "ARCHITECTURES",

@@ -1,14 +1,14 @@
-# Over 600 lines because its own HDF5 chunk reader is still here; issue 16 item 1 moves that
-# reader into dataset/, which brings this file under 600.
 """The input pipeline: event file -> downsampled images in memory -> ``tf.data`` batches.
 
 Reading
     Images are read in blocks of events, downsampled at once and kept in memory as uint8
     ``(n, s, s)`` arrays (20 000 events at 128 x 128 take 330 MB); the full-size images
-    of a few blocks only are in memory at any time. Files laid out as the schema says (one
-    image per chunk, gzip or no compression) are decoded straight from their compressed
-    chunks by a pool of threads, one per available core; any other layout is read through
-    HDF5, one block ahead in a background thread (:func:`load_images`).
+    of a few blocks only are in memory at any time. The event file reads them
+    (:meth:`spectrocnn.dataset.EventFile.image_blocks`): files laid out as the schema says
+    are decoded straight from their compressed chunks by a pool of threads, one per
+    available core, which also downsample; any other layout is read through HDF5, one
+    block ahead in a background thread (:func:`load_images`). This module never opens
+    HDF5 itself.
 
 Downsampling (``method``), by the factor ``f = H / s``:
 
@@ -49,20 +49,13 @@ from __future__ import annotations
 import logging
 import math
 import os
-import threading
-import zlib
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from queue import Empty, Queue
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from spectrocnn.errors import ConfigError, EventFileError
+from spectrocnn.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
@@ -71,9 +64,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "DOWNSAMPLE_METHODS",
-    "READ_BLOCK",
     "ImageSet",
     "check_downsample",
+    "check_preprocessing",
     "downsample",
     "epoch_order",
     "input_scale",
@@ -87,12 +80,6 @@ log = logging.getLogger(__name__)
 
 #: Downsampling methods, the default first.
 DOWNSAMPLE_METHODS = ("max", "mean", "nearest")
-
-#: Events read from the file per block (HDF5 path).
-READ_BLOCK = 256
-
-#: Events per decoding task (direct chunk path).
-_DIRECT_BLOCK = 64
 
 
 # -- the event file -------------------------------------------------------------------------
@@ -118,6 +105,54 @@ def open_event_file(path: str | os.PathLike) -> EventFile:
 
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def check_preprocessing(
+    input_size: Any = None,
+    downsample: Any = None,
+    *,
+    size_flag: str = "input_size",
+    method_flag: str = "downsample",
+    required: bool = False,
+) -> tuple[int | None, str | None]:
+    """The one check of an input size and a downsampling method by themselves.
+
+    :class:`~spectrocnn.model.train.TrainConfig`, :func:`check_downsample` (which then
+    checks them against the images), :func:`~spectrocnn.model.evaluate.evaluate` and the
+    ``--input-size`` option of ``train-cnn`` and ``eval-cnn`` use it.
+
+    Parameters
+    ----------
+    input_size : int, optional
+        Model input height and width [pixels]; None: not given (not checked).
+    downsample : {"max", "mean", "nearest"}, optional
+        None: not given (not checked).
+    size_flag, method_flag : str
+        The option or key that sets each value, named in the messages.
+    required : bool
+        None is an error too (both values are needed).
+
+    Returns
+    -------
+    (int or None, str or None)
+        ``input_size`` as an ``int``, ``downsample``.
+
+    Raises
+    ------
+    ConfigError
+        ``"downsample must be one of max, mean, nearest, got 'x'"``,
+        ``"input_size must be a positive integer, got 0"`` (with the flags given).
+    """
+    if (downsample is not None or required) and downsample not in DOWNSAMPLE_METHODS:
+        raise ConfigError(
+            f"{method_flag} must be one of {', '.join(DOWNSAMPLE_METHODS)}, got {downsample!r}"
+        )
+    if input_size is None and not required:
+        return None, downsample
+    s = input_size
+    if isinstance(s, bool) or not isinstance(s, int | np.integer) or s < 1:
+        raise ConfigError(f"{size_flag} must be a positive integer, got {s!r}")
+    return int(s), downsample
 
 
 def check_downsample(
@@ -155,14 +190,11 @@ def check_downsample(
         Unknown method, ``size`` larger than the images, or (``max``, ``mean``) ``size``
         not dividing ``H`` and ``W``; the message names the file and the option to change.
     """
-    if method not in DOWNSAMPLE_METHODS:
-        raise ConfigError(
-            f"{method_flag or 'downsample method'} must be one of "
-            f"{', '.join(DOWNSAMPLE_METHODS)}, got {method!r}"
-        )
+    size, method = check_preprocessing(
+        size, method, size_flag=size_flag or "input size",
+        method_flag=method_flag or "downsample method", required=True,
+    )  # fmt: skip
     h, w = (int(v) for v in image_shape)
-    if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
-        raise ConfigError(f"{size_flag or 'input size'} must be a positive integer, got {size!r}")
     of = f" of {os.fspath(source)}" if source is not None else ""
     if size > min(h, w):
         fix = f"; set {size_flag} to {min(h, w)} or less" if size_flag else ""
@@ -315,226 +347,22 @@ def file_info(ev: EventFile) -> dict[str, Any]:
     }
 
 
-def _blocks(ev: EventFile, block: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Blocks of full-size images, read one block ahead in a background thread."""
-    starts = range(0, ev.n_events, block)
-    queue: Queue = Queue(maxsize=1)
-    stop = threading.Event()
-
-    def reader() -> None:
-        try:
-            for a in starts:
-                if stop.is_set():
-                    return
-                queue.put((a, ev.read_images(a, min(ev.n_events, a + block))))
-        except BaseException as exc:  # handed to the consumer
-            queue.put((None, exc))
-            return
-        queue.put((None, None))
-
-    t = threading.Thread(target=reader, name="spectrocnn-reader", daemon=True)
-    t.start()
-    try:
-        while True:
-            a, item = queue.get()
-            if a is None:
-                if item is not None:
-                    raise item
-                return
-            yield a, item
-    finally:
-        stop.set()
-        while t.is_alive():  # unblock a reader waiting on a full queue
-            try:
-                queue.get(timeout=0.05)
-            except Empty:
-                continue
-        t.join()
-
-
-def _direct_filter(ds: Any) -> str | None:
-    """``"gzip"`` or ``"none"`` when each image is one chunk that we may decode ourselves."""
-    try:
-        if ds.is_virtual or ds.chunks != (1, *ds.shape[1:]):
-            return None
-        if ds.shuffle or ds.fletcher32 or ds.scaleoffset is not None:
-            return None
-        nfilters = ds.id.get_create_plist().get_nfilters()
-    except (AttributeError, OSError, RuntimeError, ValueError):
-        return None
-    if ds.compression == "gzip" and nfilters == 1:
-        return "gzip"
-    if ds.compression is None and nfilters == 0:
-        return "none"
-    return None
-
-
-def _decode_block(
-    path: str, start: int, chunks: list[tuple[int, bytes]], shape: tuple[int, int]
-) -> np.ndarray:
-    """Inflate the raw chunks of images ``start, start + 1, ...`` (releases the GIL)."""
-    h, w = shape
-    buf = np.empty((len(chunks), h, w), np.uint8)
-    for j, (mask, data) in enumerate(chunks):
-        try:
-            raw = data if mask & 1 else zlib.decompress(data, bufsize=h * w)
-        except zlib.error as exc:
-            raise EventFileError(f"{path}: image {start + j} is corrupt ({exc})") from None
-        if len(raw) != h * w:
-            raise EventFileError(
-                f"{path}: image {start + j} has {len(raw)} bytes, expected {h * w}; corrupt"
-            )
-        buf[j] = np.frombuffer(raw, np.uint8).reshape(h, w)
-    return buf
-
-
-def _load_direct(
-    ev: EventFile,
-    filt: str,
-    size: int,
-    method: str,
-    out: np.ndarray,
-    workers: int,
-    progress: Callable[[int], None] | None,
-) -> None:
-    """Read raw chunks in this thread; inflate and downsample them in a thread pool.
-
-    HDF5 (and h5py's lock) serialise every read, and the gzip filter inflates inside the
-    read; reading the compressed chunks as they are (HDF5's direct chunk read, fast) and
-    inflating them with :mod:`zlib` in threads (which release the GIL, as NumPy does in
-    :func:`downsample`) uses every core.
-    """
-    ds, n, shape = ev.images, ev.n_events, ev.image_shape
-    dsid = ds.id
-    step = _DIRECT_BLOCK
-
-    def task(a: int, chunks: list[tuple[int, bytes]]) -> int:
-        if filt == "gzip":
-            full = _decode_block(ev.path, a, chunks, shape)
-        else:
-            full = np.stack([np.frombuffer(c, np.uint8) for _, c in chunks]).reshape(-1, *shape)
-        out[a : a + len(full)] = downsample(full, size, method)
-        return len(full)
-
-    def raw(a: int, b: int) -> list[tuple[int, bytes]]:
-        try:
-            return [dsid.read_direct_chunk((i, 0, 0)) for i in range(a, b)]
-        except (OSError, RuntimeError, KeyError, ValueError) as exc:
-            raise EventFileError(
-                f"{ev.path}: cannot read images {a}:{b} ({' '.join(str(exc).split())}); "
-                "the file may be truncated or corrupt"
-            ) from None
-
-    pending: deque[Future[int]] = deque()
-    with ThreadPoolExecutor(workers, thread_name_prefix="spectrocnn-decode") as pool:
-        try:
-            for a in range(0, n, step):
-                pending.append(pool.submit(task, a, raw(a, min(n, a + step))))
-                while len(pending) > 2 * workers or (pending and pending[0].done()):
-                    done = pending.popleft().result()
-                    if progress is not None:
-                        progress(done)
-            while pending:
-                done = pending.popleft().result()
-                if progress is not None:
-                    progress(done)
-        finally:
-            for f in pending:
-                f.cancel()
-
-
-def _virtual_parts(ev: EventFile) -> list[tuple[str, str, int, int]] | None:
-    """``(file, dataset, start, stop)`` of the sources of a virtual ``/images`` that maps
-    whole source datasets, one after the other (as sharded gen-events writes it); None for
-    any other layout."""
-    import h5py
-
-    ds = ev.images
-    try:
-        if not ds.is_virtual:
-            return None
-        base = os.path.dirname(os.path.abspath(ev.path))
-        parts = []
-        for src in ds.virtual_sources():
-            if (
-                src.src_space.get_select_type() != h5py.h5s.SEL_ALL
-                or src.vspace.get_select_type() != h5py.h5s.SEL_HYPERSLABS
-            ):
-                return None
-            start, stride, count, block = src.vspace.get_regular_hyperslab()
-            if (
-                tuple(stride) != (1, 1, 1)
-                or tuple(count) != (1, 1, 1)
-                or tuple(start[1:]) != (0, 0)
-                or tuple(block[1:]) != tuple(ds.shape[1:])
-            ):
-                return None
-            a = int(start[0])
-            parts.append((os.path.join(base, src.file_name), src.dset_name, a, a + int(block[0])))
-    except (AttributeError, OSError, RuntimeError, ValueError, TypeError):
-        return None
-    parts.sort(key=lambda p: p[2])
-    ends = [0] + [p[3] for p in parts]
-    if not parts or [p[2] for p in parts] != ends[:-1] or ends[-1] != ev.n_events:
-        return None
-    return parts
-
-
-def _load_virtual_direct(
-    ev: EventFile,
-    size: int,
-    method: str,
-    out: np.ndarray,
-    workers: int,
-    progress: Callable[[int], None] | None,
-) -> bool:
-    """:func:`_load_direct` on each source file of a virtual ``/images`` (a sharded event
-    file); False, having read nothing, when the layout does not allow it."""
-    import h5py
-
-    from spectrocnn.dataset.identity import check_shard, shard_expectations
-
-    parts = _virtual_parts(ev)
-    if not parts:
-        return False
-    expected = shard_expectations(ev.path, ev.attrs)
-    with ExitStack() as stack:
-        views = []
-        for path, name, a, b in parts:
-            try:
-                f = stack.enter_context(h5py.File(path, "r"))
-                sds = f[name]
-            except (OSError, KeyError, ValueError):
-                return False
-            check_shard(ev.path, os.path.basename(path), f, expected)  # read directly: check it
-            filt = _direct_filter(sds)
-            if filt is None or tuple(sds.shape) != (b - a, *ev.image_shape):
-                return False
-            view = SimpleNamespace(
-                images=sds, n_events=b - a, image_shape=ev.image_shape, path=path
-            )
-            views.append((view, filt, a, b))
-        for view, filt, a, b in views:
-            _load_direct(view, filt, size, method, out[a:b], workers, progress)  # type: ignore
-    return True
-
-
 def load_images(
     ev: EventFile,
     size: int,
     method: str = "max",
     *,
-    block: int = READ_BLOCK,
+    block: int | None = None,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ImageSet:
     """Read and downsample every image of an open event file.
 
-    Files written as the schema says (one image per chunk, gzip or no compression) are
-    decoded by ``workers`` threads straight from their compressed chunks, and so are the
-    shard files behind a sharded (virtual) event file; any other layout (other filters,
-    other virtual datasets) is read through HDF5 in blocks of ``block`` events, one block
-    ahead in a background thread.
+    The file's blocks (:meth:`~spectrocnn.dataset.EventFile.image_blocks`) are downsampled
+    by the threads that decode them: files written as the schema says (one image per
+    chunk, gzip or no compression) and the shard files behind a sharded (virtual) event
+    file are decoded by ``workers`` threads straight from their compressed chunks; any
+    other layout is read through HDF5, one block ahead in a background thread.
 
     Parameters
     ----------
@@ -543,8 +371,8 @@ def load_images(
     size : int
         Output size [pixels].
     method : {"max", "mean", "nearest"}
-    block : int
-        Events per block (HDF5 path).
+    block : int, optional
+        Events per block (default: the event file's, 64 decoding chunks, 256 through HDF5).
     workers : int, optional
         Decoding threads; default: the cores available to the process.
     progress : callable, optional
@@ -553,24 +381,28 @@ def load_images(
     Returns
     -------
     ImageSet
+
+    Raises
+    ------
+    ConfigError
+        Images that cannot be downsampled to ``size`` by ``method`` (:func:`check_downsample`).
+    EventFileError
+        An image that cannot be read or is corrupt.
     """
     from spectrocnn.model._tf import available_cores
 
     factor = check_downsample(ev.image_shape, size, method)
     labels = np.asarray(ev.labels, dtype=np.uint8)
     out = np.empty((ev.n_events, size, size), np.uint8)
-    filt = _direct_filter(ev.images)
-    if filt is not None and ev.n_events:
-        _load_direct(ev, filt, size, method, out, workers or available_cores(), progress)
-    elif ev.n_events and _load_virtual_direct(
-        ev, size, method, out, workers or available_cores(), progress
-    ):
-        pass
-    else:
-        for a, full in _blocks(ev, block):
-            out[a : a + len(full)] = downsample(full, size, method)
-            if progress is not None:
-                progress(len(full))
+    blocks = ev.image_blocks(
+        transform=lambda full: downsample(full, size, method),
+        block=block,
+        workers=workers or available_cores(),
+    )
+    for a, small in blocks:
+        out[a : a + len(small)] = small
+        if progress is not None:
+            progress(len(small))
     return ImageSet(out, labels, os.path.abspath(ev.path), method, factor, file_info(ev))
 
 

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import logging
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ __all__ = [
     "device_summary",
     "gpu_devices",
     "nvidia_gpu_present",
+    "precision_policy",
     "resolve_precision",
 ]
 
@@ -219,3 +222,17 @@ def resolve_precision(requested: str, device: dict[str, Any]) -> tuple[str, str]
             what,
         )
     return requested, f"requested; {what}"
+
+
+@contextmanager
+def precision_policy(precision: str) -> Iterator[None]:
+    """Keras' global dtype policy for ``precision`` (``"fp32"`` or ``"bf16"``,
+    :data:`POLICIES`) for the duration; the previous policy is restored after."""
+    import keras
+
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(POLICIES[precision])
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(policy)

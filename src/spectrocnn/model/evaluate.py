@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +26,14 @@ from spectrocnn._atomic import write_json
 from spectrocnn._modelfile import check_model_file
 from spectrocnn.errors import ConfigError, ModelFileError
 from spectrocnn.metrics import binary_metrics
-from spectrocnn.model.data import check_downsample, load_images, open_event_file
-from spectrocnn.model.train import _load_model, predict
+from spectrocnn.model.callbacks import progress_bar
+from spectrocnn.model.data import (
+    check_downsample,
+    check_preprocessing,
+    load_images,
+    open_event_file,
+)
+from spectrocnn.model.modelio import load_model, predict
 
 __all__ = ["EvalResult", "default_eval_dir", "evaluate", "run_preprocessing"]
 
@@ -138,6 +143,9 @@ def evaluate(
     t0 = time.perf_counter()
     if isinstance(explain, bool) or not isinstance(explain, int | np.integer) or explain < 0:
         raise ConfigError(f"explain must be a non-negative integer, got {explain!r}")
+    input_size, downsample = check_preprocessing(
+        input_size, downsample, size_flag="--input-size", method_flag="--downsample"
+    )
     model_path = Path(model_path)
     if not model_path.exists():
         raise ConfigError(f"model file {str(model_path)!r} does not exist")
@@ -176,7 +184,7 @@ def evaluate(
         device = describe_devices(tf)
         device["summary"] = device_summary(device)
         log.info("evaluating on %s", device["summary"])
-        model = _load_model(model_path)  # each layer keeps the dtype policy it was saved with
+        model = load_model(model_path)  # each layer keeps the dtype policy it was saved with
         shape = tuple(model.input_shape)
         if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 1:
             raise ModelFileError(
@@ -224,16 +232,7 @@ def evaluate(
             if input_size is not None:
                 raise
             raise ConfigError(f"{model_path} takes {size}x{size} images: {exc}") from None
-        from tqdm import tqdm
-
-        with tqdm(
-            total=ev.n_events,
-            desc=f"reading {Path(ev.path).name}",
-            unit="ev",
-            file=sys.stderr,
-            disable=not progress,
-            leave=False,
-        ) as bar:
+        with progress_bar(progress, ev.n_events, f"reading {Path(ev.path).name}") as bar:
             data = load_images(ev, size, method, progress=bar.update)
     for note in notes:
         log.warning(*note)

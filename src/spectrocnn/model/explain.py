@@ -373,14 +373,14 @@ def explain_events(
     method = downsample
     if not hasattr(model, "input_shape"):
         from spectrocnn.model.evaluate import run_preprocessing
-        from spectrocnn.model.train import _load_model
+        from spectrocnn.model.modelio import load_model
 
         path = Path(model)
         if not path.exists():
             raise ConfigError(f"model file {str(path)!r} does not exist")
         method = method or run_preprocessing(path)[1]
         configure_threads(threads)
-        model = _load_model(path)
+        model = load_model(path)
     method = method or "max"
     size = int(model.input_shape[1])
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)

@@ -1,0 +1,249 @@
+"""The Keras callbacks of a training run, and the progress bars.
+
+Per epoch, in this order: the epoch time (``epoch_time_s``), a progress bar (on a
+terminal), early stopping on ``val_accuracy`` (``patience``; its counter survives
+``--resume`` in state.json), history.csv (:class:`keras.callbacks.CSVLogger`, epochs
+counted from 1) and the checkpoint: best model, last model and state.json
+(:mod:`spectrocnn.model.rundir`). Imports Keras only inside the functions.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spectrocnn._atomic import write_json
+from spectrocnn.model.modelio import save_model
+from spectrocnn.model.trainconfig import TrainConfig
+
+__all__ = ["progress_bar", "stop_reason", "training_callbacks"]
+
+
+def progress_bar(progress: bool, total: int, desc: str) -> Any:
+    """A tqdm bar of ``total`` events on stderr (disabled unless ``progress``)."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="ev",
+        file=sys.stderr,
+        disable=not progress,
+        leave=False,
+        dynamic_ncols=True,
+    )
+
+
+# -- early stopping -------------------------------------------------------------------------
+
+
+def _early_stopping(config: TrainConfig, state: dict[str, Any]) -> Any:
+    """Keras' ``EarlyStopping`` on val_accuracy (strictly higher counts as better, as for
+    the best model), its counter and best score restored from ``state`` when resuming;
+    None when ``config.patience`` is 0."""
+    if not config.patience:
+        return None
+    import keras
+
+    class RunEarlyStopping(keras.callbacks.EarlyStopping):
+        """EarlyStopping whose state survives ``--resume`` (it is saved in state.json)."""
+
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            best = state.get("best_val_accuracy")
+            self.best = None if best is None else float(best)
+            self.best_epoch = int(state.get("best_epoch", 0)) - 1
+            self.wait = int(state.get("epochs_without_improvement", 0))
+
+        def state(self) -> dict[str, Any]:
+            """What state.json keeps of the early stopping."""
+            return {
+                "patience": self.patience,
+                "epochs_without_improvement": int(self.wait),
+                "stopped_early": bool(self.model.stop_training),
+            }
+
+    return RunEarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience)
+
+
+def stop_reason(config: TrainConfig, state: dict[str, Any]) -> str:
+    """Why training ended, for metrics.json and the summary line."""
+    done = int(state.get("completed_epochs", 0))
+    if state.get("stopped_early"):
+        return (
+            f"stopped early after epoch {done}: val_accuracy did not improve for "
+            f"{config.patience} epochs"
+        )
+    if config.patience:
+        return f"reached the maximum of {config.epochs} epochs (patience {config.patience})"
+    return f"trained the planned {config.epochs} epochs (no early stopping)"
+
+
+# -- the other callbacks --------------------------------------------------------------------
+
+
+def _epoch_timer() -> Any:
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        """Adds ``epoch_time_s``: seconds since the previous epoch ended."""
+
+        def on_train_begin(self, logs=None):
+            self.last = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.perf_counter()
+            if logs is not None:
+                logs["epoch_time_s"] = now - self.last
+            self.last = now
+
+    return EpochTimer()
+
+
+def _epoch_bar(steps: int, epochs: int) -> Any:
+    import keras
+
+    class Progress(keras.callbacks.Callback):
+        """A tqdm bar per epoch on stderr."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=steps,
+                desc=f"epoch {epoch + 1}/{epochs}",
+                unit="batch",
+                file=sys.stderr,
+                leave=False,
+                dynamic_ncols=True,
+            )
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.bar.update(1)
+            if logs and batch % 20 == 0:
+                self.bar.set_postfix(
+                    loss=f"{logs.get('loss', math.nan):.4f}",
+                    acc=f"{logs.get('accuracy', math.nan):.4f}",
+                    refresh=False,
+                )
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.bar.close()
+
+    return Progress()
+
+
+def _history_log(path: Path) -> Any:
+    import keras
+
+    class History(keras.callbacks.CSVLogger):
+        """history.csv with epochs counted from 1, as on the console and in metrics.json."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch + 1, logs)
+
+    return History(str(path), append=True)
+
+
+def _checkpoint(
+    out: Path,
+    config: TrainConfig,
+    state: dict[str, Any],
+    stopper: Any,
+    report: Callable[[str], None],
+    t0: float,
+) -> Any:
+    import keras
+
+    earlier_wall = float(state.get("wall_time_s", 0.0))
+
+    class RunCheckpoint(keras.callbacks.Callback):
+        """Best model on ``val_accuracy`` (Keras' messages), last model and run state."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            best = state.get("best_val_accuracy")
+            self.best = -math.inf if best is None else float(best)
+            self.best_epoch = int(state.get("best_epoch", 0))
+            self.train_time = float(state.get("train_time_s", 0.0))
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            self.train_time += float(logs.get("epoch_time_s", 0.0))
+            current = logs.get("val_accuracy")
+            best_path = out / "best_model.keras"
+            if current is not None and np.greater(current, self.best):
+                report(
+                    f"Epoch {epoch + 1}: val_accuracy improved from {self.best:.5f} to "
+                    f"{current:.5f}, saving model to {best_path}"
+                )
+                save_model(self.model, best_path)
+                if config.legacy_h5:
+                    save_model(self.model, out / "best_model.h5")
+                self.best, self.best_epoch = float(current), epoch + 1
+            else:
+                report(f"Epoch {epoch + 1}: val_accuracy did not improve from {self.best:.5f}")
+            save_model(self.model, out / "last_model.keras")
+            write_json(
+                out / "state.json",
+                {
+                    "completed_epochs": epoch + 1,
+                    "epochs": config.epochs,
+                    "best_val_accuracy": self.best,
+                    "best_epoch": self.best_epoch,
+                    "train_time_s": self.train_time,
+                    "wall_time_s": earlier_wall + time.perf_counter() - t0,
+                    "status": "training",
+                    **(stopper.state() if stopper is not None else {}),
+                },
+            )
+            if stopper is not None and self.model.stop_training:
+                report(
+                    f"Epoch {epoch + 1}: early stopping: val_accuracy did not improve for "
+                    f"{config.patience} epochs (best {self.best:.5f} at epoch {self.best_epoch})"
+                )
+
+    return RunCheckpoint()
+
+
+def training_callbacks(
+    out: Path,
+    config: TrainConfig,
+    state: dict[str, Any],
+    steps: int,
+    report: Callable[[str], None],
+    progress: bool,
+    t0: float,
+) -> list[Any]:
+    """The callbacks of ``model.fit`` for a run in ``out`` (see the module docstring).
+
+    Parameters
+    ----------
+    out : Path
+        The run directory.
+    config : TrainConfig
+    state : dict
+        state.json of the run (that of a fresh run when it starts).
+    steps : int
+        Training batches per epoch (for the progress bar).
+    report : callable
+        Receives the per-epoch checkpoint and early-stopping lines.
+    progress : bool
+        Show a progress bar per epoch on stderr.
+    t0 : float
+        ``time.perf_counter()`` when this session of the run began (wall time in state.json).
+    """
+    stopper = _early_stopping(config, state)
+    cbs: list[Any] = [_epoch_timer()]
+    if progress:
+        cbs.append(_epoch_bar(steps, config.epochs))
+    if stopper is not None:  # before the checkpoint, which saves its state
+        cbs.append(stopper)
+    cbs += [_history_log(out / "history.csv"), _checkpoint(out, config, state, stopper, report, t0)]
+    return cbs
