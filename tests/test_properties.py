@@ -17,7 +17,7 @@ from spectrocnn.config import config_from_dict
 from spectrocnn.dataset import ImageSpec, rasterize
 from spectrocnn.dataset.raster import pixel_indices
 from spectrocnn.errors import ConfigError
-from spectrocnn.simulate import Simulation, simulate_events
+from spectrocnn.simulate import Simulation, simulate_events, simulate_particles
 from spectrocnn.simulate.fields import UniformField
 from spectrocnn.simulate.geometry import CylinderLayer, Detector, PlaneLayer
 
@@ -358,3 +358,21 @@ def test_subnormal_dip_is_a_flat_track(dip_deg):
     assert np.array_equal(tiny.hits.layer, flat.hits.layer)
     np.testing.assert_allclose(tiny.hits.true_x, flat.hits.true_x, rtol=0, atol=1e-9)
     np.testing.assert_allclose(tiny.hits.true_z, flat.hits.true_z, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("bz", [8.071430987762142e-101, 1e-200, 5e-324])
+def test_vanishing_field_is_a_straight_line(bz):
+    """A field so weak that the stepper's curvature cubed underflows (found by Hypothesis):
+    no overflow warning, and the crossings of a plane are those of the straight line."""
+    plane = PlaneLayer(center_mm=(0.0, 0.0, 100.0), normal=(0.0, 0.0, 1.0),
+                       half_width_mm=500.0, half_height_mm=500.0, resolution_um=0.0)  # fmt: skip
+    detector = Detector((plane,), UniformField((0.0, 0.0, bz)))
+    momentum = np.array([[0.1, 0.0, 1.0], [0.0, -0.2, 2.0], [0.3, 0.3, 0.5]])  # [GeV/c]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        batch = simulate_particles(detector, np.zeros((3, 3)), momentum, [211, -13, 2212], rng=0)
+    h = batch.hits
+    assert np.array_equal(h.particle, [0, 1, 2])
+    t = 100.0 / momentum[:, 2]  # the straight line from the origin to z = 100 mm
+    np.testing.assert_allclose(h.true_x, t * momentum[:, 0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(h.true_y, t * momentum[:, 1], rtol=0, atol=1e-6)

@@ -79,7 +79,8 @@ def first_step(
     ``b`` (3, n) [T], ``lam = C q / |p|`` (n,): from the curvature (the error estimate is
     about ``0.25 h^4 kappa^3``) and the largest turn, within ``[H_MIN_MM, h_max]``."""
     kappa = np.sqrt(np.einsum("ij,ij->j", a, a))
-    with np.errstate(divide="ignore"):
+    # a curvature so small that kappa^3 underflows gives an infinite step, clipped to h_max
+    with np.errstate(divide="ignore", over="ignore"):
         h = np.where(kappa > 0, (2.0 * tol / np.maximum(kappa, 1e-300) ** 3) ** 0.25, h_max)
         omega = np.abs(lam) * np.sqrt(np.einsum("ij,ij->j", b, b))  # turn rate [1/mm]
         h = np.minimum(h, MAX_TURN_PER_STEP / omega)
