@@ -5,6 +5,9 @@ Every figure in the README's performance tables is copied from one of these file
 
     sys.exit(recorded("simulate", main))
 
+and prints its figures as the README quotes them: thousands grouped by a space
+(:func:`grouped`: ``20 000 events``, ``1 566 images/s``), fixed decimals (``0.80``).
+
 Run with ``--record`` to write ``benchmarks/results/simulate.txt`` (replaced only when the
 run succeeds); without it the script only prints, so quick runs with small sizes leave the
 recorded figures alone.
@@ -49,6 +52,15 @@ def machine() -> str:
     )
 
 
+def grouped(value: float, decimals: int = 0) -> str:
+    """``value`` with ``decimals`` decimals, thousands grouped by a space (the README's style).
+
+    ``grouped(20000)`` is ``'20 000'``, ``grouped(1566.4)`` ``'1 566'``, ``grouped(2.5, 1)``
+    ``'2.5'``.
+    """
+    return f"{value:,.{decimals}f}".replace(",", " ")
+
+
 class _Tee(io.TextIOBase):
     def __init__(self, *streams):
         self.streams = streams
@@ -75,6 +87,7 @@ def recorded(name: str, main: Callable[..., int | None]) -> int:
     if record:
         sys.argv = [a for a in sys.argv if a != "--record"]
     command = " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+    load_start = os.getloadavg()[0]
     buffer = io.StringIO()
     stdout = sys.stdout
     sys.stdout = _Tee(stdout, buffer) if record else stdout
@@ -85,7 +98,11 @@ def recorded(name: str, main: Callable[..., int | None]) -> int:
     if record and rc == 0:
         RESULTS.mkdir(exist_ok=True)
         when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        text = f"# {command}\n# measured {when} on {machine()}\n{buffer.getvalue()}"
+        load = f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+        text = (
+            f"# {command}\n# measured {when} on {machine()}\n"
+            f"# load average (1 minute): {load}\n{buffer.getvalue()}"
+        )
         tmp = RESULTS / f".{name}.txt.tmp"
         tmp.write_text(text)
         tmp.replace(RESULTS / f"{name}.txt")

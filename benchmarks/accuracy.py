@@ -18,9 +18,14 @@ layers). Everything runs through the commands a user runs (gen-events, train-cnn
 fit-tracks), one after the other, so that the epoch times are measured on the same
 machine in the same conditions.
 
+After the table it prints each network's validation accuracy per epoch and the targets of
+the ``polar`` architecture (accuracy >= 0.97 and within 0.01 of ``fit-tracks`` with truth
+association; time per epoch <= 0.5 x the ``seed`` network's at 128 x 128).
+
 Usage::
 
     python benchmarks/accuracy.py                    # the full table (about 2 h on 2 cores)
+    python benchmarks/accuracy.py --n 4000 --n-val 1000 --epochs 3  # the README's (8-10 min)
     python benchmarks/accuracy.py --n 2000 --n-val 500 --epochs 2   # a quick look
 
 ``--workdir DIR`` keeps the files and runs; running again with the same DIR reuses
@@ -33,13 +38,14 @@ import argparse
 import csv
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _record import grouped
 
 BIN = Path(sys.executable).parent
 
@@ -93,7 +99,8 @@ def _cnn_row(work: Path, train: Path, val: Path, arch: str, size: int, down: str
     _run(cmd)
     metrics = json.loads((run / "metrics.json").read_text())
     with open(run / "history.csv") as f:
-        times = [float(r["epoch_time_s"]) for r in csv.DictReader(f)]
+        history = list(csv.DictReader(f))
+    times = [float(r["epoch_time_s"]) for r in history]
     import keras
 
     from spectrocnn.model.architectures import model_flops
@@ -105,6 +112,7 @@ def _cnn_row(work: Path, train: Path, val: Path, arch: str, size: int, down: str
         "accuracy": metrics["accuracy"],
         "roc_auc": metrics["roc_auc"],
         "s_per_epoch": statistics.median(times[1:] or times),
+        "val_accuracy": [float(r["val_accuracy"]) for r in history],
         "parameters": model.count_params(),
         "flops": model_flops(model),
     }
@@ -114,6 +122,22 @@ def _fit_row(val: Path, no_truth: bool):
     cmd = [str(BIN / "fit-tracks"), str(val), "--json"] + (["--no-truth"] if no_truth else [])
     r = json.loads(_run(cmd))
     return {"accuracy": r["accuracy"], "roc_auc": r["roc_auc"], "seconds": r["seconds"]}
+
+
+def _print_epochs_and_targets(cnns: dict, fits: dict) -> None:
+    """Each CNN's val_accuracy per epoch, then the targets of the polar architecture."""
+    print()
+    for name, r in (cnns[k] for k in CNN_ROWS if k in cnns):
+        print(f"{name}: val_accuracy per epoch {', '.join(f'{v:.4f}' for v in r['val_accuracy'])}")
+    polar, seed = cnns.get("polar"), cnns.get("seed-nearest")
+    truth = fits.get("fit-tracks (truth association)")
+    if polar and truth:
+        gap = truth["accuracy"] - polar[1]["accuracy"]
+        print(f"polar: accuracy {polar[1]['accuracy']:.4f}, {gap:.4f} below fit-tracks with "
+              "truth association (targets: >= 0.97, within 0.01)")  # fmt: skip
+    if polar and seed:
+        ratio = polar[1]["s_per_epoch"] / seed[1]["s_per_epoch"]
+        print(f"polar / seed (nearest 128) time per epoch: {ratio:.2f} (target <= 0.5)")
 
 
 def main() -> None:
@@ -138,20 +162,21 @@ def main() -> None:
             cnns[key] = (name, _cnn_row(work, train, val, arch, size, down, a.epochs))
     rows = [cnns[k] for k in CNN_ROWS if k in cnns] + fits
 
-    print(f"# {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores; train {a.n} events (seed 1), validation {a.n_val} "
-          f"(seed 2), {a.epochs} epochs, batch 32")  # fmt: skip
+    print(f"lecture preset: training file {grouped(a.n)} events (seed 1), validation file "
+          f"{grouped(a.n_val)} events (seed 2); every CNN {a.epochs} epochs, batch 32, seed 1; "
+          f"{os.cpu_count()} cores")  # fmt: skip
     print("| method | accuracy | ROC AUC | training s/epoch | parameters | FLOPs/image |")
     print("|---|---|---|---|---|---|")
     seed_epoch = next((r["s_per_epoch"] for n, r in rows if n.startswith("seed")), None)
     for name, r in rows:
         if "s_per_epoch" in r:
             ratio = f" ({r['s_per_epoch'] / seed_epoch:.2f} x seed)" if seed_epoch else ""
-            cols = [f"{r['s_per_epoch']:.0f}{ratio}", f"{r['parameters']:,}",
+            cols = [f"{r['s_per_epoch']:.0f}{ratio}", grouped(r["parameters"]),
                     f"{r['flops'] / 1e6:.0f} M"]  # fmt: skip
         else:
             cols = [f"- ({r['seconds']:.1f} s in all)", "-", "-"]
         print(f"| {name} | {r['accuracy']:.4f} | {r['roc_auc']:.4f} | " + " | ".join(cols) + " |")
+    _print_epochs_and_targets(cnns, dict(fits))
     if tmp is not None:
         tmp.cleanup()
 

@@ -23,14 +23,16 @@ import sys
 import time
 from pathlib import Path
 
+from _record import grouped
+
 #: key -> (row name, TOML configuration text)
 ROWS = {
-    "lecture": ("lecture preset (10 particles)", ""),
+    "lecture": ("`lecture` preset (10 particles)", ""),
     "p100": ("100 particles", "n_particles = 100\n"),
     "p300": ("300 particles", "n_particles = 300\n"),
-    "p1000": ("1000 particles", "n_particles = 1000\n"),
+    "p1000": ("1 000 particles", "n_particles = 1000\n"),
     "vtx10": (
-        "10 particles, vertex 10 mm (x, y)",
+        "10 particles, vertex spread 10 mm in x and y",
         "[gun]\nvertex_sigma_mm = [10.0, 10.0, 0.0]\n",
     ),
 }
@@ -42,6 +44,11 @@ def _args() -> argparse.Namespace:
     p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     p.add_argument("--workdir", default="finder-bench", help="event files go here")
     return p.parse_args()
+
+
+def _rate(rate: float, count: int) -> str:
+    """A fake or duplicate rate as the README writes it: ``0``, or ``3.3e-6 (2)`` with the count."""
+    return "0" if count == 0 else f"{rate:.1e} ({count})".replace("e-0", "e-")
 
 
 def _cli(module: str, *args: str) -> subprocess.CompletedProcess:
@@ -74,17 +81,18 @@ def main() -> None:
         rows.append((name, r))
         print(f"{name}: done in {time.perf_counter() - t:.1f} s", file=sys.stderr)
 
-    cols = ["sample", "events", "findable", "found", "per findable", "efficiency",
+    cols = ["sample", "events", "findable", "found tracks", "per findable", "efficiency",
             "fake rate", "duplicate rate", "accuracy", "ROC AUC", "ms/event"]  # fmt: skip
     print("| " + " | ".join(cols) + " |")
     print("|" + "|".join("-" * (len(c) + 2) for c in cols) + "|")
     for name, r in rows:
         f = r["finding"]
         cells = [
-            name, f"{r['n_events']}", f"{f['n_findable']}", f"{r['n_tracks']}",
-            f"{f['tracks_per_findable']:.4f}", f"{f['efficiency']:.4f}",
-            f"{f['fake_rate']:.4f}", f"{f['duplicate_rate']:.4f}", f"{r['accuracy']:.4f}",
-            f"{r['roc_auc']:.4f}", f"{1e3 * r['seconds'] / r['n_events']:.1f}",
+            name, grouped(r["n_events"]), grouped(f["n_findable"]), grouped(r["n_tracks"]),
+            f"{f['tracks_per_findable']:.4f}", f"{f['efficiency']:.6f}",
+            _rate(f["fake_rate"], f["n_fake"]), _rate(f["duplicate_rate"], f["n_duplicate"]),
+            f"{r['accuracy']:.4f}", f"{r['roc_auc']:.4f}",
+            f"{1e3 * r['seconds'] / r['n_events']:.1f}",
         ]  # fmt: skip
         print("| " + " | ".join(cells) + " |")
         print(

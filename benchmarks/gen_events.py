@@ -32,6 +32,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from _record import grouped
 
 __all__ = ["main"]
 
@@ -181,25 +182,28 @@ def main(argv: list[str] | None = None) -> int:
 
     n = args.n
     mib = 1024**2
-    print(f"gen-events benchmark: {n} events, default preset (512x512, gzip), seed {args.seed}")
+    print(
+        f"gen-events benchmark: {grouped(n)} events, default preset (512x512, gzip), "
+        f"seed {args.seed}"
+    )
     print(f"cores available: {len(os.sched_getaffinity(0))}, best of {max(1, args.repeat)}")
     print(
         f"floor (h5py write from memory, gzip-1, chunks (1,H,W)): {best['floor']:.2f} s "
-        f"({n / best['floor']:.0f} images/s), images {img_floor / n:.0f} B/event"
+        f"({grouped(n / best['floor'])} images/s), images {grouped(img_floor / n)} B/event"
     )
     for key, target in (("w1", 1.5), ("w2", 1.0)):
         s = best[key]
         ratio = s / best["floor"]
         ok = "ok" if ratio <= target else "MISSED"
         print(
-            f"gen-events --workers {key[1]}: {s:.2f} s ({n / s:.0f} events/s), "
+            f"gen-events --workers {key[1]}: {s:.2f} s ({grouped(n / s)} events/s), "
             f"ratio {ratio:.2f} (target <= {target}: {ok}), "
             f"peak memory {mem[key]['rss_sum'] / mib:.0f} MiB (all processes), "
             f"{mem[key]['rss_max'] / mib:.0f} MiB (largest process)"
         )
     print(
-        f"file: {size_gen / mib:.1f} MiB ({size_gen / n:.0f} B/event; images "
-        f"{img_bytes / n:.0f} B/event); workers 1 and 2 identical: {same}"
+        f"file: {size_gen / mib:.1f} MiB ({grouped(size_gen / n)} B/event; images "
+        f"{grouped(img_bytes / n)} B/event); workers 1 and 2 identical: {same}"
     )
     return 0
 

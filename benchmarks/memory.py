@@ -9,6 +9,9 @@ axes from the ``lecture`` preset: ``hit_radius_px`` 0, 2, 16, 64 (10 particles),
 slow settings run ``--heavy-n`` events, enough to fill a whole chunk (65 events at 1000
 particles) or image group (32 events at radius 64). Target: every figure below 1 GiB.
 
+It prints one Markdown table (the README's): per setting the events, the peak memory, the
+stored (gzip) image bytes per event and the wall time.
+
 Usage::
 
     python benchmarks/memory.py [--n 200] [--heavy-n 80] [--corner-n 4] [--dir DIR]
@@ -24,6 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import h5py
+from _record import grouped
+
 __all__ = ["main"]
 
 GIB = 1 << 30
@@ -34,9 +40,9 @@ def _cmd() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "spectrocnn.cli.gen_events"]
 
 
-def _run(toml: str, n: int, directory: str) -> tuple[int, float]:
-    """Peak RSS [bytes] and wall time [s] of one gen-events run, in a fresh helper process
-    (so that RUSAGE_CHILDREN holds this run's peak alone)."""
+def _run(toml: str, n: int, directory: str) -> tuple[int, float, float]:
+    """Peak RSS [bytes], wall time [s] and stored image bytes per event of one gen-events
+    run, in a fresh helper process (so that RUSAGE_CHILDREN holds this run's peak alone)."""
     cfg = os.path.join(directory, "config.toml")
     Path(cfg).write_text(toml)
     out = os.path.join(directory, "events.h5")
@@ -53,7 +59,10 @@ def _run(toml: str, n: int, directory: str) -> tuple[int, float]:
         [sys.executable, "-c", helper, *args], check=True, capture_output=True, text=True
     )
     kib, wall = res.stdout.split()
-    return int(kib) * 1024, float(wall)
+    with h5py.File(out, "r") as f:
+        images = f["images"]
+        stored = sum(images.id.get_chunk_info(i).size for i in range(images.id.get_num_chunks()))
+    return int(kib) * 1024, float(wall), stored / n
 
 
 def _toml(radius: int, particles: int, noise: float) -> str:
@@ -74,29 +83,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corner-n", type=int, default=4, help="events at the corner (default 4)")
     ap.add_argument("--dir", default=None, help="scratch directory (default: a temporary one)")
     args = ap.parse_args(argv)
-    rows: list[tuple[str, int, int, float]] = []
+    worst = 0
+    print("| setting | events | peak memory | stored images per event | wall time |")
+    print("|---|---|---|---|---|")
+    flat_n = max(args.n, 600)  # at least two whole chunks (256 events each)
+    # (setting, TOML, events)
+    settings = [(f"`hit_radius_px = {r}`, `n_particles = 10`", _toml(r, 10, 0.0),
+                 args.heavy_n if r == 64 else args.n) for r in (0, 2, 16, 64)]  # fmt: skip
+    settings += [(f"`n_particles = {p}`, `hit_radius_px = 2`, noise 5/layer", _toml(2, p, 5.0),
+                  args.heavy_n if p == 1000 else args.n) for p in (10, 100, 1000)]  # fmt: skip
+    settings.append(("`n_particles = 1000`, `hit_radius_px = 64`, noise 5/layer",
+                     _toml(64, 1000, 5.0), args.corner_n))  # fmt: skip
+    settings += [(settings[5][0], settings[5][1], n) for n in (flat_n, 4 * flat_n)]  # flat in N
     with tempfile.TemporaryDirectory(dir=args.dir) as d:
-        settings = [(f"hit_radius_px = {r}, n_particles = 10", _toml(r, 10, 0.0), r) for r in
-                    (0, 2, 16, 64)]  # fmt: skip
-        settings += [
-            (f"n_particles = {p}, hit_radius_px = 2, noise 5/layer", _toml(2, p, 5.0), p)
-            for p in (10, 100, 1000)
-        ]
-        corner = "n_particles = 1000, hit_radius_px = 64, noise 5/layer"
-        settings.append((corner, _toml(64, 1000, 5.0), -1))
-        for name, toml, w in settings:
-            n = args.corner_n if w < 0 else args.heavy_n if w in (64, 1000) else args.n
-            peak, wall = _run(toml, n, d)
-            rows.append((name, n, peak, wall))
-            print(f"{name:48s} N={n:5d}  peak {peak / 2**20:7.1f} MiB  {wall:6.1f} s", flush=True)
-        flat_n = max(args.n, 600)  # at least two whole chunks (256 events each)
-        for n in (flat_n, 4 * flat_n):  # flat in N
-            peak, wall = _run(_toml(2, 100, 5.0), n, d)
-            rows.append(("n_particles = 100, hit_radius_px = 2, noise 5/layer", n, peak, wall))
-            print(f"{rows[-1][0]:48s} N={n:5d}  peak {peak / 2**20:7.1f} MiB  {wall:6.1f} s",
-                  flush=True)  # fmt: skip
-    worst = max(r[2] for r in rows)
-    print(f"largest peak: {worst / 2**20:.1f} MiB (target < 1024 MiB)")
+        for name, toml, n in settings:
+            peak, wall, stored = _run(toml, n, d)
+            worst = max(worst, peak)
+            print(f"| {name} | {grouped(n)} | {peak / 2**20:.1f} MiB | {grouped(stored)} B "
+                  f"| {wall:.1f} s |", flush=True)  # fmt: skip
+    print(f"\nlargest peak: {worst / 2**20:.1f} MiB (target < 1 GiB)")
     return 0 if worst < GIB else 1
 
 

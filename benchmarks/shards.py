@@ -29,6 +29,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from _record import grouped
 
 __all__ = ["main"]
 
@@ -86,13 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     a, b = min(t_plain), min(t_sharded)
-    print(f"gen-events --n {args.n}, {args.workers} processes, best of {args.repeat}:")
-    print(
-        f"  one file (--workers {args.workers}):           {a:7.2f} s  {args.n / a:7.0f} events/s"
-    )
-    print(
-        f"  --shards {args.shards} on a local Dask cluster: {b:7.2f} s  {args.n / b:7.0f} events/s"
-    )
+    print(f"gen-events --n {args.n}: {grouped(args.n)} events, {args.workers} processes, "
+          f"best of {args.repeat}:")  # fmt: skip
+    print(f"  one file (--workers {args.workers}):          {a:5.1f} s  "
+          f"{grouped(args.n / a):>6} events/s")  # fmt: skip
+    print(f"  --shards {args.shards} on a local Dask cluster: {b:5.1f} s  "
+          f"{grouped(args.n / b):>6} events/s")  # fmt: skip
     print(f"  ratio sharded / one file: {b / a:.2f}; same events: {'yes' if same else 'NO'}")
     return 0 if same else 1
 

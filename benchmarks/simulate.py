@@ -30,6 +30,7 @@ import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
 
 import numpy as np  # noqa: E402
+from _record import grouped  # noqa: E402
 
 from spectrocnn.simulate import (  # noqa: E402
     Detector,
@@ -101,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         "stepper, 0.3 mm Si, no eloss": Simulation(detector=Detector(si_off.layers, si_map)),
         "stepper, 0.3 mm Si, eloss": Simulation(detector=Detector(si_on.layers, si_map)),
     }
-    print(f"lecture events: {args.events} in chunks of {args.chunk}, seed {args.seed}, one core")
+    print(
+        f"lecture events: {grouped(args.events)} in chunks of {grouped(args.chunk)}, "
+        f"seed {args.seed}, one core"
+    )
     rates = {}
     cpu_rates = {}
     for name, sim, target in (
@@ -117,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu_rates[name] = n / cpu
         print(
             f"{name:<28} {n:>9d} crossings in {wall:7.3f} s (cpu {cpu:7.3f} s): "
-            f"{rate:>12,.0f} crossings/s = {rate / target:5.2f} x target {target:,.0f}"
+            f"{rate / 1e6:5.2f} M crossings/s = {rate / target:5.2f} x target {target / 1e6:g} M"
         )
     ratio = rates["uniform field (helix)"] / rates["field map (RKN stepper)"]
     print(f"the helix path is {ratio:.1f} x faster than the stepper")

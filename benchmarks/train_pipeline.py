@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _record import grouped
 
 
 def _args() -> argparse.Namespace:
@@ -98,9 +99,9 @@ def _pipeline_and_step(
     t_iter = time.perf_counter() - t
     rate_a = n / (t_load + t_iter)
     print(
-        f"(a) input pipeline, {n} events {shape[0]}x{shape[1]} -> {size}x{size}: read + "
-        f"downsample {n / t_load:,.0f} img/s, tf.data batches {n / t_iter:,.0f} img/s, "
-        f"together {rate_a:,.0f} img/s"
+        f"(a) input pipeline, {grouped(n)} events {shape[0]}x{shape[1]} -> {size}x{size}: read "
+        f"+ downsample {grouped(n / t_load)} img/s, tf.data batches {grouped(n / t_iter)} img/s, "
+        f"together {grouped(rate_a)} img/s"
     )
     if not step:
         return images, labels, data
@@ -116,8 +117,12 @@ def _pipeline_and_step(
         t = time.perf_counter()
         model.fit(x_mem, y_mem, batch_size=bs, epochs=1, verbose=0, shuffle=False)
         rate_b = max(rate_b, m / (time.perf_counter() - t))
-    print(f"(b) training step, {arch} architecture, batch {bs}, in memory: {rate_b:,.1f} img/s")
-    print(f"    (a) / (b) = {rate_a / rate_b:,.1f} for {arch} at {size}x{size}  (target >= 10)")
+    print(
+        f"(b) training step, {arch} architecture, batch {bs}, in memory: {grouped(rate_b, 1)} img/s"
+    )
+    print(
+        f"    (a) / (b) = {grouped(rate_a / rate_b, 1)} for {arch} at {size}x{size}  (target >= 10)"
+    )
     return images, labels, data
 
 
