@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _record import grouped
 
 
 def _args() -> argparse.Namespace:
@@ -176,25 +177,25 @@ def main() -> None:
     )
     loader = _torch_rates(path, args)
     for label, rate in loader.items():
-        print(f"(a) DataLoader(EventFileDataset), {label}: {rate:,.0f} img/s")
+        print(f"(a) DataLoader(EventFileDataset), {label}: {grouped(rate)} img/s")
     fresh = _fresh_rates(args) if args.fresh > 0 else {}
     first, later = _train_cnn_rates(path, args)
     print(
-        f"(b) train-cnn's pipeline (load_images + make_dataset): first epoch {first:,.0f} "
-        f"img/s (reading the file into memory), later epochs {later:,.0f} img/s"
+        f"(b) train-cnn's pipeline (load_images + make_dataset): first epoch {grouped(first)} "
+        f"img/s (reading the file into memory), later epochs {grouped(later)} img/s"
     )
     for label, rate in loader.items():
         if "in_memory" not in label:  # every epoch reads the file
-            versus = f"{rate / first:.3f} of its first epoch, {rate / later:.3f} of a later one"
+            versus = f"{rate / first:.2f} of its first epoch, {rate / later:.2f} of a later one"
         elif "later" in label:
-            versus = f"{rate / later:.3f} of its later epochs"
+            versus = f"{rate / later:.2f} of its later epochs"
         else:
-            versus = f"{rate / first:.3f} of its first epoch"
+            versus = f"{rate / first:.2f} of its first epoch"
         print(f"(c) {label} / train-cnn: {versus}")
     for wk, rate in fresh.items():
         print(
             f"(d) DataLoader(FreshEventsDataset), {args.fresh} lecture events, "
-            f"num_workers={wk}: {rate:,.0f} img/s (simulated, rasterized, downsampled)"
+            f"num_workers={wk}: {grouped(rate)} img/s (simulated, rasterized, downsampled)"
         )
     tmp.cleanup()
 
