@@ -1,6 +1,8 @@
 """The machinery of the track finder (:mod:`spectrocnn.reco.finder`, whose docstring gives
 the method): the layers as the finder sees them, circles in x-y, the index of free hits,
-the triplet seeds and the road search. All of it acts on many candidates at once.
+the triplet seeds and the road search. All of it acts on many candidates at once; ``s``
+is always the finder's :class:`~spectrocnn.reco.finder.FinderSettings` (not imported
+here: finder.py imports this module).
 """
 
 from __future__ import annotations
@@ -8,16 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spectrocnn.errors import ConfigError
 from spectrocnn.reco.circlefit import circle_from_moments, fit_circles
 from spectrocnn.simulate.geometry import CylinderLayer, PlaneLayer
-
-if TYPE_CHECKING:
-    from spectrocnn.reco.finder import FinderSettings
 
 __all__ = ["Geometry", "HitIndex", "along", "find_seeds", "follow_roads", "layer_geometry"]
 
@@ -189,8 +187,7 @@ class HitIndex:
 
 
 # ----------------------------------------------------------------------------- seeds
-def find_seeds(idx: HitIndex, geo: Geometry, s: FinderSettings, x, y, z, ev, lay, free, triplet,
-               d0_max, sigma):  # fmt: skip
+def find_seeds(idx: HitIndex, geo: Geometry, s, x, y, z, ev, lay, free, triplet, d0_max, sigma):
     """Triplet seeds of one pass on the free hits (step 1 of :mod:`spectrocnn.reco.finder`).
 
     Returns the rows ``(a, b, c)`` of each seed's hits on the triplet's layers and the
@@ -349,8 +346,7 @@ class _Candidates:
             return (Zt[2] - slope * Zt[1]) / Zt[0] + slope * arc
 
 
-def follow_roads(idx: HitIndex, geo: Geometry, s: FinderSettings, x, y, z, ev, lay, w, sigma,
-                 seeds, triplet):  # fmt: skip
+def follow_roads(idx: HitIndex, geo: Geometry, s, x, y, z, ev, lay, w, sigma, seeds, triplet):
     """Extend seeds outward, then inward (steps 2 and 3 of :mod:`spectrocnn.reco.finder`).
 
     Returns ``hits, n_hits, chi2_ndf, good, fit, tan_lambda`` of the candidates with at
