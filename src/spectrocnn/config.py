@@ -1,3 +1,5 @@
+# size: the one place that reads the configuration file (docs/design.md 3.2): every key,
+# the presets' defaults and the check of each value.
 """Configuration: the TOML file of docs/design.md 3.2 -> validated frozen dataclasses.
 
 Every key is optional; defaults come from the chosen preset (``lecture`` unless
@@ -22,7 +24,7 @@ from spectrocnn._validate import check_number
 from spectrocnn.dataset.raster import PROJECTIONS, ImageSpec
 from spectrocnn.errors import ConfigError
 from spectrocnn.simulate.events import Simulation
-from spectrocnn.simulate.fields import FieldMap, UniformField, load_field_map
+from spectrocnn.simulate.fields import Field, FieldMap, UniformField, load_field_map
 from spectrocnn.simulate.geometry import (
     DETECTOR_PRESETS,
     RESPONSE_KEYS,
@@ -384,91 +386,11 @@ def config_from_dict(
     user = copy.deepcopy(data)
     user.setdefault("detector", {})["preset"] = name
     merged = _merge(PRESETS[name], {k: v for k, v in user.items() if k != "version"})
-    det = merged["detector"]
-    if "layers" in user.get("detector", {}):
-        layers_in = user["detector"]["layers"]
-    else:
-        layers_in = PRESETS[name]["detector"]["layers"]
-    if not isinstance(layers_in, list):
-        raise ConfigError(f"detector.layers must be an array of tables, got {layers_in!r}")
-    if not layers_in:
-        raise ConfigError("detector.layers must hold at least one layer, got none")
-    defaults = {k: det[k] for k in _RESPONSE}
-    for k, v in defaults.items():  # validate the detector-level values themselves
-        _build("detector", CylinderLayer, **{k: v})
-    # the detector-level thickness: thickness_mm (converted per layer, with the layer's
-    # material) or thickness_x0, not both
-    user_det = user.get("detector", {})
-    det_mm = None
-    if _THICKNESS_MM in user_det:
-        if "thickness_x0" in user_det:
-            raise ConfigError(
-                f"detector: give either thickness_mm or thickness_x0, not both (got "
-                f"thickness_mm = {user_det[_THICKNESS_MM]!r}, thickness_x0 = "
-                f"{user_det['thickness_x0']!r})"
-            )
-        det_mm = _thickness_mm("detector.thickness_mm", user_det[_THICKNESS_MM])
-        del defaults["thickness_x0"]
-    layers = []
-    for i, spec in enumerate(layers_in):
-        where = f"detector.layers[{i}]"
-        if not isinstance(spec, dict):
-            raise ConfigError(f"{where} must be a table, got {spec!r}")
-        kind = spec.get("kind", "cylinder")
-        if kind not in _LAYER_KEYS:
-            raise ConfigError(f"{where}.kind must be 'cylinder' or 'plane', got {kind!r}")
-        for key in spec:
-            if key not in _LAYER_KEYS[kind]:
-                hint = _did_you_mean(key, _LAYER_KEYS[kind])
-                raise ConfigError(f"unknown key {where}.{key!r} for a {kind} layer{hint}")
-        kwargs = {**defaults, **{k: v for k, v in spec.items() if k != "kind"}}
-        layer_mm = det_mm
-        if _THICKNESS_MM in spec:  # a layer's own thickness replaces the detector's
-            if "thickness_x0" in spec:
-                raise ConfigError(
-                    f"{where}: give either thickness_mm or thickness_x0, not both (got "
-                    f"thickness_mm = {spec[_THICKNESS_MM]!r}, thickness_x0 = "
-                    f"{spec['thickness_x0']!r})"
-                )
-            layer_mm = _thickness_mm(f"{where}.thickness_mm", kwargs.pop(_THICKNESS_MM))
-        elif "thickness_x0" in spec:
-            layer_mm = None
-        if layer_mm is not None:
-            mat = _build(where, CylinderLayer, material=kwargs.get("material", "silicon"))
-            kwargs["thickness_x0"] = layer_mm / get_material(mat.material).X0_mm
-        cls = CylinderLayer if kind == "cylinder" else PlaneLayer
-        layers.append(_build(where, cls, **kwargs))
-    if det_mm is not None:  # recorded as given
-        defaults = {**defaults, _THICKNESS_MM: det_mm}
-
+    layers, defaults = _layers(merged["detector"], user["detector"])
     fdata = merged["field"]
-    user_field = user.get("field", {})
-    if "map" in user_field:
-        if "B_T" in user_field:
-            raise ConfigError("field: give either B_T or map, not both")
-        mpath = user_field["map"]
-        if not isinstance(mpath, str):
-            raise ConfigError(f"field.map must be a path string, got {mpath!r}")
-        if base_dir and not os.path.isabs(mpath):
-            mpath = os.path.join(base_dir, mpath)
-        try:
-            fld = load_field_map(mpath)
-        except ConfigError as exc:
-            raise ConfigError(f"field.map: {exc}") from None
-    elif "map" in fdata and "B_T" not in user_field:  # a resolved dict fed back
-        fld = load_field_map(fdata["map"])
-    else:
-        fld = _build("field", UniformField, B_T=fdata["B_T"])
+    fld = _field(fdata, user.get("field", {}), base_dir)
     detector = Detector(tuple(layers), fld, name)
-    gun_kw = dict(merged["gun"])
-    if "eta" in user.get("gun", {}):
-        if "dip_deg" in user["gun"]:
-            raise ConfigError(
-                "gun: give either dip_deg or eta, not both, got "
-                f"dip_deg={user['gun']['dip_deg']!r} eta={user['gun']['eta']!r}"
-            )
-        gun_kw.pop("dip_deg", None)  # eta replaces the preset's dip range
-    gun = _build("gun", ParticleGun, **gun_kw)
+    gun = _gun(merged["gun"], user.get("gun", {}))
     guns, label = _guns_and_label(user)
     sim = _build(
         "",
@@ -489,6 +411,106 @@ def config_from_dict(
         k: (v if k in ("material", "energy_loss") else float(v)) for k, v in defaults.items()
     }
     return Config(sim, image, name, recorded)
+
+
+def _layers(
+    det: dict[str, Any], user_det: dict[str, Any]
+) -> tuple[list[CylinderLayer | PlaneLayer], dict[str, Any]]:
+    """The layers of ``[detector]`` (``det`` merged with the preset, ``user_det`` as
+    given) and the detector-level values they default to, as recorded. Raises ConfigError."""
+    layers_in = user_det["layers"] if "layers" in user_det else det["layers"]
+    if not isinstance(layers_in, list):
+        raise ConfigError(f"detector.layers must be an array of tables, got {layers_in!r}")
+    if not layers_in:
+        raise ConfigError("detector.layers must hold at least one layer, got none")
+    defaults = {k: det[k] for k in _RESPONSE}
+    for k, v in defaults.items():  # validate the detector-level values themselves
+        _build("detector", CylinderLayer, **{k: v})
+    # the detector-level thickness: thickness_mm (converted per layer, with the layer's
+    # material) or thickness_x0, not both
+    det_mm = _given_thickness_mm("detector", user_det)
+    if det_mm is not None:
+        del defaults["thickness_x0"]
+    layers = [_layer(i, spec, defaults, det_mm) for i, spec in enumerate(layers_in)]
+    if det_mm is not None:  # recorded as given
+        defaults = {**defaults, _THICKNESS_MM: det_mm}
+    return layers, defaults
+
+
+def _given_thickness_mm(where: str, table: dict[str, Any]) -> float | None:
+    """The ``thickness_mm`` of a table that gives it, else None; ConfigError when the table
+    also gives ``thickness_x0``."""
+    if _THICKNESS_MM not in table:
+        return None
+    if "thickness_x0" in table:
+        raise ConfigError(
+            f"{where}: give either thickness_mm or thickness_x0, not both (got "
+            f"thickness_mm = {table[_THICKNESS_MM]!r}, thickness_x0 = "
+            f"{table['thickness_x0']!r})"
+        )
+    return _thickness_mm(f"{where}.thickness_mm", table[_THICKNESS_MM])
+
+
+def _layer(
+    i: int, spec: Any, defaults: dict[str, Any], det_mm: float | None
+) -> CylinderLayer | PlaneLayer:
+    """Layer ``i`` from its table ``spec``, the detector-level ``defaults`` (and thickness
+    ``det_mm``, if given in mm) filling the keys it lacks. Raises ConfigError."""
+    where = f"detector.layers[{i}]"
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where} must be a table, got {spec!r}")
+    kind = spec.get("kind", "cylinder")
+    if kind not in _LAYER_KEYS:
+        raise ConfigError(f"{where}.kind must be 'cylinder' or 'plane', got {kind!r}")
+    for key in spec:
+        if key not in _LAYER_KEYS[kind]:
+            hint = _did_you_mean(key, _LAYER_KEYS[kind])
+            raise ConfigError(f"unknown key {where}.{key!r} for a {kind} layer{hint}")
+    kwargs = {**defaults, **{k: v for k, v in spec.items() if k not in ("kind", _THICKNESS_MM)}}
+    layer_mm = det_mm
+    if _THICKNESS_MM in spec:  # a layer's own thickness replaces the detector's
+        layer_mm = _given_thickness_mm(where, spec)
+    elif "thickness_x0" in spec:
+        layer_mm = None
+    if layer_mm is not None:
+        mat = _build(where, CylinderLayer, material=kwargs.get("material", "silicon"))
+        kwargs["thickness_x0"] = layer_mm / get_material(mat.material).X0_mm
+    cls = CylinderLayer if kind == "cylinder" else PlaneLayer
+    return _build(where, cls, **kwargs)
+
+
+def _field(fdata: dict[str, Any], user_field: dict[str, Any], base_dir: str | None) -> Field:
+    """The field of ``[field]`` (``fdata`` merged with the preset, ``user_field`` as given): a
+    map (a relative path from ``base_dir``) or a uniform field. Raises ConfigError."""
+    if "map" in user_field:
+        if "B_T" in user_field:
+            raise ConfigError("field: give either B_T or map, not both")
+        mpath = user_field["map"]
+        if not isinstance(mpath, str):
+            raise ConfigError(f"field.map must be a path string, got {mpath!r}")
+        if base_dir and not os.path.isabs(mpath):
+            mpath = os.path.join(base_dir, mpath)
+        try:
+            return load_field_map(mpath)
+        except ConfigError as exc:
+            raise ConfigError(f"field.map: {exc}") from None
+    if "map" in fdata and "B_T" not in user_field:  # a resolved dict fed back
+        return load_field_map(fdata["map"])
+    return _build("field", UniformField, B_T=fdata["B_T"])
+
+
+def _gun(gun_data: dict[str, Any], user_gun: dict[str, Any]) -> ParticleGun:
+    """The single gun of ``[gun]`` (``gun_data`` merged with the preset, ``user_gun`` as
+    given); ``eta`` replaces the preset's dip range. Raises ConfigError."""
+    gun_kw = dict(gun_data)
+    if "eta" in user_gun:
+        if "dip_deg" in user_gun:
+            raise ConfigError(
+                "gun: give either dip_deg or eta, not both, got "
+                f"dip_deg={user_gun['dip_deg']!r} eta={user_gun['eta']!r}"
+            )
+        gun_kw.pop("dip_deg", None)  # eta replaces the preset's dip range
+    return _build("gun", ParticleGun, **gun_kw)
 
 
 def _thickness_mm(name: str, value: Any) -> float:

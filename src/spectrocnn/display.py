@@ -143,8 +143,6 @@ def draw_event(
     the true trajectories coloured by momentum (4; the high-momentum one a little wider).
     The trajectories lie above the hits so that their colours show along the whole track.
     """
-    from matplotlib.collections import LineCollection
-
     from spectrocnn.dataset.raster import PROJECTIONS, check_projection
 
     check_projection(projection)
@@ -171,37 +169,7 @@ def draw_event(
         _draw_layers(ax, layers, projection)
     lines = None
     if truth is not None and len(truth.particles):
-        p = truth.particles
-        pmag = np.sqrt(p.px**2 + p.py**2 + p.pz**2)
-        segs = trajectories(truth, projection)
-        if norm is None:
-            norm = _momentum_norm(pmag)
-        high = p.is_high == 1
-        if np.any(high):  # a wide translucent halo beneath the track's own colour
-            ax.add_collection(
-                LineCollection(
-                    [s for s, hi in zip(segs, high, strict=True) if hi],
-                    colors=HIGH_HALO_COLOR,
-                    linewidths=HIGH_HALO_WIDTH,
-                    alpha=0.45,
-                    capstyle="round",
-                    zorder=Z_HALO,
-                    label="high-momentum track",
-                )
-            )
-        lines = LineCollection(
-            segs,
-            cmap="viridis",
-            norm=norm,
-            linewidths=np.where(high, 1.6, 0.9),
-            zorder=Z_TRACKS,
-            label="true trajectories",
-        )
-        lines.set_array(pmag)
-        ax.add_collection(lines)
-        if colorbar:
-            cbar = ax.figure.colorbar(lines, ax=ax, label="p [GeV/c]", shrink=0.8)
-            momentum_ticks(cbar)
+        lines = _draw_trajectories(ax, truth, projection, norm, colorbar)
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
     ax.set_aspect("equal")
@@ -209,6 +177,47 @@ def draw_event(
     ax.set_ylabel(f"{PROJECTIONS[projection][1]} [mm]")
     if title:
         ax.set_title(title, fontsize=9)
+    return lines
+
+
+def _draw_trajectories(ax, truth, projection: str, norm, colorbar: bool):
+    """The true trajectories of ``truth`` on ``ax`` (see :func:`draw_event`): coloured by
+    momentum on ``norm`` (None: :func:`_momentum_norm` of the event's particles), the
+    high-momentum track over a halo; with ``colorbar``, a momentum colour bar. Returns the
+    trajectories' LineCollection."""
+    from matplotlib.collections import LineCollection
+
+    p = truth.particles
+    pmag = np.sqrt(p.px**2 + p.py**2 + p.pz**2)
+    segs = trajectories(truth, projection)
+    if norm is None:
+        norm = _momentum_norm(pmag)
+    high = p.is_high == 1
+    if np.any(high):  # a wide translucent halo beneath the track's own colour
+        ax.add_collection(
+            LineCollection(
+                [s for s, hi in zip(segs, high, strict=True) if hi],
+                colors=HIGH_HALO_COLOR,
+                linewidths=HIGH_HALO_WIDTH,
+                alpha=0.45,
+                capstyle="round",
+                zorder=Z_HALO,
+                label="high-momentum track",
+            )
+        )
+    lines = LineCollection(
+        segs,
+        cmap="viridis",
+        norm=norm,
+        linewidths=np.where(high, 1.6, 0.9),
+        zorder=Z_TRACKS,
+        label="true trajectories",
+    )
+    lines.set_array(pmag)
+    ax.add_collection(lines)
+    if colorbar:
+        cbar = ax.figure.colorbar(lines, ax=ax, label="p [GeV/c]", shrink=0.8)
+        momentum_ticks(cbar)
     return lines
 
 

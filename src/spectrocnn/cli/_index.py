@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import spectrocnn
 import spectrocnn.cli
 
+__all__ = ["SUMMARIES", "commands", "main"]
+
 #: One line per command, in the order of the work: make events, look, fit, train, evaluate.
 SUMMARIES = {
     "gen-events": "simulate N events and write one HDF5 event file (images, labels, truth)",

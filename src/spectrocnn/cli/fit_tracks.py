@@ -16,6 +16,8 @@ from spectrocnn._atomic import clean_json
 from spectrocnn.cli._common import make_parser, plural, run
 from spectrocnn.errors import ConfigError
 
+__all__ = ["build_parser", "main"]
+
 PROG = "fit-tracks"
 log = logging.getLogger(PROG)
 _CHUNK = 2000  # events read and fitted at a time
@@ -204,21 +206,28 @@ def _body(argv: Sequence[str] | None) -> int:
     if args.json:  # valid JSON: an undefined AUC (one class only) is null
         print(json.dumps(clean_json(result), allow_nan=False))
     else:
-        auc = result["roc_auc"]
-        print(
-            f"{PROG}: {plural(n, 'event')}, {plural(n_tracks, 'track')} fitted: "
-            f"accuracy {acc:.4f} at "
-            f"p_T >= {cut:.3g} GeV/c, ROC AUC {'n/a' if math.isnan(auc) else f'{auc:.4f}'}"
-        )
-        if finding is not None and finding["n_findable"]:
-            print(
-                f"{PROG}: track finding: efficiency {finding['efficiency']:.4f} "
-                f"({finding['n_findable_matched']} of {finding['n_findable']} particles with "
-                f">= {finding['findable_min_hits']} hits), fake rate "
-                f"{finding['fake_rate']:.4f}, duplicate rate {finding['duplicate_rate']:.4f} "
-                "(a track matches the particle that left > 50 % of its hits)"
-            )
+        _print_summary(result)
     return 0
+
+
+def _print_summary(result: dict) -> None:
+    """The one-line summary of ``result`` (and a line on the finding, when there is one)."""
+    n, n_tracks, acc, cut = (result[k] for k in ("n_events", "n_tracks", "accuracy", "cut_pt_GeV"))
+    auc = result["roc_auc"]
+    print(
+        f"{PROG}: {plural(n, 'event')}, {plural(n_tracks, 'track')} fitted: "
+        f"accuracy {acc:.4f} at "
+        f"p_T >= {cut:.3g} GeV/c, ROC AUC {'n/a' if math.isnan(auc) else f'{auc:.4f}'}"
+    )
+    finding = result.get("finding")
+    if finding is not None and finding["n_findable"]:
+        print(
+            f"{PROG}: track finding: efficiency {finding['efficiency']:.4f} "
+            f"({finding['n_findable_matched']} of {finding['n_findable']} particles with "
+            f">= {finding['findable_min_hits']} hits), fake rate "
+            f"{finding['fake_rate']:.4f}, duplicate rate {finding['duplicate_rate']:.4f} "
+            "(a track matches the particle that left > 50 % of its hits)"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from spectrocnn._atomic import atomic_path
 from spectrocnn.cli._common import UsageError, bounded_int, make_parser, positive_int, run
 
+__all__ = ["build_parser", "main"]
+
 PROG = "show-event"
 
 

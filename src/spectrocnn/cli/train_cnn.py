@@ -49,11 +49,6 @@ def _fraction(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of train-cnn (imports no TensorFlow)."""
-    from spectrocnn.model.architectures import ALIASES, ARCHITECTURES
-    from spectrocnn.model.data import DOWNSAMPLE_METHODS
-    from spectrocnn.model.device import PRECISIONS
-    from spectrocnn.model.trainconfig import DEFAULT_EPOCHS, DEFAULT_PATIENCE
-
     p = make_parser(
         PROG,
         "Train a CNN on the images of an event file; keep the model with the best "
@@ -68,6 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="F",
         help="fraction of FILE held out for validation (default 0.2)",
     )
+    _add_training_arguments(p)
+    _add_run_arguments(p)
+    return p
+
+
+def _add_training_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of the model and its training: architecture, epochs, batches, input."""
+    from spectrocnn.model.architectures import ALIASES, ARCHITECTURES
+    from spectrocnn.model.data import DOWNSAMPLE_METHODS
+    from spectrocnn.model.trainconfig import DEFAULT_EPOCHS, DEFAULT_PATIENCE
+
     aliases = ", ".join(f"{a} = {n}" for a, n in ALIASES.items())
     p.add_argument(
         "--arch",
@@ -107,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="max (default: max-pooling keeps every hit), mean (area average) or nearest "
         "(the lecture's image loader)",
     )
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of the run: its directory, seed, resumption, precision, devices, output."""
+    from spectrocnn.model.device import PRECISIONS
+
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/<timestamp>)")
     p.add_argument(
         "--seed",
@@ -145,7 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
         "takes batch-size x replicas events",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars and no per-epoch lines")
-    return p
 
 
 def resume_command(argv: Sequence[str] | None, out: str) -> str:

@@ -1,5 +1,5 @@
-# One file so that the event-file schema has one home: its writer and its reader are kept
-# together.
+# size: one file so that the event-file schema (docs/design.md 3.3) has one home: its writer
+# and its reader are kept together.
 """The HDF5 event file, schema ``spectrocnn.events/1`` (docs/design.md 3.3): writer and reader.
 
 Layout::

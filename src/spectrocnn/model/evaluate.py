@@ -1,3 +1,6 @@
+# size of evaluate: its checks run in the one order that keeps a failure cheap: arguments
+# and files before TensorFlow, the model's input before the images are read, the
+# warnings after all have passed; the output directory is created last, removed on failure.
 """Evaluating a saved model on an event file: the library behind ``eval-cnn``.
 
 The preprocessing must be the one the model was trained with: the input size and the

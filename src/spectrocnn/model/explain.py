@@ -1,5 +1,5 @@
-# One file for one mechanism: the gradient saliency, the check against the true track and the
-# pictures that draw both.
+# size: one file for one mechanism: the gradient saliency, the check against the true track
+# and the pictures that draw both.
 """Which pixels the network looks at: gradient saliency maps, pictures, and a check on truth.
 
 Method: gradient saliency (Simonyan, Vedaldi & Zisserman 2014, "Deep Inside Convolutional
