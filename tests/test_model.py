@@ -446,7 +446,11 @@ def test_train_outputs_exist_and_load(trained):
     assert lines[2].endswith("saving model to " + str(out / "best_model.keras"))
     assert config["arch"] == "lecture" and config["patience"] == 0
     assert config["arch_choice"] == {"requested": "lecture", "chosen": "lecture"}
-    assert config["precision"] == metrics["precision"] == "fp32"
+    # precision auto: bfloat16 where this CPU computes it natively (no GPU in the tests)
+    from spectrocnn.model.device import NATIVE_BF16_FLAGS, cpu_flags
+
+    native = bool(cpu_flags() & set(NATIVE_BF16_FLAGS)) and not config["device"]["gpus"]
+    assert config["precision"] == metrics["precision"] == ("bf16" if native else "fp32")
 
 
 def test_best_checkpoint_is_the_best_epoch(trained):
