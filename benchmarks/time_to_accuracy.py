@@ -32,11 +32,10 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
+from _work import BIN, lecture_events, work_dir
 
 
 def _args() -> argparse.Namespace:
@@ -66,19 +65,15 @@ def _history(run: Path) -> list[dict[str, float]]:
 
 def main() -> None:
     args = _args()
-    tmp = None
-    if args.workdir:
-        work = Path(args.workdir)
-        work.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="spectrocnn-tta-")
-        work = Path(tmp.name)
-    events = work / f"events-{args.n}.h5"
-    if not events.exists():
-        t = _run([str(BIN / "gen-events"), "--n", str(args.n), "--seed", "1", "--out",
-                  str(events), "--quiet"])  # fmt: skip
-        print(f"gen-events --n {args.n}: {t:.1f} s")
+    with work_dir(args.workdir, "spectrocnn-tta-") as work:
+        events, t = lecture_events(work, args.n)
+        if t is not None:
+            print(f"gen-events --n {args.n}: {t:.1f} s")
+        _default_and_lecture(args, work, events)
 
+
+def _default_and_lecture(args: argparse.Namespace, work: Path, events: Path) -> None:
+    """Train both networks on ``events`` in ``work`` and print the comparison."""
     # 1. the defaults
     run = work / "default"
     cmd = [str(BIN / "train-cnn"), str(events), "--out", str(run), "--seed", "1", "--quiet"]
@@ -115,6 +110,7 @@ def main() -> None:
            "--epochs", str(args.lecture_epochs)]  # fmt: skip
     _run([*cmd, "--resume"] if (run / "config.json").is_file() else cmd)
     hist = _history(run)
+    precision = json.loads((run / "config.json").read_text())["precision"]
     accs = [r["val_accuracy"] for r in hist]
     times = [r["epoch_time_s"] for r in hist]
     if args.lecture_epochs >= 10:
@@ -129,13 +125,14 @@ def main() -> None:
             f" s), median {per_epoch:.0f} s x best epoch {args.lecture_best_epoch} of the full "
             "lecture run"
         )
-    print(f"lecture (128x128 nearest, 10 epochs): time to its best {t_lecture:.0f} s ({how})")
+    print(
+        f"lecture (128x128 nearest, 10 epochs, {precision}): time to its best {t_lecture:.0f} s "
+        f"({how})"
+    )
     print(
         f"ratio lecture time-to-best / default time-to-{args.target}: "
         f"{t_lecture / t_default:.1f}  (target >= 20)"
     )
-    if tmp is not None:
-        tmp.cleanup()
 
 
 if __name__ == "__main__":

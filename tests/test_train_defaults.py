@@ -54,7 +54,7 @@ def test_auto_chooses_polar_for_a_barrel_around_the_beam_line(presets):
     assert choose_architecture({}, (-1.0, 1.0, -1.0, 1.0))[0] == "lecture"  # nothing recorded
 
 
-def test_train_cnn_auto_records_its_choice(presets, tmp_path, capsys):
+def test_train_cnn_auto_records_its_choice(presets, tmp_path, capsys, caplog):
     out = tmp_path / "polar"
     args = [str(presets / "lecture.h5"), "--out", str(out), "--input-size", "32",
             "--epochs", "1", "--batch-size", "16", "--seed", "1"]  # fmt: skip
@@ -66,6 +66,34 @@ def test_train_cnn_auto_records_its_choice(presets, tmp_path, capsys):
     assert config["arch_choice"]["requested"] == "auto"
     assert config["arch_choice"]["chosen"] == "polar"
     assert config["patience"] == 2  # early stopping is on by default
+    # the polar image ends past the outer layer: hits 0 pixels wide at 64 x 64 over 800 mm
+    import math
+
+    barrel = config["input_file"]["barrel_radius_mm"]
+    assert barrel == pytest.approx(200 + math.sqrt(0.5) * 800 / 64)
+    n_r = math.ceil((barrel + math.sqrt(0.5) * 800 / 32) / 12.5)
+    assert config["model_geometry"]["n_r"] == n_r == 19
+    assert config["model_geometry"]["r_max_mm"] == 19 * 12.5
+    from spectrocnn.model.train import _load_model
+
+    assert _load_model(out / "best_model.keras").get_layer("polar").n_r == 19
+    # eval-cnn on a barrel reaching farther than the polar image: scored, with a warning
+    from spectrocnn.config import config_from_dict
+    from spectrocnn.dataset import generate_file
+
+    wide = {"detector": {"preset": "lecture", "layers": [
+        {"kind": "cylinder", "radius_mm": r, "half_length_mm": 1000.0} for r in (100.0, 300.0)
+    ]}}  # fmt: skip
+    generate_file(config_from_dict(wide).with_image_size(64), 16, tmp_path / "wide.h5", seed=3,
+                  workers=1)  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        assert eval_main([str(out / "best_model.keras"), str(presets / "lecture.h5"),
+                          "--out", str(tmp_path / "ev1")]) == 0  # fmt: skip
+        assert "sees out to" not in caplog.text
+        assert eval_main([str(out / "best_model.keras"), str(tmp_path / "wide.h5"),
+                          "--out", str(tmp_path / "ev2")]) == 0  # fmt: skip
+    assert "sees out to r = 237.5 mm, wide.h5 has hits out to r = 309 mm" in caplog.text
+    capsys.readouterr()
     assert "reached the maximum of 1 epochs" in lines[-1]
     # the summary make demo prints, from the run and fit-tracks' JSON
     import runpy
@@ -169,15 +197,20 @@ def test_patience_stops_early_and_resume_restores_the_counter(tmp_path, capsys):
     full = tmp_path / "full"
     assert train_main([*base, "--out", str(full)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "at most 8 epochs, stopping after 2 without a higher val_accuracy" in lines[1]
-    assert lines[-3].startswith("Epoch 3: early stopping: val_accuracy did not improve for 2")
+    assert (
+        "at most 8 epochs, stopping after 2 epochs without a val_accuracy at least 0.001 above "
+        "its best, or at val_accuracy 1.0" in lines[1]
+    )
+    rule = "val_accuracy did not improve by 0.001 or more for 2 epochs"
+    assert lines[-3].startswith(f"Epoch 3: early stopping: {rule}")
     assert lines[-2].startswith("Scoring 20 validation and 64 training events")
-    assert "stopped early after epoch 3: val_accuracy did not improve for 2 epochs" in lines[-1]
+    assert f"stopped early after epoch 3: {rule}" in lines[-1]
     metrics = json.loads((full / "metrics.json").read_text())
     assert metrics["epochs"] == 3 and metrics["best_epoch"] == 1 and metrics["stopped_early"]
     assert metrics["sample"] == "validation" and metrics["accuracy"] == 0.5
     state = json.loads((full / "state.json").read_text())
     assert state["epochs_without_improvement"] == 2 and state["stopped_early"]
+    assert state["min_delta"] == 0.001 and state["stop_rule"] == rule
 
     # interrupted in epoch 3, after one epoch without improvement, then resumed: the
     # counter comes back from state.json, so it stops after epoch 3 again (not 4)
@@ -203,6 +236,121 @@ def test_patience_stops_early_and_resume_restores_the_counter(tmp_path, capsys):
     # a finished early-stopped run stays finished
     assert train_main([str(train_file), "--out", str(part), "--resume", "--quiet"]) == 0
     assert "already complete" in capsys.readouterr().out
+
+
+def _stopper_run(accuracies, state=None):
+    """Feed val_accuracy values to train-cnn's early stopping (patience 2) as Keras would;
+    returns the epoch after which it stopped (None: it did not) and its state.json part."""
+    import keras
+
+    from spectrocnn.model.train import TrainConfig, _early_stopping
+
+    stopper = _early_stopping(TrainConfig("ev.h5", arch="polar", patience=2), state or {})
+    stopper.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    stopper.model.stop_training = False
+    stopper.on_train_begin()
+    for epoch, acc in enumerate(accuracies):
+        stopper.on_epoch_end(epoch, {"val_accuracy": float(np.float32(acc))})
+        if stopper.model.stop_training:
+            return epoch + 1, stopper.state()
+    return None, stopper.state()
+
+
+@pytest.mark.parametrize(
+    ("correct", "stops_after", "why"),
+    [
+        # make demo's 4 000 validation events, epochs as measured on 2026-11-30: +5 events
+        # counts (0.00125), +3 does not (0.00075), nor the 0 after it
+        ([3991, 3996, 3999, 3999, 4000], 4, "did not improve by 0.001 or more for 2 epochs"),
+        # exactly 4 events (0.001, float32-rounded) count; then +3 and +0 do not
+        ([3992, 3996, 3996, 3999, 3999], 4, "did not improve by 0.001 or more"),
+        # creeping up by 2 events an epoch: never 0.001 above the highest so far
+        ([3990, 3992, 3994, 3996, 3998], 3, "did not improve by 0.001 or more"),
+        # every epoch 0.001 or more above the best: no stop
+        ([3900, 3950, 3960, 3970, 3980], None, None),
+        # all right: no later epoch can be a better model
+        ([3600, 3800, 4000, 4000], 3, "reached 1.0"),
+    ],
+)
+def test_early_stopping_needs_a_rise_of_min_delta_or_stops_at_1(correct, stops_after, why):
+    from spectrocnn.model.train import MIN_DELTA
+
+    assert MIN_DELTA == 0.001
+    stopped, state = _stopper_run([k / 4000 for k in correct])
+    assert stopped == stops_after
+    assert state["min_delta"] == 0.001 and state["stopped_early"] == (stops_after is not None)
+    if why is not None:
+        assert why in state["stop_rule"]
+
+
+def test_runs_begun_before_min_delta_resume_without_it():
+    from spectrocnn.model.train import MIN_DELTA, _min_delta
+
+    assert _min_delta({"completed_epochs": 0}) == MIN_DELTA  # a new run
+    assert _min_delta({"completed_epochs": 3, "min_delta": 0.002}) == 0.002  # recorded
+    assert _min_delta({"completed_epochs": 3}) == 0.0  # state.json of an earlier version
+    # such a run counts any rise, as it did: +3 events resets the counter
+    old = {"completed_epochs": 1, "best_val_accuracy": 3991 / 4000, "best_epoch": 1}
+    assert _stopper_run([3994 / 4000, 3994 / 4000, 3994 / 4000], old)[0] == 3
+
+
+# -- the polar image's radial range ---------------------------------------------------------
+
+
+def test_polar_image_ends_just_past_the_outermost_hits(tmp_path):
+    """On lecture events (512 x 512 over 800 mm, hits 2 pixels wide, 16 cylinders out to
+    200 mm) no lit pixel lies beyond barrel_radius_mm, the polar image's rows beyond
+    r_max_mm are empty, and the rows kept are those of the full polar image."""
+    import math
+
+    from spectrocnn.config import preset_config
+    from spectrocnn.dataset import generate_file
+    from spectrocnn.model.architectures import barrel_radius_mm, polar_geometry
+    from spectrocnn.model.data import load_images, open_event_file
+    from spectrocnn.model.layers import PolarPool
+
+    path = tmp_path / "lecture.h5"
+    generate_file(preset_config("lecture"), 40, path, seed=2, workers=1)
+    with open_event_file(path) as ev:
+        r_hits = barrel_radius_mm(ev.config)
+        window = ev.window_mm
+        native = load_images(ev, 512, "max")
+        small = load_images(ev, 256, "max")
+    pitch = 800 / 512
+    assert r_hits == pytest.approx(200 + (2 + math.sqrt(0.5)) * pitch)
+    # lit pixel centres: beyond the outer layer's 200 mm (hit disks), within r_hits
+    _, rows, cols = np.nonzero(native.images)
+    r = np.hypot(-400 + (cols + 0.5) * pitch, 400 - (rows + 0.5) * pitch)
+    assert 200 < r.max() <= r_hits
+    geometry = polar_geometry(256, window, r_hits)
+    n_r = math.ceil((r_hits + math.sqrt(0.5) * 800 / 256) / (400 / 32))
+    assert geometry["n_r"] == n_r == 17 and geometry["r_max_mm"] == 17 * 12.5
+    x = np.minimum(small.images.astype(np.float32), 1.0)[..., None]
+    full = np.asarray(PolarPool(256, window, 32, 128, 400.0)(x))
+    kept = np.asarray(PolarPool(256, window, 17, 128, 212.5)(x))
+    assert full[:, 17:].max() == 0 and full[:, :17].max() == 1
+    np.testing.assert_array_equal(kept, full[:, :17])
+    # without the detector (or a window inside it): the window's whole circle, as before
+    assert polar_geometry(256, window)["n_r"] == 32
+    assert polar_geometry(256, (-150.0, 150.0, -150.0, 150.0), r_hits)["r_max_mm"] == 150.0
+    assert polar_geometry(256, window, 10.0)["n_r"] == 8  # the three poolings need 8 rows
+
+
+def test_polar_on_a_barrel_halves_the_flops():
+    from spectrocnn.model.architectures import build_model, model_flops
+
+    window = (-400.0, 400.0, -400.0, 400.0)
+    model = build_model("polar", 256, window_mm=window, barrel_radius_mm=204.23)
+    pool = model.get_layer("polar")
+    assert (pool.n_r, pool.r_max_mm) == (17, 212.5)
+    assert model.count_params() == 22_161  # as with the window's full circle
+    # 17 rows; the (2, 1) poolings leave 8, 4; the (2, 2) pooling 2 rows of 72 columns
+    w = 128 + 2 * 8
+    flops = 2 * (17 * w * 16 * 15 + 8 * w * 16 * 240 + 4 * w * 32 * 240)
+    flops += 2 * (2 * (w // 2) * 32 * 288 + 32 * 32 + 32)
+    assert model_flops(model) == flops
+    full = model_flops(build_model("polar", 256, window_mm=window))
+    assert flops / full == pytest.approx(0.50, abs=0.01)
 
 
 # -- precision and device -------------------------------------------------------------------

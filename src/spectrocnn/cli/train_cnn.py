@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_training_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of the model and its training: architecture, epochs, batches, input."""
     from spectrocnn.model.architectures import ALIASES, ARCHITECTURES
+    from spectrocnn.model.callbacks import MIN_DELTA
     from spectrocnn.model.data import DOWNSAMPLE_METHODS
     from spectrocnn.model.trainconfig import DEFAULT_EPOCHS, DEFAULT_PATIENCE
 
@@ -93,9 +94,10 @@ def _add_training_arguments(p: argparse.ArgumentParser) -> None:
         "--patience",
         type=bounded_int("--patience", 0, None, "a non-negative integer"),
         metavar="P",
-        help=f"stop when val_accuracy has not improved for P epochs, keeping the best model; "
-        f"0: off (default {DEFAULT_PATIENCE}; 0 for --arch lecture, which trains its "
-        f"{DEFAULT_EPOCHS['fixed']} epochs as in the lecture)",
+        help=f"early stopping: stop when P epochs in a row bring no val_accuracy at least "
+        f"{MIN_DELTA:g} above the best so far, or when val_accuracy reaches 1.0; the model "
+        f"of the highest val_accuracy is kept; 0: off (default {DEFAULT_PATIENCE}; 0 for "
+        f"--arch lecture, which trains its {DEFAULT_EPOCHS['fixed']} epochs as in the lecture)",
     )
     p.add_argument(
         "--batch-size", type=positive_int("--batch-size"), metavar="B", help="default 32"

@@ -11,6 +11,7 @@ imported.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,18 +25,21 @@ __all__ = [
     "ARCHITECTURES",
     "AUTO",
     "INPUT_SIZES",
+    "barrel_radius_mm",
     "build_model",
     "canonical_name",
     "choose_architecture",
     "get_architecture",
     "lecture",
     "model_flops",
+    "model_geometry",
     "polar",
+    "polar_geometry",
     "register_architecture",
     "seed",
 ]
 
-#: ``builder(input_size, window_mm=None) -> compiled keras.Model``
+#: ``builder(input_size, window_mm=None, barrel_radius_mm=None) -> compiled keras.Model``
 Builder = Callable[..., "keras.Model"]
 
 #: name -> builder; later architectures register themselves with :func:`register_architecture`.
@@ -94,7 +98,7 @@ def get_architecture(name: str) -> Builder:
     Returns
     -------
     callable
-        ``builder(input_size, window_mm=None) -> compiled keras.Model``.
+        ``builder(input_size, window_mm=None, barrel_radius_mm=None) -> compiled keras.Model``.
 
     Raises
     ------
@@ -168,20 +172,68 @@ def choose_architecture(
             "so tracks need not start at the centre of a polar image"
         )
     try:
-        r = _beam_radius(window_mm)
+        r_window = _beam_radius(window_mm)
     except ConfigError:
         return "lecture", (
             f"the image window {[float(v) for v in window_mm or []]} mm does not hold the "
             "beam line x = y = 0 inside"
         )
+    r_hits = barrel_radius_mm(file_config)
+    reach = (
+        f"hits out to r = {r_hits:.0f} mm, the window's circle {r_window:g} mm"
+        if r_hits is not None and r_hits < r_window
+        else f"polar image out to r = {r_window:g} mm"
+    )
     return "polar", (
-        f"a barrel of {len(layers)} cylinders and the beam line inside the image window "
-        f"(polar image out to r = {r:g} mm)"
+        f"a barrel of {len(layers)} cylinders and the beam line inside the image window ({reach})"
     )
 
 
+def barrel_radius_mm(file_config: dict[str, Any] | None) -> float | None:
+    """How far from the beam line the images of a barrel detector can have a lit pixel [mm].
+
+    The outermost cylinder's radius plus the largest distance between a hit and the centre
+    of a pixel it lights: hits stay on their layer's surface
+    (:func:`~spectrocnn.simulate.hits.measure`), a hit lights the pixels whose centres lie
+    within ``hit_radius_px`` pixels of its own pixel's centre
+    (:mod:`spectrocnn.dataset.raster`), and its own pixel's centre lies within half a pixel
+    diagonal of it: ``r_layer + (hit_radius_px + sqrt(2) / 2) * pitch_mm``, ``pitch_mm`` the
+    larger of the pixel's width and height. Noise hits lie on the layers too.
+
+    Parameters
+    ----------
+    file_config : dict or None
+        An event file's resolved configuration (its ``config`` attribute).
+
+    Returns
+    -------
+    float or None
+        The radius [mm]; None when the file does not record its layers and image, or
+        when a layer is not a cylinder about the beam line.
+    """
+    config = file_config or {}
+    layers = (config.get("detector") or {}).get("layers")
+    image = config.get("image") or {}
+    if not layers or not isinstance(layers, list) or not isinstance(image, dict):
+        return None
+    if any(not isinstance(layer, dict) or layer.get("kind") != "cylinder" for layer in layers):
+        return None
+    try:
+        r_layer = max(float(layer["radius_mm"]) for layer in layers)
+        x0, x1, y0, y1 = (float(v) for v in image["window_mm"])
+        pitch = max(x1 - x0, y1 - y0) / int(image["size"])
+        radius_px = int(image["hit_radius_px"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return r_layer + (radius_px + math.sqrt(0.5)) * pitch
+
+
 def build_model(
-    name: str, input_size: int, *, window_mm: Sequence[float] | None = None
+    name: str,
+    input_size: int,
+    *,
+    window_mm: Sequence[float] | None = None,
+    barrel_radius_mm: float | None = None,
 ) -> keras.Model:
     """Build and compile the architecture ``name`` for ``input_size`` x ``input_size`` images.
 
@@ -194,6 +246,10 @@ def build_model(
     window_mm : sequence of 4 floats, optional
         ``x_min, x_max, y_min, y_max`` of the images [mm]; needed by the architectures
         that use the detector geometry (``polar``), ignored by the others.
+    barrel_radius_mm : float, optional
+        How far from the beam line the images can have a lit pixel
+        (:func:`barrel_radius_mm` of the event file); ``polar`` covers no more than that
+        (:func:`polar_geometry`), the others ignore it.
 
     Returns
     -------
@@ -209,7 +265,27 @@ def build_model(
     builder = get_architecture(name)
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
         raise ConfigError(f"input size must be a positive integer, got {input_size!r}")
-    return builder(input_size, window_mm=window_mm)
+    return builder(input_size, window_mm=window_mm, barrel_radius_mm=barrel_radius_mm)
+
+
+def model_geometry(
+    name: str,
+    input_size: int,
+    window_mm: Sequence[float] | None,
+    barrel_radius_mm: float | None = None,
+) -> dict[str, Any]:
+    """What the architecture ``name`` takes from the event file's geometry, for the record
+    (train-cnn's config.json ``model_geometry``): :func:`polar_geometry` for ``polar``, an
+    empty dict for the architectures that use no geometry.
+
+    Raises
+    ------
+    ConfigError
+        An unknown name; for ``polar``, a window without the beam line.
+    """
+    if canonical_name(name) != "polar":
+        return {}
+    return polar_geometry(input_size, window_mm, barrel_radius_mm)
 
 
 def model_flops(model: keras.Model) -> int:
@@ -242,7 +318,9 @@ def model_flops(model: keras.Model) -> int:
 
 
 @register_architecture("lecture")
-def lecture(input_size: int = 128, window_mm: Sequence[float] | None = None) -> keras.Model:
+def lecture(
+    input_size: int = 128, window_mm: Sequence[float] | None = None, **_: Any
+) -> keras.Model:
     """The lecture's CNN (slide 14), layer for layer (``--arch lecture``, alias ``seed``).
 
     Conv2D 32 (5x5, stride 1, relu, he_uniform, same) -> MaxPool 2x2 (same) -> BatchNorm
@@ -259,7 +337,7 @@ def lecture(input_size: int = 128, window_mm: Sequence[float] | None = None) -> 
     input_size : int
         Height and width of the input image [pixels].
     window_mm : sequence of 4 floats, optional
-        Not used.
+        Not used (nor is any other keyword, such as ``barrel_radius_mm``).
 
     Returns
     -------
@@ -318,11 +396,79 @@ def _beam_radius(window_mm: Sequence[float] | None) -> float:
     return r
 
 
+#: Fewest radial bins of :func:`polar`'s image: its three poolings along r halve them thrice.
+_MIN_RADIAL_BINS = 8
+
+
+def polar_geometry(
+    input_size: int,
+    window_mm: Sequence[float] | None,
+    barrel_radius_mm: float | None = None,
+    *,
+    n_r: int = 32,
+    n_phi: int = 128,
+) -> dict[str, Any]:
+    """The polar image of :func:`polar`: how many radial bins, out to which radius.
+
+    The radial bins are ``bin_mm = r_window / n_r`` wide, ``r_window`` the radius of the
+    largest circle about the beam line inside the image window. Without
+    ``barrel_radius_mm`` (or when it reaches ``r_window``) the polar image has all ``n_r``
+    of them, out to ``r_window``. Otherwise it keeps only the first
+    ``ceil((barrel_radius_mm + d) / bin_mm)`` bins, where ``d`` is half the diagonal of an
+    input pixel (the polar bins are assigned by pixel centre, and the downsampled pixel
+    holding a lit pixel has its centre within ``d`` of it): the rows beyond would always be
+    empty; at least 8 are kept, which the network's three poolings along ``r`` need. Those
+    bins are the same as the first rows of the full polar image, so the network sees the
+    same picture with fewer rows (on lecture events: 17 of 32 rows, out to 212.5 mm of the
+    window's 400 mm, and about half the FLOPs). An odd last row is left out by the first
+    pooling along ``r``, after the first convolution (5 rows tall) has seen it.
+
+    Parameters
+    ----------
+    input_size : int
+        Height and width of the network's input image [pixels].
+    window_mm : sequence of 4 floats
+        The image window ``(x_min, x_max, y_min, y_max)`` [mm].
+    barrel_radius_mm : float, optional
+        :func:`barrel_radius_mm` of the event file.
+    n_r, n_phi : int
+        Radial bins out to ``r_window``, azimuthal bins.
+
+    Returns
+    -------
+    dict
+        ``n_r`` (bins kept), ``n_phi``, ``r_max_mm`` (``n_r * bin_mm``), ``radial_bin_mm``,
+        ``window_radius_mm`` and ``barrel_radius_mm`` (None when not given).
+
+    Raises
+    ------
+    ConfigError
+        A missing window or one that does not hold the beam line.
+    """
+    r_window = _beam_radius(window_mm)
+    bin_mm = r_window / n_r
+    kept = n_r
+    if barrel_radius_mm is not None and math.isfinite(barrel_radius_mm):
+        x0, x1, y0, y1 = (float(v) for v in window_mm)
+        half_diagonal = 0.5 * math.hypot((x1 - x0) / input_size, (y1 - y0) / input_size)
+        reach = max(float(barrel_radius_mm), 0.0) + half_diagonal
+        kept = min(n_r, max(_MIN_RADIAL_BINS, math.ceil(reach / bin_mm)))
+    return {
+        "n_r": kept,
+        "n_phi": n_phi,
+        "r_max_mm": kept * bin_mm,
+        "radial_bin_mm": bin_mm,
+        "window_radius_mm": r_window,
+        "barrel_radius_mm": None if barrel_radius_mm is None else float(barrel_radius_mm),
+    }
+
+
 @register_architecture("polar", input_size=256)
 def polar(
     input_size: int = 256,
     window_mm: Sequence[float] | None = None,
     *,
+    barrel_radius_mm: float | None = None,
     n_r: int = 32,
     n_phi: int = 128,
     **_: Any,
@@ -333,7 +479,9 @@ def polar(
     network looks at the image in the spectrometer's own coordinates:
 
     1. :class:`~spectrocnn.model.layers.PolarPool`: ``(r, phi)`` bins around the beam
-       line up to the largest circle inside the window, every hit kept (max-pooling).
+       line, every hit kept (max-pooling), out to the detector's outer radius when
+       ``barrel_radius_mm`` is given, else to the largest circle inside the window
+       (:func:`polar_geometry`).
        A track from the beam line with transverse radius of curvature ``R`` reaches
        ``phi0 +- asin(r / 2R)`` at radius ``r``: in 2 T a 5 GeV/c track of |q| = 1 stays within
        0.7 degree of a vertical line out to r = 200 mm, a 0.25 GeV/c track bends by
@@ -349,9 +497,9 @@ def polar(
        invariant to rotations about the beam line (shifts in ``phi``);
     5. a small dense head.
 
-    About 22 thousand parameters (the ``lecture`` network has 4.2 million). It needs the
-    beam line inside the image window; tracks beyond the largest circle about it that
-    fits in the window are not seen.
+    About 22 thousand parameters (the ``lecture`` network has 4.2 million), whatever the
+    number of radial bins. It needs the beam line inside the image window; tracks beyond
+    the largest circle about it that fits in the window are not seen.
 
     Parameters
     ----------
@@ -362,8 +510,11 @@ def polar(
         where 128 reached 0.96 (4 000 training events, 4 epochs).
     window_mm : sequence of 4 floats
         The image window ``(x_min, x_max, y_min, y_max)`` [mm].
+    barrel_radius_mm : float, optional
+        How far from the beam line the images can have a lit pixel
+        (:func:`barrel_radius_mm`); None: the polar image covers the window's circle.
     n_r, n_phi : int
-        Radial and azimuthal bins of the polar image.
+        Radial bins out to the window's circle, azimuthal bins (:func:`polar_geometry`).
 
     Returns
     -------
@@ -380,7 +531,7 @@ def polar(
 
     from spectrocnn.model.layers import PolarPool
 
-    r_max = _beam_radius(window_mm)
+    g = polar_geometry(input_size, window_mm, barrel_radius_mm, n_r=n_r, n_phi=n_phi)
     wrap = 8
     he = "he_uniform"
 
@@ -390,7 +541,8 @@ def polar(
         )(x)
 
     inp = keras.Input(shape=(input_size, input_size, 1), name="image")
-    x = PolarPool(input_size, window_mm, n_r, n_phi, r_max, wrap=wrap, name="polar")(inp)
+    pool = PolarPool(input_size, window_mm, g["n_r"], n_phi, g["r_max_mm"], wrap=wrap, name="polar")
+    x = pool(inp)
     # One draw per image, along the width axis: phi (Keras' "horizontal_and_vertical"
     # would flip both axes with one draw, a 180-degree rotation about the window centre).
     x = layers.RandomFlip("horizontal", name="mirror")(x)

@@ -315,7 +315,8 @@ class ImageSet:
     factor : (int, int)
         Pooling factors ``(H // s, W // s)``.
     info : dict
-        The file's ``n_events``, ``image_shape``, ``window_mm`` and ``seed``.
+        :func:`file_info`: the file's identity, ``image_shape``, ``window_mm`` and
+        ``barrel_radius_mm``.
     """
 
     images: np.ndarray
@@ -338,12 +339,17 @@ class ImageSet:
 
 def file_info(ev: EventFile) -> dict[str, Any]:
     """What a run records about an event file: its identity (path, run_id, seed, n_events,
-    content fingerprint: :meth:`~spectrocnn.dataset.EventFile.identity`), image shape and
-    window."""
+    content fingerprint: :meth:`~spectrocnn.dataset.EventFile.identity`), image shape,
+    window and, for a barrel detector, how far from the beam line its images can have a
+    lit pixel (``barrel_radius_mm``, :func:`~spectrocnn.model.architectures.barrel_radius_mm`;
+    None otherwise)."""
+    from spectrocnn.model.architectures import barrel_radius_mm
+
     return {
         **ev.identity(),
         "image_shape": [int(v) for v in ev.image_shape],
         "window_mm": [float(v) for v in ev.window_mm],
+        "barrel_radius_mm": barrel_radius_mm(ev.config),
     }
 
 

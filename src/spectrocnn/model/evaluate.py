@@ -29,6 +29,7 @@ from spectrocnn._atomic import write_json
 from spectrocnn._modelfile import check_model_file
 from spectrocnn.errors import ConfigError, ModelFileError
 from spectrocnn.metrics import binary_metrics
+from spectrocnn.model.architectures import barrel_radius_mm
 from spectrocnn.model.callbacks import progress_bar
 from spectrocnn.model.data import (
     check_downsample,
@@ -211,13 +212,7 @@ def evaluate(
             if run_size is not None and run_size != size:
                 notes.append(("%s says input size %d, the model takes %d", config_path,
                               run_size, size))  # fmt: skip
-        for layer in model.layers:  # geometry-aware layers (PolarPool) know their window
-            window = getattr(layer, "window_mm", None)
-            if window is not None and not np.allclose(window, ev.window_mm):
-                notes.append((
-                    "%s was trained on images of window %s mm, %s has window %s mm",
-                    model_path.name, list(window), Path(ev.path).name, list(ev.window_mm),
-                ))  # fmt: skip
+        notes += _geometry_notes(model, model_path, ev)
         if method is None:
             method = "max"
             notes.append((
@@ -271,6 +266,29 @@ def evaluate(
             shutil.rmtree(out, ignore_errors=True)
         raise
     return EvalResult(out, metrics, data.labels, scores)
+
+
+def _geometry_notes(model: Any, model_path: Path, ev: Any) -> list[tuple[Any, ...]]:
+    """Warnings (log arguments) when the event file's geometry is not the one the
+    geometry-aware layers (:class:`~spectrocnn.model.layers.PolarPool`) were built for:
+    another image window, or hits beyond the radius the polar image reaches."""
+    r_hits = barrel_radius_mm(ev.config)
+    notes: list[tuple[Any, ...]] = []
+    for layer in model.layers:
+        window = getattr(layer, "window_mm", None)
+        if window is not None and not np.allclose(window, ev.window_mm):
+            notes.append((
+                "%s was trained on images of window %s mm, %s has window %s mm",
+                model_path.name, list(window), Path(ev.path).name, list(ev.window_mm),
+            ))  # fmt: skip
+        r_max = getattr(layer, "r_max_mm", None)
+        if r_max is not None and r_hits is not None and r_hits > r_max:
+            notes.append((
+                "%s sees out to r = %g mm, %s has hits out to r = %.0f mm: the model does "
+                "not see those beyond (train on such events to cover them)",
+                model_path.name, r_max, Path(ev.path).name, r_hits,
+            ))  # fmt: skip
+    return notes
 
 
 def _explain(model: Any, data: Any, scores: np.ndarray, k: int, out: Path) -> None:

@@ -129,7 +129,10 @@ class PolarPool(keras.layers.Layer):
         segment, nearest = polar_bins(
             self.input_size, self.window_mm, self.n_r, self.n_phi, self.r_max_mm
         )
-        self._segment = segment
+        # Only the pixels inside r_max_mm take part in the maximum: when the polar image
+        # covers a disk smaller than the window, most pixels are skipped (same result).
+        self._inside = np.flatnonzero(segment < self.n_r * self.n_phi).astype(np.int32)
+        self._segment = segment[self._inside]
         self._nearest = nearest
 
     def call(self, inputs):
@@ -137,8 +140,9 @@ class PolarPool(keras.layers.Layer):
 
         n_bins = self.n_r * self.n_phi
         flat = tf.reshape(inputs, (-1, self.input_size * self.input_size))
-        pooled = tf.math.unsorted_segment_max(tf.transpose(flat), self._segment, n_bins + 1)
-        pooled = tf.maximum(tf.transpose(pooled[:n_bins]), tf.gather(flat, self._nearest, axis=1))
+        inside = tf.gather(flat, self._inside, axis=1)
+        pooled = tf.math.unsorted_segment_max(tf.transpose(inside), self._segment, n_bins)
+        pooled = tf.maximum(tf.transpose(pooled), tf.gather(flat, self._nearest, axis=1))
         polar = tf.reshape(pooled, (-1, self.n_r, self.n_phi, 1))
         if self.wrap:
             w = self.wrap

@@ -31,7 +31,13 @@ from spectrocnn.errors import ConfigError, ModelFileError
 from spectrocnn.metrics import binary_metrics
 from spectrocnn.model import distribute, rundir
 from spectrocnn.model.architectures import AUTO, INPUT_SIZES, choose_architecture
-from spectrocnn.model.callbacks import progress_bar, stop_reason, training_callbacks
+from spectrocnn.model.callbacks import (
+    min_delta_of,
+    progress_bar,
+    stop_reason,
+    stopping_rule,
+    training_callbacks,
+)
 from spectrocnn.model.data import (
     ImageSet,
     check_downsample,
@@ -372,6 +378,7 @@ def _write_run_config(run: _Run, data: _Data, session: _Session) -> None:
         "tensorflow_threads": {"intra_op": intra, "inter_op": inter},
         "distribution": session.distribution,
         "arch_choice": run.arch_choice or {"requested": config.arch, "chosen": config.arch},
+        "model_geometry": _model_geometry(config, tset),
         "precision_choice": session.precision_choice,
         "device": session.device,
         "versions": rundir.versions(),
@@ -380,6 +387,24 @@ def _write_run_config(run: _Run, data: _Data, session: _Session) -> None:
 
 
 # -- model, fit, score ----------------------------------------------------------------------
+
+
+def _geometry_args(tset: ImageSet) -> dict[str, Any]:
+    """The event file's geometry that the architecture builders take (window, barrel)."""
+    info = tset.info
+    return {"window_mm": info["window_mm"], "barrel_radius_mm": info.get("barrel_radius_mm")}
+
+
+def _model_geometry(config: TrainConfig, tset: ImageSet) -> dict[str, Any]:
+    """config.json's ``model_geometry``: what the architecture takes from the file
+    (:func:`~spectrocnn.model.architectures.model_geometry`); {} when it cannot be built
+    on this window (the build then fails with the reason)."""
+    from spectrocnn.model.architectures import model_geometry
+
+    try:
+        return model_geometry(config.arch, config.input_size, **_geometry_args(tset))
+    except ConfigError:
+        return {}
 
 
 def _model(run: _Run, data: _Data, session: _Session) -> Any:
@@ -395,9 +420,7 @@ def _model(run: _Run, data: _Data, session: _Session) -> Any:
             model = load_model(run.out / "last_model.keras")
         else:
             try:
-                model = build_model(
-                    config.arch, config.input_size, window_mm=data.train.info["window_mm"]
-                )
+                model = build_model(config.arch, config.input_size, **_geometry_args(data.train))
             except ConfigError as exc:  # e.g. polar on a window without the beam line
                 raise ConfigError(f"--arch {config.arch} on {data.train.path}: {exc}") from None
     if config.strategy == "multiworker":
@@ -412,9 +435,8 @@ def _plan(run: _Run, data: _Data, session: _Session) -> str:
     s = config.input_size
     what = f"Resuming {run.out} at epoch {run.done + 1}" if run.done else "Training"
     if config.patience:
-        epochs = (
-            f"at most {config.epochs} epochs, stopping after {config.patience} without a "
-            "higher val_accuracy"
+        epochs = f"at most {config.epochs} epochs, " + stopping_rule(
+            config.patience, min_delta_of(run.state)
         )
     else:
         epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
