@@ -74,7 +74,7 @@ def test_train_cnn_auto_records_its_choice(presets, tmp_path, capsys, caplog):
     n_r = math.ceil((barrel + math.sqrt(0.5) * 800 / 32) / 12.5)
     assert config["model_geometry"]["n_r"] == n_r == 19
     assert config["model_geometry"]["r_max_mm"] == 19 * 12.5
-    from spectrocnn.model.train import _load_model
+    from spectrocnn.model.modelio import load_model as _load_model
 
     assert _load_model(out / "best_model.keras").get_layer("polar").n_r == 19
     # eval-cnn on a barrel reaching farther than the polar image: scored, with a warning
@@ -243,7 +243,8 @@ def _stopper_run(accuracies, state=None):
     returns the epoch after which it stopped (None: it did not) and its state.json part."""
     import keras
 
-    from spectrocnn.model.train import TrainConfig, _early_stopping
+    from spectrocnn.model.callbacks import _early_stopping
+    from spectrocnn.model.trainconfig import TrainConfig
 
     stopper = _early_stopping(TrainConfig("ev.h5", arch="polar", patience=2), state or {})
     stopper.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
@@ -273,7 +274,7 @@ def _stopper_run(accuracies, state=None):
     ],
 )
 def test_early_stopping_needs_a_rise_of_min_delta_or_stops_at_1(correct, stops_after, why):
-    from spectrocnn.model.train import MIN_DELTA
+    from spectrocnn.model.callbacks import MIN_DELTA
 
     assert MIN_DELTA == 0.001
     stopped, state = _stopper_run([k / 4000 for k in correct])
@@ -284,7 +285,8 @@ def test_early_stopping_needs_a_rise_of_min_delta_or_stops_at_1(correct, stops_a
 
 
 def test_runs_begun_before_min_delta_resume_without_it():
-    from spectrocnn.model.train import MIN_DELTA, _min_delta
+    from spectrocnn.model.callbacks import MIN_DELTA
+    from spectrocnn.model.callbacks import min_delta_of as _min_delta
 
     assert _min_delta({"completed_epochs": 0}) == MIN_DELTA  # a new run
     assert _min_delta({"completed_epochs": 3, "min_delta": 0.002}) == 0.002  # recorded
