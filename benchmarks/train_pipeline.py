@@ -118,7 +118,7 @@ def _pipeline_and_step(
     keras.utils.set_random_seed(args.seed)
     from spectrocnn.model.device import POLICIES, describe_devices, resolve_precision
 
-    precision = resolve_precision(args.precision, describe_devices(tf))[0]
+    precision = resolve_precision(args.precision, describe_devices(tf), arch)[0]
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(POLICIES[precision])
     try:

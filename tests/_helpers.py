@@ -121,10 +121,12 @@ def make_sharded(
         return Path(generate_sharded(cfg, n, directory, shards=shards, seed=seed, client=c).path)
 
 
-def auto_precision_here() -> str:
+def auto_precision_here(arch: str = "polar") -> str:
     """What ``--precision auto`` must choose on this machine's CPU, read independently of
     the package: bf16 where /proc/cpuinfo lists a native bfloat16 instruction set (AMX or
-    AVX512_BF16), fp32 elsewhere (README, "Precision")."""
+    AVX512_BF16), fp32 elsewhere and always for the lecture network (README, "Precision")."""
+    if arch == "lecture":
+        return "fp32"
     try:
         with open("/proc/cpuinfo") as f:
             flags = {w for line in f if line.startswith("flags") for w in line.split()}

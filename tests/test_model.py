@@ -439,7 +439,7 @@ def test_train_outputs_exist_and_load(trained):
     assert lines[2].endswith("saving model to " + str(out / "best_model.keras"))
     assert config["arch"] == "lecture" and config["patience"] == 0
     assert config["arch_choice"] == {"requested": "lecture", "chosen": "lecture"}
-    assert config["precision"] == metrics["precision"] == auto_precision_here()
+    assert config["precision"] == metrics["precision"] == auto_precision_here("lecture")
 
 
 def test_best_checkpoint_is_the_best_epoch(trained):

@@ -96,7 +96,7 @@ def test_train_cnn_runs_and_prints_the_lectures_lines(run, capsys):
     captured = capsys.readouterr()
     lines = captured.out.strip().splitlines()
     assert lines[0].startswith("Device: CPU: ")
-    assert f"precision {auto_precision_here()}" in lines[0]
+    assert f"precision {auto_precision_here('lecture')}" in lines[0]
     assert lines[1].startswith("Training: lecture on 120 events, validating on 40 (64x64 -> 16x16")
     assert "2 epochs, batch 8" in lines[1]  # the lecture's: a fixed number of epochs
     assert lines[2].startswith("Epoch 1: val_accuracy improved from -inf to ")

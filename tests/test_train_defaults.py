@@ -384,6 +384,10 @@ def test_precision_auto_follows_the_hardware(monkeypatch):
     assert dev.resolve_precision("auto", ampere)[0] == "bf16"
     assert dev.resolve_precision("auto", turing)[0] == "fp32"
     assert dev.resolve_precision("auto", mixed)[0] == "fp32"
+    # the lecture network trains in float32 under auto, as in the lecture; bf16 on request
+    assert dev.resolve_precision("auto", ampere, "lecture")[0] == "fp32"
+    assert dev.resolve_precision("auto", ampere, "polar")[0] == "bf16"
+    assert dev.resolve_precision("bf16", ampere, "lecture")[0] == "bf16"
     assert dev.device_summary(ampere).startswith("GPU: 1 x GPU (compute capability 8.0)")
     with pytest.raises(ConfigError, match="precision must be one of"):
         dev.resolve_precision("fp8", cpu)

@@ -176,14 +176,24 @@ def device_summary(device: dict[str, Any]) -> str:
     return f"CPU: {device.get('cpu', 'unknown')}, {device.get('cores', '?')} cores"
 
 
-def resolve_precision(requested: str, device: dict[str, Any]) -> tuple[str, str]:
+def resolve_precision(
+    requested: str, device: dict[str, Any], arch: str | None = None
+) -> tuple[str, str]:
     """The precision to train in, and why.
+
+    ``auto`` is mixed bfloat16 where the device computes it natively, except for the
+    ``lecture`` network: it reproduces the lecture, which trained in float32, and its
+    accuracy in bfloat16 is not established (benchmarks/precision.py: after 2 epochs
+    neither precision had left chance level), while ``polar`` measured 2.61 x as fast
+    within 0.03 points (README, Performance).
 
     Parameters
     ----------
     requested : {"auto", "fp32", "bf16"}
     device : dict
         :func:`describe_devices`.
+    arch : str, optional
+        The architecture being trained (``"lecture"``: float32 under ``auto``).
 
     Returns
     -------
@@ -212,6 +222,11 @@ def resolve_precision(requested: str, device: dict[str, Any]) -> tuple[str, str]
             f"the CPU has native bfloat16 ({', '.join(flags)})"
             if native
             else f"the CPU has no native bfloat16 (no {' or '.join(NATIVE_BF16_FLAGS)})"
+        )
+    if requested == "auto" and native and arch == "lecture":
+        return "fp32", (
+            f"auto: {what}, but the lecture network trains in float32, as in the lecture "
+            "(--precision bf16 to override)"
         )
     if requested == "auto":
         return ("bf16" if native else "fp32"), f"auto: {what}"

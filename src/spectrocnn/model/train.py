@@ -343,7 +343,7 @@ class _Session:
         threads = configure_threads(run.config.threads)
         device = describe_devices(tf)
         device["summary"] = device_summary(device)
-        precision, reason = resolve_precision(run.config.precision, device)
+        precision, reason = resolve_precision(run.config.precision, device, run.config.arch)
         log.info("device %s; precision %s (%s)", device["summary"], precision, reason)
         choice = {"requested": run.config.precision, "chosen": precision, "reason": reason}
         run.config = config = dataclasses.replace(run.config, precision=precision)
