@@ -1,10 +1,12 @@
 """The Keras callbacks of a training run, and the progress bars.
 
 Per epoch, in this order: the epoch time (``epoch_time_s``), a progress bar (on a
-terminal), early stopping on ``val_accuracy`` (``patience``; its counter survives
-``--resume`` in state.json), history.csv (:class:`keras.callbacks.CSVLogger`, epochs
-counted from 1) and the checkpoint: best model, last model and state.json
-(:mod:`spectrocnn.model.rundir`). Imports Keras only inside the functions.
+terminal), early stopping on the monitored score (``config.monitor``: ``val_accuracy``
+by default, ``val_auc``, or ``val_loss``, which is better when lower; ``patience``; its
+counter survives ``--resume`` in state.json), history.csv
+(:class:`keras.callbacks.CSVLogger`, epochs counted from 1) and the checkpoint: best
+model, last model and state.json (:mod:`spectrocnn.model.rundir`). Imports Keras only
+inside the functions.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import numpy as np
 
 from spectrocnn._atomic import write_json
 from spectrocnn.model.modelio import save_model
+from spectrocnn.model.rundir import best_key
+from spectrocnn.model.task import AUTO_MONITOR, monitor_mode
 from spectrocnn.model.trainconfig import TrainConfig
 
 __all__ = ["progress_bar", "stop_reason", "training_callbacks"]
@@ -43,20 +47,27 @@ def progress_bar(progress: bool, total: int, desc: str) -> Any:
 # -- early stopping -------------------------------------------------------------------------
 
 
+def _monitor(config: TrainConfig) -> str:
+    """The monitored score (``val_accuracy`` for a config not resolved by ``train``)."""
+    return "val_accuracy" if config.monitor == AUTO_MONITOR else config.monitor
+
+
 def _early_stopping(config: TrainConfig, state: dict[str, Any]) -> Any:
-    """Keras' ``EarlyStopping`` on val_accuracy (strictly higher counts as better, as for
+    """Keras' ``EarlyStopping`` on the monitored score (strictly better counts, as for
     the best model), its counter and best score restored from ``state`` when resuming;
     None when ``config.patience`` is 0."""
     if not config.patience:
         return None
     import keras
 
+    monitor = _monitor(config)
+
     class RunEarlyStopping(keras.callbacks.EarlyStopping):
         """EarlyStopping whose state survives ``--resume`` (it is saved in state.json)."""
 
         def on_train_begin(self, logs=None):
             super().on_train_begin(logs)
-            best = state.get("best_val_accuracy")
+            best = state.get(best_key(monitor))
             self.best = None if best is None else float(best)
             self.best_epoch = int(state.get("best_epoch", 0)) - 1
             self.wait = int(state.get("epochs_without_improvement", 0))
@@ -69,7 +80,7 @@ def _early_stopping(config: TrainConfig, state: dict[str, Any]) -> Any:
                 "stopped_early": bool(self.model.stop_training),
             }
 
-    return RunEarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience)
+    return RunEarlyStopping(monitor=monitor, mode=monitor_mode(monitor), patience=config.patience)
 
 
 def stop_reason(config: TrainConfig, state: dict[str, Any]) -> str:
@@ -77,7 +88,7 @@ def stop_reason(config: TrainConfig, state: dict[str, Any]) -> str:
     done = int(state.get("completed_epochs", 0))
     if state.get("stopped_early"):
         return (
-            f"stopped early after epoch {done}: val_accuracy did not improve for "
+            f"stopped early after epoch {done}: {_monitor(config)} did not improve for "
             f"{config.patience} epochs"
         )
     if config.patience:
@@ -106,7 +117,7 @@ def _epoch_timer() -> Any:
     return EpochTimer()
 
 
-def _epoch_bar(steps: int, epochs: int) -> Any:
+def _epoch_bar(steps: int, epochs: int, metric: str) -> Any:
     import keras
 
     class Progress(keras.callbacks.Callback):
@@ -127,10 +138,9 @@ def _epoch_bar(steps: int, epochs: int) -> Any:
         def on_train_batch_end(self, batch, logs=None):
             self.bar.update(1)
             if logs and batch % 20 == 0:
+                shown = dict.fromkeys(("loss", metric))  # the monitored metric, if not loss
                 self.bar.set_postfix(
-                    loss=f"{logs.get('loss', math.nan):.4f}",
-                    acc=f"{logs.get('accuracy', math.nan):.4f}",
-                    refresh=False,
+                    {k: f"{logs.get(k, math.nan):.4f}" for k in shown}, refresh=False
                 )
 
         def on_epoch_end(self, epoch, logs=None):
@@ -162,25 +172,29 @@ def _checkpoint(
     import keras
 
     earlier_wall = float(state.get("wall_time_s", 0.0))
+    monitor = _monitor(config)
+    key = best_key(monitor)
+    better = np.less if monitor_mode(monitor) == "min" else np.greater
 
     class RunCheckpoint(keras.callbacks.Callback):
-        """Best model on ``val_accuracy`` (Keras' messages), last model and run state."""
+        """Best model on the monitored score (Keras' messages), last model and run state."""
 
         def __init__(self) -> None:
             super().__init__()
-            best = state.get("best_val_accuracy")
-            self.best = -math.inf if best is None else float(best)
+            best = state.get(key)
+            worst = math.inf if better is np.less else -math.inf
+            self.best = worst if best is None else float(best)
             self.best_epoch = int(state.get("best_epoch", 0))
             self.train_time = float(state.get("train_time_s", 0.0))
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
             self.train_time += float(logs.get("epoch_time_s", 0.0))
-            current = logs.get("val_accuracy")
+            current = logs.get(monitor)
             best_path = out / "best_model.keras"
-            if current is not None and np.greater(current, self.best):
+            if current is not None and better(current, self.best):
                 report(
-                    f"Epoch {epoch + 1}: val_accuracy improved from {self.best:.5f} to "
+                    f"Epoch {epoch + 1}: {monitor} improved from {self.best:.5f} to "
                     f"{current:.5f}, saving model to {best_path}"
                 )
                 save_model(self.model, best_path)
@@ -188,14 +202,14 @@ def _checkpoint(
                     save_model(self.model, out / "best_model.h5")
                 self.best, self.best_epoch = float(current), epoch + 1
             else:
-                report(f"Epoch {epoch + 1}: val_accuracy did not improve from {self.best:.5f}")
+                report(f"Epoch {epoch + 1}: {monitor} did not improve from {self.best:.5f}")
             save_model(self.model, out / "last_model.keras")
             write_json(
                 out / "state.json",
                 {
                     "completed_epochs": epoch + 1,
                     "epochs": config.epochs,
-                    "best_val_accuracy": self.best,
+                    key: self.best,
                     "best_epoch": self.best_epoch,
                     "train_time_s": self.train_time,
                     "wall_time_s": earlier_wall + time.perf_counter() - t0,
@@ -205,7 +219,7 @@ def _checkpoint(
             )
             if stopper is not None and self.model.stop_training:
                 report(
-                    f"Epoch {epoch + 1}: early stopping: val_accuracy did not improve for "
+                    f"Epoch {epoch + 1}: early stopping: {monitor} did not improve for "
                     f"{config.patience} epochs (best {self.best:.5f} at epoch {self.best_epoch})"
                 )
 
@@ -242,7 +256,7 @@ def training_callbacks(
     stopper = _early_stopping(config, state)
     cbs: list[Any] = [_epoch_timer()]
     if progress:
-        cbs.append(_epoch_bar(steps, config.epochs))
+        cbs.append(_epoch_bar(steps, config.epochs, _monitor(config).removeprefix("val_")))
     if stopper is not None:  # before the checkpoint, which saves its state
         cbs.append(stopper)
     cbs += [_history_log(out / "history.csv"), _checkpoint(out, config, state, stopper, report, t0)]
