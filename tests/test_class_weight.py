@@ -25,9 +25,7 @@ SPEC = ImageSpec(size=32, window_mm=CONFIG.image.window_mm)
 
 
 def _events(n: int, seed: int):
-    sim = dataclasses.replace(
-        CONFIG.simulation, n_particles=Multiplicity("uniform", range=(1, 20))
-    )
+    sim = dataclasses.replace(CONFIG.simulation, n_particles=Multiplicity("uniform", range=(1, 20)))
     batch = simulate_events(sim, n, rng=seed)
     return batch, np.bincount(batch.particles.event, minlength=n)
 
@@ -79,6 +77,9 @@ def test_balanced_weights_and_val_auc_beat_chance_on_a_rare_class(rare, tmp_path
     assert state["best_val_auc"] == pytest.approx(result.best_score)
     assert {"auc", "val_auc"} <= set(result.history)
     assert (out / "roc.png").is_file() and (out / "scores.png").is_file()
+    again = train(_config(path, class_weight="balanced"), out, resume=True)  # monitor: the run's
+    assert again.already_complete and again.monitor == "val_auc"
+    assert again.best_score == result.best_score
 
 
 def test_multiclass_and_regression_heads_train_and_evaluate(rare, tmp_path):
@@ -110,7 +111,9 @@ def test_multiclass_and_regression_heads_train_and_evaluate(rare, tmp_path):
             assert result.monitor == "val_loss" and np.isnan(result.best_val_accuracy)
             assert m["rmse"] == pytest.approx(np.sqrt(m["loss"]))
             assert sorted(p.name for p in out.glob("*.png")) == [
-                "loss.png", "mae.png", "predicted.png"
+                "loss.png",
+                "mae.png",
+                "predicted.png",
             ]
         ev = evaluate(out / "best_model.keras", path, tmp_path / f"eval_{kind}")
         assert ev.metrics["label_kind"] == kind and ev.metrics["n_events"] == 200

@@ -17,8 +17,13 @@ import pytest
 
 from spectrocnn.cli import export_events, fit_tracks, show_event
 from spectrocnn.config import preset_config
-from spectrocnn.dataset import EventFileWriter, ImageSpec, open_events, rasterize_sparse
-from spectrocnn.dataset import write_events
+from spectrocnn.dataset import (
+    EventFileWriter,
+    ImageSpec,
+    open_events,
+    rasterize_sparse,
+    write_events,
+)
 from spectrocnn.errors import ConfigError, EventFileError
 from spectrocnn.labels import LabelSpec, class_weights, one_class_warning, predicted_classes
 from spectrocnn.metrics import label_metrics, multiclass_metrics, regression_metrics
@@ -148,14 +153,22 @@ def test_the_streaming_writer_takes_labels_and_columns_per_block(
                 w.append(sub, images, labels=own["regression"][a:b],
                          event_columns={"n_hits": own["events"]["n_hits"][a:b]})  # fmt: skip
             with pytest.raises(ConfigError, match="event column 'extra' was not declared"):
-                w.append(sub, images, labels=own["regression"][a:b],
-                         event_columns={"n_hits": own["events"]["n_hits"][a:b], "extra": [1]},
-                         particle_columns={"pt_GeV": own["particles"]["pt_GeV"][po[a]:po[b]]})
+                w.append(
+                    sub,
+                    images,
+                    labels=own["regression"][a:b],
+                    event_columns={"n_hits": own["events"]["n_hits"][a:b], "extra": [1]},
+                    particle_columns={"pt_GeV": own["particles"]["pt_GeV"][po[a] : po[b]]},
+                )
             with pytest.raises(ConfigError, match="append needs the events' regression labels"):
                 w.append(sub, images)
-            w.append(sub, images, labels=own["regression"][a:b],
-                     event_columns={"n_hits": own["events"]["n_hits"][a:b]},
-                     particle_columns={"pt_GeV": own["particles"]["pt_GeV"][po[a] : po[b]]})
+            w.append(
+                sub,
+                images,
+                labels=own["regression"][a:b],
+                event_columns={"n_hits": own["events"]["n_hits"][a:b]},
+                particle_columns={"pt_GeV": own["particles"]["pt_GeV"][po[a] : po[b]]},
+            )
     with open_events(path) as ev:
         np.testing.assert_array_equal(ev.labels, own["regression"])
         np.testing.assert_array_equal(ev.read_event_column("n_hits"), own["events"]["n_hits"])

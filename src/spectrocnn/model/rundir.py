@@ -204,8 +204,8 @@ def check_out_dir(out: Path, resume: bool, config: TrainConfig) -> None:
         return
     saved = load_run_config(out)
     a, b = saved.settings(), config.settings()
-    if a["monitor"] == "auto":  # resolved from the same file when the run began
-        a["monitor"] = b["monitor"]
+    if "auto" in (a["monitor"], b["monitor"]):  # resolved from the run's own file
+        a["monitor"] = b["monitor"] = max(a["monitor"], b["monitor"], key=lambda m: m != "auto")
     diff = [k for k in a if k not in (*_RESUME_FREE, "epochs") and a[k] != b[k]]
     if diff:
         details = ", ".join(f"{k} {b[k]!r} (run: {a[k]!r})" for k in diff)

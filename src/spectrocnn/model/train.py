@@ -52,7 +52,7 @@ from spectrocnn.model.rundir import (
     default_run_dir,
     load_run_config,
 )
-from spectrocnn.model.task import check_training_labels, run_labels
+from spectrocnn.model.task import AUTO_MONITOR, check_training_labels, run_labels
 from spectrocnn.model.trainconfig import (
     DEFAULT_EPOCHS,
     DEFAULT_PATIENCE,
@@ -195,13 +195,17 @@ class _Run:
         self.config, self.arch_choice = _resolve_arch(self.config, out, resume)
         if self.arch_choice:
             self.report(f"Architecture: {self.config.arch} ({self.arch_choice['reason']})")
-        c = self.config
-        self.labels, monitor = run_labels(c.input, c.val, c.monitor, c.class_weight)
-        self.config = dataclasses.replace(c, monitor=monitor)
-        rundir.check_out_dir(out, resume, self.config)
+        rundir.check_out_dir(out, resume, self.config)  # monitor "auto" matches the run's
         self.state = rundir.read_state(out if resume else None)
         if resume:
             rundir.check_extension(out, self.config, self.done)
+            if self.config.monitor == AUTO_MONITOR:
+                saved = load_run_config(out).monitor
+                self.config = dataclasses.replace(self.config, monitor=saved)
+        if not (resume and rundir.finished(out, self.state, self.done, self.config.epochs)):
+            c = self.config  # the labels of the files, checked before anything is read
+            self.labels, monitor = run_labels(c.input, c.val, c.monitor, c.class_weight)
+            self.config = dataclasses.replace(c, monitor=monitor)
 
 
 def _resolve_arch(config: TrainConfig, out: Path, resume: bool) -> tuple[TrainConfig, dict]:
@@ -229,7 +233,7 @@ def _resolve_arch(config: TrainConfig, out: Path, resume: bool) -> tuple[TrainCo
 def _complete_run(run: _Run) -> TrainResult:
     """The result of a resume that found the run complete (nothing done)."""
     metrics = rundir.read_json(run.out / "metrics.json", "metrics")
-    monitor = run.config.monitor
+    monitor = metrics.get("monitor", "val_accuracy")  # as the run recorded it
     return TrainResult(
         out_dir=run.out,
         config=run.config,
