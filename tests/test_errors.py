@@ -454,6 +454,26 @@ CASES: list[Case] = [
       "input size 64 is larger than the 32x32 images of {telescope} (downsampling only); set "
       "--input-size to 32 or less"),
     # -- eval-cnn
+    C("train-monitor-auc-regression", "train-cnn", "--monitor val_auc on a regression target",
+      "{regression} --out {run} --monitor val_auc", 2,
+      "--monitor val_auc (ROC AUC) needs binary labels; {regression} has regression labels"),
+    C("train-class-weight-regression", "train-cnn",
+      "--class-weight balanced on a regression target",
+      "{regression} --out {run} --class-weight balanced", 2,
+      "--class-weight balanced needs binary or multiclass labels; {regression} has "
+      "regression labels"),
+    C("train-monitor-unknown", "train-cnn", "unknown --monitor", "{good} --monitor val_auroc",
+      2, "invalid choice: 'val_auroc'"),
+    C("train-class-weight-unknown", "train-cnn", "unknown --class-weight",
+      "{good} --class-weight auto", 2, "invalid choice: 'auto'"),
+    C("train-val-other-labels", "train-cnn", "--val file of other labels than the training file",
+      "{good} --val {multiclass} --out {run}", 2,
+      "--val {multiclass} has multiclass (3 classes: e, mu, pi) labels, the training file "
+      "{good} binary labels: validate on a file with the same labels"),
+    C("train-label-kind", "train-cnn", "/labels with an unknown label_kind attribute",
+      "{bad_label_kind} --out {run}", 1,
+      "{bad_label_kind}: /labels attributes: label kind must be one of binary, multiclass, "
+      "regression, got 'ordinal'"),
     C("eval-missing-model", "eval-cnn", "missing model file", "{no_model} {good}", 2,
       "model file '{no_model}' does not exist"),
     C("eval-missing", "eval-cnn", "missing event file", "{model} {missing}", 2,
@@ -508,6 +528,13 @@ CASES: list[Case] = [
       "{seed16} {good} --explain 2.5 --out {outdir}/eval", 2,
       "--explain must be an integer >= 0, got '2.5'"),
     # -- show-event
+    C("eval-model-labels", "eval-cnn", "a regression model on a file of binary labels",
+      "{reg16} {good}", 2,
+      "{reg16} predicts regression labels (1 linear output); {good} has binary labels: "
+      "evaluate it on a file with the labels it was trained on"),
+    C("eval-explain-regression", "eval-cnn", "--explain on a regression target",
+      "{reg16} {regression} --explain 2", 2,
+      "--explain needs binary labels; {regression} has regression labels"),
     C("show-missing", "show-event", "missing input file", "{missing} --out {png}", 2,
       "event file '{missing}' does not exist"),
     C("show-foreign", "show-event", "HDF5 file of another kind", "{foreign} --out {png}", 1,
@@ -553,6 +580,10 @@ CASES: list[Case] = [
       2, "--out '{outdir}/x' has no extension; the picture formats are avif, eps"),
     C("show-locked", "show-event", "event file held open for writing by another process",
       "{locked} --out {png}", 1, "{locked}: cannot open the HDF5 file: it is locked", "locked"),
+    C("show-label-kind", "show-event", "/labels with an unknown label_kind attribute",
+      "{bad_label_kind} --out {png}", 1,
+      "{bad_label_kind}: /labels attributes: label kind must be one of binary, multiclass, "
+      "regression, got 'ordinal'"),
     # -- fit-tracks
     C("fit-missing", "fit-tracks", "missing input file", "{missing}", 2,
       "event file '{missing}' does not exist"),
@@ -591,6 +622,14 @@ CASES: list[Case] = [
     C("fit-no-args", "fit-tracks", "no arguments at all", "", 2,
       "the following arguments are required: FILE.h5 (usage: fit-tracks FILE.h5 [options]; "
       "fit-tracks --help lists every option)"),
+    C("fit-regression", "fit-tracks", "file of regression labels (fit-tracks compares with "
+      "binary labels)", "{regression}", 2,
+      "fit-tracks (it scores events against the file's labels) needs binary labels; "
+      "{regression} has regression labels (n_hits / 16)"),
+    C("fit-no-layers", "fit-tracks", "file whose configuration records no detector layers",
+      "{no_layers}", 2,
+      "fit-tracks needs the detector layers (their resolutions) from the file's "
+      "configuration; {no_layers} records none"),
     C("fit-left-open", "fit-tracks", "event file whose writer stopped without closing it",
       "{left_open}", 1, "{left_open}: cannot open the HDF5 file: it was left open for writing"),
     C("fit-locked", "fit-tracks", "event file held open for writing by another process",
@@ -622,6 +661,11 @@ DOC_NAMES = {
     "unreadable": "unreadable.h5",
     "garbled": "garbled.h5",
     "seed16": "seed16.keras",
+    "reg16": "regression16.keras",
+    "regression": "regression.h5",
+    "multiclass": "multiclass.h5",
+    "bad_label_kind": "bad_label_kind.h5",
+    "no_layers": "no_layers.h5",
     "no_model": "missing.keras",
     "not_run": "not_a_run",
     "bad_run": "bad_run",
@@ -878,6 +922,7 @@ def world(tmp_path_factory) -> dict[str, str]:
     from spectrocnn.model.architectures import build_model
 
     build_model("seed", 16).save(p["seed16"])  # untrained, 16x16 input
+    _own_label_files(p)
     os.mkdir(p["not_run"])
     os.mkdir(p["bad_run"])
     Path(p["bad_run"], "config.json").write_text("{not json")
@@ -904,6 +949,33 @@ def world(tmp_path_factory) -> dict[str, str]:
     Path(p["cfg_binary"]).write_bytes(b"\xff\xfe\x00\x01 binary")
     os.chmod(p["cfg_unreadable"], 0)
     return p
+
+
+def _own_label_files(p: dict[str, str]) -> None:
+    """events.h5 with your own labels (issue 22): a regression target, three classes, an
+    unknown label_kind; without detector layers; a regression model of 16x16 input."""
+    from spectrocnn.labels import LabelSpec
+    from spectrocnn.model.architectures import build_model
+
+    build_model("lecture", 16, labels=LabelSpec("regression")).save(p["reg16"])
+    own = {
+        "regression": (np.arange(16) / 16.0, {"label_kind": "regression",
+                                             "label_name": "n_hits / 16"}),
+        "multiclass": (np.arange(16) % 3, {"label_kind": "multiclass", "n_classes": 3,
+                                          "class_names": ["e", "mu", "pi"]}),
+        "bad_label_kind": (np.zeros(16), {"label_kind": "ordinal"}),
+    }  # fmt: skip
+    for name, (values, attrs) in own.items():
+        shutil.copy(p["good"], p[name])
+        with h5py.File(p[name], "a") as f:
+            del f["labels"]
+            f["labels"] = values
+            f["labels"].attrs.update(attrs)
+    shutil.copy(p["good"], p["no_layers"])
+    with h5py.File(p["no_layers"], "a") as f:
+        config = json.loads(f.attrs["config"])
+        del config["detector"]["layers"]
+        f.attrs["config"] = json.dumps(config)
 
 
 def _foreign_shard_and_other_run(d: Path, p: dict[str, str]) -> None:

@@ -397,7 +397,7 @@ def event_figure(events, indices: Sequence[int], *, truth: bool = False):
     lines = None
     for k, (i, batch, image) in enumerate(zip(indices, truths, images, strict=True)):
         ax = fig.add_subplot(nrows, ncols, k + 1)
-        label = int(events.read_labels(i, i + 1)[0])
+        label = events.label_spec.label_text(events.read_labels(i, i + 1)[0])
         drawn = draw_event(
             ax,
             image,

@@ -1,4 +1,6 @@
-"""Classifier metrics in plain NumPy: ROC curve, ROC AUC, accuracy, loss, confusion matrix.
+"""Metrics in plain NumPy: ROC curve, ROC AUC, accuracy, loss, confusion matrix of binary
+labels; accuracy, loss and confusion matrix of classes (:func:`multiclass_metrics`); the
+errors of a regression (:func:`regression_metrics`); :func:`label_metrics` picks by kind.
 
 No scikit-learn and no TensorFlow: shared by the CNN (:mod:`spectrocnn.model`) and the
 classical baseline (:mod:`spectrocnn.reco`).
@@ -12,7 +14,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["best_cut_accuracy", "binary_metrics", "roc_auc", "roc_curve"]
+__all__ = [
+    "best_cut_accuracy",
+    "binary_metrics",
+    "label_metrics",
+    "multiclass_metrics",
+    "regression_metrics",
+    "roc_auc",
+    "roc_curve",
+]
 
 log = logging.getLogger(__name__)
 
@@ -130,3 +140,109 @@ def best_cut_accuracy(labels: np.ndarray, scores: np.ndarray) -> tuple[float, fl
     correct = tpr * p + (1.0 - fpr) * n
     i = int(np.argmax(correct))
     return float(correct[i] / max(len(y), 1)), float(thr[i])
+
+
+def multiclass_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    """Accuracy, cross-entropy and confusion matrix of class probabilities.
+
+    Parameters
+    ----------
+    y_true : ndarray int, shape (n,)
+        True classes ``0 .. k - 1``.
+    probs : ndarray, shape (n, k)
+        Predicted probability of each class (rows sum to 1, a softmax output).
+
+    Returns
+    -------
+    dict
+        ``n_events``, ``n_per_class`` (k), ``accuracy`` (the most probable class, ties to
+        the lowest), ``loss`` (mean ``-ln p[true class]``, probabilities clipped to
+        [1e-7, 1 - 1e-7] as Keras' sparse categorical cross-entropy) and
+        ``confusion_matrix`` k x k (rows: true class, columns: predicted class).
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not match, no events, or a class outside ``0 .. k - 1``.
+    """
+    y = np.asarray(y_true).ravel()
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2 or p.shape[0] != y.size:
+        raise ValueError(f"probabilities of shape {p.shape} for {y.size} labels")
+    if y.size == 0:
+        raise ValueError("no events to evaluate")
+    k = p.shape[1]
+    if not np.isin(y, np.arange(k)).all():
+        raise ValueError(f"classes must be integers in [0, {k})")
+    y = y.astype(np.int64)
+    pred = np.argmax(p, axis=1)
+    conf = np.zeros((k, k), dtype=np.int64)
+    np.add.at(conf, (y, pred), 1)
+    p_true = np.clip(p[np.arange(y.size), y], EPS, 1.0 - EPS)
+    return {
+        "n_events": int(y.size),
+        "n_per_class": np.bincount(y, minlength=k).tolist(),
+        "accuracy": float(np.mean(pred == y)),
+        "loss": float(-np.mean(np.log(p_true))),
+        "confusion_matrix": conf.tolist(),
+    }
+
+
+def regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
+    """The errors of a predicted number.
+
+    Parameters
+    ----------
+    y_true, predicted : ndarray, shape (n,)
+
+    Returns
+    -------
+    dict
+        ``n_events``; ``loss``, the mean squared error (Keras' ``mean_squared_error``);
+        ``mae`` = mean |predicted - true|; ``rmse`` = sqrt(mean squared error);
+        ``mean_error`` = mean(predicted - true) (the bias); ``r2`` = 1 - sum of squared
+        errors / sum of squared deviations of the truth from its mean (the coefficient of
+        determination; None when every true value is the same).
+
+    Raises
+    ------
+    ValueError
+        Lengths that differ, or no events.
+    """
+    y = np.asarray(y_true, dtype=np.float64).ravel()
+    f = np.asarray(predicted, dtype=np.float64).ravel()
+    if y.shape != f.shape:
+        raise ValueError(f"labels and predictions differ in length: {y.size} != {f.size}")
+    if y.size == 0:
+        raise ValueError("no events to evaluate")
+    err = f - y
+    mse = float(np.mean(err**2))
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    return {
+        "n_events": int(y.size),
+        "loss": mse,
+        "mae": float(np.mean(np.abs(err))),
+        "rmse": math.sqrt(mse),
+        "mean_error": float(np.mean(err)),
+        "r2": 1.0 - float(np.sum(err**2)) / ss_tot if ss_tot > 0 else None,
+    }
+
+
+def label_metrics(kind: str, y_true: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    """The metrics of ``kind`` labels: :func:`binary_metrics` (``"binary"``),
+    :func:`multiclass_metrics` (``"multiclass"``, scores (n, k)) or
+    :func:`regression_metrics` (``"regression"``), with ``label_kind``.
+
+    Raises
+    ------
+    ValueError
+        An unknown kind, or what the chosen function raises.
+    """
+    funcs = {
+        "binary": binary_metrics,
+        "multiclass": multiclass_metrics,
+        "regression": regression_metrics,
+    }
+    if kind not in funcs:
+        raise ValueError(f"unknown label kind {kind!r}")
+    return {"label_kind": kind, **funcs[kind](y_true, scores)}

@@ -179,7 +179,8 @@ class EventFileDataset(Dataset):
     Items
     -----
     ``dataset[i]`` is ``(x, y)``, or ``(x, y, truth)`` with ``truth=True``: ``x`` float32
-    ``(1, s, s)``, ``y`` float32 ``()``, ``truth`` a dict of 0-d tensors (module
+    ``(1, s, s)``, ``y`` float32 ``()`` (the label; int64, the class, for a file of
+    multiclass labels: :attr:`label_spec`), ``truth`` a dict of 0-d tensors (module
     docstring). A ``DataLoader`` batches them to ``(b, 1, s, s)``, ``(b,)`` and a dict of
     ``(b,)`` tensors; it fetches a batch with one call of :meth:`__getitems__`, which reads
     runs of consecutive events with one read each and downsamples them together.
@@ -221,7 +222,8 @@ class EventFileDataset(Dataset):
             )
             self.image_shape = ev.image_shape
             self.window_mm = ev.window_mm
-            self.labels = np.array(ev.labels, dtype=np.uint8)
+            self.label_spec = ev.label_spec
+            self.labels = np.array(ev.labels)  # uint8, int64 (multiclass) or float64
             self._truth = _file_truth(ev) if truth else None
             if in_memory:
                 self._images = load_images(ev, input_size, downsample).images
@@ -293,7 +295,8 @@ class EventFileDataset(Dataset):
         """The items of ``indices`` (what a ``DataLoader`` calls for each batch)."""
         idx = np.array([self._index(i) for i in indices], dtype=np.int64)
         x = torch.from_numpy(_model_input(self._values(idx), self.scale))
-        y = torch.from_numpy(self.labels[idx].astype(np.float32))
+        y_dtype = np.int64 if self.label_spec.kind == "multiclass" else np.float32
+        y = torch.from_numpy(self.labels[idx].astype(y_dtype))
         if self._truth is None:
             return [(x[k], y[k]) for k in range(len(idx))]
         t = _truth_tensors({k: v[idx] for k, v in self._truth.items()})

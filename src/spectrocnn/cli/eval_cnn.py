@@ -20,7 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = make_parser(
         PROG,
         "Evaluate a saved model on an event file: write metrics.json (accuracy, loss, ROC "
-        "AUC, confusion matrix), roc.png and scores.png. The input size and downsampling "
+        "AUC, confusion matrix), roc.png and scores.png; for your own labels the metrics "
+        "of their kind (multiclass: accuracy, loss, confusion matrix; regression: MAE, "
+        "RMSE, predicted.png). The input size and downsampling "
         "come from the run's config.json beside the model, else from the model's input "
         "shape with max pooling (with a warning; --downsample states it).",
     )
@@ -58,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also draw, for K events of each kind (most confident label 1, most confident "
         "label 0, misclassified), the image with the network's gradient saliency "
         "(Simonyan et al. 2014), the true tracks and the high-momentum track into "
-        "DIR/explain/ with explain.json (default 0: none)",
+        "DIR/explain/ with explain.json (default 0: none; binary labels)",
     )
     p.add_argument(
         "--quiet",
@@ -78,11 +80,16 @@ def _body(argv: Sequence[str] | None) -> int:
         input_size=args.input_size, downsample=args.downsample,
     )  # fmt: skip
     m = result.metrics
-    auc = m.get("roc_auc")
+    if m.get("label_kind") == "regression":
+        what = f"MAE {m['mae']:.4g}, RMSE {m['rmse']:.4g}"
+    else:
+        auc = m.get("roc_auc")
+        what = f"accuracy {m['accuracy']:.5f}" + (
+            "" if "roc_auc" not in m else f", ROC AUC {'n/a' if auc is None else f'{auc:.4f}'}"
+        )
     print(
-        f"{PROG}: accuracy {m['accuracy']:.5f}, ROC AUC {'n/a' if auc is None else f'{auc:.4f}'}"
-        f", loss {m['loss']:.4f} on {m['n_events']} events ({m['device']['summary']}); "
-        f"results in {result.out_dir}"
+        f"{PROG}: {what}, loss {m['loss']:.4f} on {m['n_events']} events "
+        f"({m['device']['summary']}); results in {result.out_dir}"
     )
     return EXIT_OK
 

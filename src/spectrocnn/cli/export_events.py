@@ -130,10 +130,12 @@ def _body(argv: Sequence[str] | None) -> int:
         rate = f"in {result.elapsed_s:.1f} s ({result.events_per_s:.0f} events/s)"
         if result.format == "png":
             tr, te = result.counts["Training"], result.counts["Testing"]
+            # every class but the first (binary: "118 HiPt")
+            of = lambda d: ", ".join(f"{n} {c}" for c, n in list(d.items())[1:])  # noqa: E731
             print(
                 f"{PROG}: wrote {plural(result.n_events, 'event')} to {out} as PNG {rate}: "
-                f"Training {sum(tr.values())} ({tr['HiPt']} HiPt), "
-                f"Testing {sum(te.values())} ({te['HiPt']} HiPt), seed {result.seed}"
+                f"Training {sum(tr.values())} ({of(tr)}), "
+                f"Testing {sum(te.values())} ({of(te)}), seed {result.seed}"
             )
         else:
             print(

@@ -21,6 +21,7 @@ __all__ = ["build_parser", "main"]
 PROG = "fit-tracks"
 log = logging.getLogger(PROG)
 _CHUNK = 2000  # events read and fitted at a time
+_SCORES = "it scores events against the file's labels"  # why it needs binary labels
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,6 +108,12 @@ def _field_and_resolution(config: dict, path: str) -> tuple[float, np.ndarray]:
             f"was made with field.B_T = {[bx, by, bz]}"
         )
     layers = config.get("detector", {}).get("layers", [])
+    if not layers or not all(isinstance(layer, dict) for layer in layers):
+        raise ConfigError(
+            f"fit-tracks needs the detector layers (their resolutions) from the file's "
+            f"configuration; {path} records none (write_events(..., config=Config.to_dict()) "
+            "records them)"
+        )
     res = np.array([float(layer.get("resolution_um", 50.0)) for layer in layers])
     return bz, res
 
@@ -140,6 +147,7 @@ def _finding(counts: dict, min_hits: int) -> dict:
 def _body(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from spectrocnn.dataset import open_events
+    from spectrocnn.labels import require_kind
     from spectrocnn.metrics import best_cut_accuracy, roc_auc
     from spectrocnn.reco import (
         FinderSettings,
@@ -154,6 +162,7 @@ def _body(argv: Sequence[str] | None) -> int:
     with open_events(args.file) as ev:
         if ev.n_events == 0:
             raise ConfigError(f"event file {args.file} holds no events")
+        require_kind(ev.label_spec, ("binary",), f"{PROG} ({_SCORES})", args.file)
         abs_q = _gun_abs_charge(ev.config) if args.no_truth else None
         bz, res = _field_and_resolution(ev.config, args.file)
         layers = _layers(ev.config) if args.no_truth else None

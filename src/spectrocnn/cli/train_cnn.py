@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import math
 import shlex
 import sys
@@ -52,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = make_parser(
         PROG,
         "Train a CNN on the images of an event file; keep the model with the best "
-        "val_accuracy and write history, metrics and plots to a run directory.",
+        "val_accuracy (or --monitor) and write history, metrics and plots to a run "
+        "directory. The file's labels may be binary (gen-events'), multiclass or a float "
+        "target (write_events(labels=..., label_spec=...)).",
     )
     p.add_argument("file", metavar="FILE.h5", help="training event file")
     val = p.add_mutually_exclusive_group()
@@ -70,9 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_training_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of the model and its training: architecture, epochs, batches, input."""
+    from spectrocnn.labels import CLASS_WEIGHTS
     from spectrocnn.model.architectures import ALIASES, ARCHITECTURES
     from spectrocnn.model.callbacks import MIN_DELTA
     from spectrocnn.model.data import DOWNSAMPLE_METHODS
+    from spectrocnn.model.task import MONITORS
     from spectrocnn.model.trainconfig import DEFAULT_EPOCHS, DEFAULT_PATIENCE
 
     aliases = ", ".join(f"{a} = {n}" for a, n in ALIASES.items())
@@ -98,6 +103,20 @@ def _add_training_arguments(p: argparse.ArgumentParser) -> None:
         f"{MIN_DELTA:g} above the best so far, or when val_accuracy reaches 1.0; the model "
         f"of the highest val_accuracy is kept; 0: off (default {DEFAULT_PATIENCE}; 0 for "
         f"--arch lecture, which trains its {DEFAULT_EPOCHS['fixed']} epochs as in the lecture)",
+    )
+    p.add_argument(
+        "--class-weight",
+        choices=CLASS_WEIGHTS,
+        help="none (default): every event weighs 1; balanced: class c weighs n / (k * n_c) "
+        "in the loss (n training events, k classes, n_c of class c; scikit-learn's "
+        "definition), for rare classes; binary and multiclass labels",
+    )
+    p.add_argument(
+        "--monitor",
+        choices=MONITORS,
+        help="the validation score the best model is kept for and early stopping watches: "
+        "val_accuracy, val_auc (ROC AUC, binary labels; for a rare class), val_loss; auto "
+        "(default): val_accuracy for classes, val_loss for a regression target",
     )
     p.add_argument(
         "--batch-size", type=positive_int("--batch-size"), metavar="B", help="default 32"
@@ -184,8 +203,14 @@ _OPTIONS = {
     "val": "val", "val_fraction": "val_fraction", "arch": "arch", "epochs": "epochs",
     "batch_size": "batch_size", "input_size": "input_size", "downsample": "downsample",
     "seed": "seed", "precision": "precision", "threads": "threads",
-    "strategy": "strategy", "patience": "patience",
+    "strategy": "strategy", "patience": "patience", "class_weight": "class_weight",
+    "monitor": "monitor",
 }  # fmt: skip
+
+
+def _not_in_result(record: logging.LogRecord) -> bool:
+    """Drop the run's warnings about its result: they end the summary line instead."""
+    return not getattr(record, "in_result", False)
 
 
 def _body(argv: Sequence[str] | None) -> int:
@@ -213,6 +238,7 @@ def _body(argv: Sequence[str] | None) -> int:
             print(line, flush=True)
 
     out = args.out if args.out is not None else str(default_run_dir())
+    logging.getLogger("spectrocnn.model.train").addFilter(_not_in_result)  # once
     try:
         with terminate_as_exit():
             result = train(
@@ -224,8 +250,6 @@ def _body(argv: Sequence[str] | None) -> int:
         if not isinstance(exc, SpectrocnnError) and completed_epochs(out) > 0:
             print(f"{PROG}: continue the run with: {resume_command(argv, out)}", file=sys.stderr)
         raise
-    m = result.metrics
-    auc = m.get("roc_auc")
     rate = result.images_per_second
     score = result.score_time_s
     scored = "" if math.isnan(score) else f", {score:.0f} s scoring"
@@ -234,13 +258,31 @@ def _body(argv: Sequence[str] | None) -> int:
             f"{PROG}: run {result.out_dir} is already complete ({plural(result.epochs, 'epoch')})"
         )
     print(
-        f"{PROG}: best val_accuracy {result.best_val_accuracy:.5f} at epoch {result.best_epoch}"
-        f" of {result.epochs}, ROC AUC {'n/a' if auc is None else f'{auc:.4f}'}; "
+        f"{PROG}: {_best(result)}; "
         f"{result.train_time_s:.0f} s training ({rate:.0f} images/s){scored}; "
         + (f"{result.stop_reason}; " if result.stop_reason else "")
         + f"run in {result.out_dir}"
+        + "".join(f"; WARNING: {w}" for w in result.warnings)
     )
     return EXIT_OK
+
+
+def _best(result) -> str:
+    """``best val_accuracy 0.83 at epoch 7 of 10, ROC AUC 0.91``, or as the monitor and
+    the labels have it (``best val_loss 0.41 ..., MAE 0.52, RMSE 0.64``)."""
+    m = result.metrics
+    monitor = result.monitor
+    best = result.best_val_accuracy if monitor == "val_accuracy" else result.best_score
+    text = f"best {monitor} {best:.5f} at epoch {result.best_epoch} of {result.epochs}"
+    if m.get("label_kind") == "regression":
+        return text + f", MAE {m['mae']:.4g}, RMSE {m['rmse']:.4g}"
+    if m.get("label_kind") == "multiclass":
+        return text + (f", accuracy {m['accuracy']:.5f}" if monitor != "val_accuracy" else "")
+    auc = m.get("roc_auc")
+    text += f", ROC AUC {'n/a' if auc is None else f'{auc:.4f}'}"
+    if monitor != "val_accuracy":
+        text += f", accuracy {m['accuracy']:.5f}"
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

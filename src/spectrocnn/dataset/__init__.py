@@ -2,8 +2,9 @@
 
 Rasterization (:func:`rasterize`, pixel convention in :mod:`spectrocnn.dataset.raster`),
 the event file of schema ``spectrocnn.events/1`` (:func:`open_events`,
-:class:`EventFileWriter`) and the gen-events pipeline (:func:`generate_file`; sharded on a
-Dask cluster: :func:`generate_sharded`).
+:class:`EventFileWriter`; your own labels, :class:`LabelSpec`, and columns:
+:mod:`spectrocnn.dataset.userdata`) and the gen-events pipeline (:func:`generate_file`;
+sharded on a Dask cluster: :func:`generate_sharded`).
 Never imports TensorFlow.
 
 Example
@@ -38,6 +39,7 @@ from spectrocnn.dataset.raster import (
     rasterize_sparse,
 )
 from spectrocnn.dataset.shards import ShardedResult, generate_sharded
+from spectrocnn.labels import LabelSpec
 
 __all__ = [
     "CHUNK_EVENTS",
@@ -50,6 +52,7 @@ __all__ = [
     "ExportResult",
     "GenerateResult",
     "ImageSpec",
+    "LabelSpec",
     "ShardedResult",
     "SparseImages",
     "export_png",

@@ -9,7 +9,11 @@ Layout::
                        "xy" | "xz" | "yz" (the plane shown, (u, v) = (x, y), (x, z) or
                        (y, z); dataset/raster.py), hit_radius_px
     /labels            uint8 (N,)  1 = the event contains a high-momentum particle (lecture
-                       recipe) or a particle at or above the [label] threshold
+                       recipe) or a particle at or above the [label] threshold; or your
+                       own labels (attrs label_kind "binary" | "multiclass" | "regression",
+                       n_classes, class_names, label_name; dtype by kind; absent: binary)
+    /events/user/<name>, /particles/user/<name>  your own per-event and per-particle
+                       columns, optional (:mod:`spectrocnn.dataset.userdata`)
     /events/n_above_threshold  int32 (N,)  particles at or above the threshold (attrs:
                        threshold_GeV, variable = "p" | "pt"); optional (older files lack it)
     /events/max_pt_GeV float64 (N,)  highest p_T of the event's particles [GeV/c] (0 for an
@@ -48,7 +52,7 @@ import errno
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -62,7 +66,18 @@ from spectrocnn.dataset.blocks import Transform, iter_image_blocks, virtual_sour
 from spectrocnn.dataset.deflate import encode_zlib
 from spectrocnn.dataset.identity import RUN_ID_ATTR, check_shards, file_identity, new_run_id
 from spectrocnn.dataset.raster import PROJECTIONS, ImageSpec, SparseImages, rasterize_sparse
+from spectrocnn.dataset.userdata import (
+    USER_GROUP,
+    UserColumnsWriter,
+    check_labels_dataset,
+    check_user_columns,
+    column_dtypes,
+    read_label_spec,
+    user_column_names,
+    write_label_attrs,
+)
 from spectrocnn.errors import ConfigError, EventFileError, EventFileNotFoundError
+from spectrocnn.labels import LabelSpec
 from spectrocnn.seeds import check_seed
 from spectrocnn.simulate.events import (
     EVENT_COLUMNS,
@@ -210,6 +225,14 @@ class EventFileWriter:
         at or above the threshold) and ``/events/max_pt_GeV`` are computed from each
         batch's particles and written (``Simulation.threshold`` is the one of a
         simulation).
+    label_spec : LabelSpec, optional
+        Your own labels (:mod:`spectrocnn.dataset.userdata`): their kind is recorded as
+        attributes of ``/labels`` and :meth:`append` takes them (``labels=``); without
+        it ``/labels`` holds the batches' binary labels, without attributes, as always.
+    event_columns, particle_columns : mapping, optional
+        Your own per-event and per-particle columns, name -> dtype (or an array whose
+        dtype is taken): ``/events/user/<name>`` and ``/particles/user/<name>``, filled
+        by every :meth:`append` (``event_columns=``, ``particle_columns=``).
 
     Examples
     --------
@@ -231,8 +254,16 @@ class EventFileWriter:
         first_particle: int = 0,
         run_id: str | None = None,
         threshold: LabelThreshold | None = None,
+        label_spec: LabelSpec | None = None,
+        event_columns: Mapping[str, Any] | None = None,
+        particle_columns: Mapping[str, Any] | None = None,
     ) -> None:
         self.threshold = threshold
+        self.label_spec = label_spec
+        user_dtypes = {
+            "events": column_dtypes(event_columns, "events"),
+            "particles": column_dtypes(particle_columns, "particles"),
+        }
         self.path = os.fspath(path)
         self.n_events = check_int("n_events", n_events, minimum=0)
         self.spec = spec
@@ -250,6 +281,7 @@ class EventFileWriter:
         self._file = f
         try:
             self._create(config_json)
+            self._user = UserColumnsWriter(f, self.n_events, user_dtypes, self._filter)
         except BaseException:
             f.close()
             raise
@@ -289,8 +321,13 @@ class EventFileWriter:
             f"col = floor(({u} - {u}_min) / ({u}_max - {u}_min) * W), "
             f"row = floor(({v}_max - {v}) / ({v}_max - {v}_min) * H)"
         )
-        labels = f.create_dataset("labels", shape=(n,), dtype=np.uint8)
+        spec = self.label_spec
+        labels = f.create_dataset(
+            "labels", shape=(n,), dtype=np.uint8 if spec is None else spec.stored_dtype
+        )
         labels.attrs["description"] = "1 = the event contains a high-momentum particle"
+        if spec is not None:
+            write_label_attrs(labels, spec)
         for group, spec in (("particles", PARTICLE_COLUMNS), ("hits", HIT_COLUMNS)):
             g = f.create_group(group)
             for name, (dtype, unit) in spec.items():
@@ -348,6 +385,9 @@ class EventFileWriter:
         images: np.ndarray | SparseImages | None = None,
         *,
         encoded: Sequence[bytes] | None = None,
+        labels: Any = None,
+        event_columns: Mapping[str, Any] | None = None,
+        particle_columns: Mapping[str, Any] | None = None,
     ) -> None:
         """Append the next events: truth, labels and images.
 
@@ -362,10 +402,27 @@ class EventFileWriter:
             Instead of ``images``: each image already in the file's chunk encoding (gzip:
             a zlib stream, e.g. from :func:`~spectrocnn.dataset.deflate.encode_zlib`;
             none: the ``H * W`` raw bytes). Written with HDF5's direct chunk write.
+        labels : array-like (k,), optional
+            The events' own labels, of the writer's ``label_spec``
+            (:meth:`~spectrocnn.labels.LabelSpec.check_values`); default ``batch.labels``
+            (binary labels only).
+        event_columns, particle_columns : mapping, optional
+            Values of the columns declared when the writer was made: ``k`` per event
+            column, one per row of ``batch.particles`` per particle column.
+
+        Raises
+        ------
+        ConfigError
+            Labels or columns that do not fit (checked before anything is written).
         """
         if self._closed:
             raise ValueError(f"{self.path}: the writer is closed")
         k = batch.n_events
+        own = self._own_labels(batch, labels)
+        user = self._user.check(
+            {"events": event_columns, "particles": particle_columns},
+            {"events": k, "particles": len(batch.particles.event)},
+        )
         n0 = self._n_done
         if n0 + k > self.n_events:
             raise ValueError(
@@ -399,8 +456,20 @@ class EventFileWriter:
                 raise ValueError(f"images must be uint8 {(k, h, w)}, got {arr.dtype} {arr.shape}")
             if k:
                 self._datasets["images"][n0 : n0 + k] = arr
-        self._append_truth(batch, n0)
+        self._append_truth(batch, n0, own, user)
         self._n_done = n0 + k
+
+    def _own_labels(self, batch: EventBatch, labels: Any) -> np.ndarray:
+        """The labels of appended events, checked against the writer's ``label_spec``."""
+        spec = self.label_spec
+        if labels is None:
+            if spec is not None and spec.kind != "binary":
+                raise ConfigError(f"{self.path}: append needs the events' {spec.kind} labels")
+            return batch.labels
+        values = (spec or LabelSpec()).check_values(labels)
+        if len(values) != batch.n_events:
+            raise ConfigError(f"{len(values)} labels for {batch.n_events} events")
+        return values
 
     def _write_encoded(self, encoded: Sequence[bytes], n0: int) -> None:
         dsid = self._datasets["images"].id
@@ -411,7 +480,9 @@ class EventFileWriter:
                 raise ValueError(f"a raw image chunk must have {size} bytes, got {len(chunk)}")
             dsid.write_direct_chunk((n0 + i, 0, 0), chunk)
 
-    def _append_truth(self, batch: EventBatch, n0: int) -> None:
+    def _append_truth(
+        self, batch: EventBatch, n0: int, labels: np.ndarray, user: dict[str, np.ndarray]
+    ) -> None:
         k = batch.n_events
         pcols = batch.particles.columns()
         hcols = batch.hits.columns()
@@ -425,7 +496,8 @@ class EventFileWriter:
         part = hcols["particle"]
         hcols["particle"] = np.where(part >= 0, part + (p_base + self._first_particle), -1)
         buf = self._buffer
-        buf["labels"].append(batch.labels)
+        buf["labels"].append(labels)
+        self._user.append(user)  # written by _flush with the rest
         if self.threshold is not None:
             for col, arr in event_summaries(batch, self.threshold).items():
                 buf[f"events/{col}"].append(arr)
@@ -467,6 +539,7 @@ class EventFileWriter:
                     d = ds[f"{g}/{col}"]
                     d.resize((total,))
                     d[total - len(arr) : total] = arr
+        self._user.flush(e0, e1, self._n_particles)
         self._n_flushed_events = e1
         for v in buf.values():
             v.clear()
@@ -544,6 +617,10 @@ def write_events(
     config: dict[str, Any] | None = None,
     compression: str = "gzip",
     threshold: LabelThreshold | None = None,
+    labels: Any = None,
+    label_spec: LabelSpec | str | None = None,
+    event_columns: Mapping[str, Any] | None = None,
+    particle_columns: Mapping[str, Any] | None = None,
 ) -> None:
     """Rasterize a batch of events and write it as one event file (not atomically).
 
@@ -559,22 +636,78 @@ def write_events(
     compression : {"gzip", "lzf", "none"}
     threshold : LabelThreshold, optional
         Also write ``/events`` (:class:`EventFileWriter`).
+    labels : array-like (n_events,), optional
+        Your own labels instead of ``batch.labels``: 0/1 (binary), classes
+        ``0 .. n_classes - 1`` (multiclass) or finite numbers (regression).
+    label_spec : LabelSpec or str, optional
+        Their kind (:class:`~spectrocnn.labels.LabelSpec`), recorded with ``/labels``; a
+        str is the kind alone (``"multiclass"`` then has ``max(labels) + 1`` classes).
+        Default with ``labels``: binary.
+    event_columns : mapping, optional
+        Name -> array (n_events,): written as ``/events/user/<name>``.
+    particle_columns : mapping, optional
+        Name -> array, one value per row of ``batch.particles``: ``/particles/user/<name>``.
+
+    Raises
+    ------
+    ConfigError
+        Labels or columns that do not fit the batch or their kind (nothing is written).
+
+    Examples
+    --------
+    >>> n_hits = np.bincount(batch.hits.event, minlength=batch.n_events)  # doctest: +SKIP
+    >>> write_events("mine.h5", batch, spec, labels=n_hits >= 150,
+    ...              event_columns={"n_hits": n_hits})  # doctest: +SKIP
     """
+    n = batch.n_events
+    if labels is not None or label_spec is not None:
+        label_spec = _label_spec(labels, label_spec)
+        labels = label_spec.check_values(batch.labels if labels is None else labels)
+        if len(labels) != n:
+            raise ConfigError(f"{len(labels)} labels for {n} events")
+    ecols = _own_columns(event_columns, n, "event")
+    pcols = _own_columns(particle_columns, len(batch.particles), "particle")
     step = 256
     with EventFileWriter(
-        path,
-        batch.n_events,
-        spec,
-        seed=seed,
-        config=config,
-        compression=compression,
-        threshold=threshold,
-    ) as w:
-        for a in range(0, batch.n_events, step):
-            sub = slice_batch(batch, a, min(batch.n_events, a + step))
+        path, n, spec, seed=seed, config=config, compression=compression, threshold=threshold,
+        label_spec=label_spec, event_columns=ecols, particle_columns=pcols,
+    ) as w:  # fmt: skip
+        po = batch.event_offsets("particles")
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            sub = slice_batch(batch, a, b)
             h = sub.hits
             u, v = spec.project(h.x, h.y, h.z)
-            w.append(sub, rasterize_sparse(u, v, h.event, sub.n_events, spec))
+            w.append(
+                sub, rasterize_sparse(u, v, h.event, sub.n_events, spec),
+                labels=None if labels is None else labels[a:b],
+                event_columns={k: c[a:b] for k, c in ecols.items()},
+                particle_columns={k: c[po[a] : po[b]] for k, c in pcols.items()},
+            )  # fmt: skip
+
+
+def _own_columns(columns: Mapping[str, Any] | None, rows: int, what: str) -> dict:
+    """``columns`` as arrays, each checked to hold ``rows`` values (ConfigError)."""
+    out = {k: np.asarray(v) for k, v in (columns or {}).items()}
+    for k, c in out.items():
+        if c.shape != (rows,):
+            raise ConfigError(
+                f"{what} column {k!r} has shape {c.shape}, expected ({rows},): one value per {what}"
+            )
+    return out
+
+
+def _label_spec(labels: Any, spec: LabelSpec | str | None) -> LabelSpec:
+    """The :class:`LabelSpec` of :func:`write_events`' ``label_spec`` (binary by default;
+    a bare ``"multiclass"`` takes ``max(labels) + 1`` classes, at least 2)."""
+    if isinstance(spec, LabelSpec):
+        return spec
+    kind = "binary" if spec is None else spec
+    if kind == "multiclass":
+        a = np.asarray(labels)
+        top = int(np.max(a)) if a.size and a.dtype.kind in "biuf" and np.isfinite(a).all() else 1
+        return LabelSpec(kind, n_classes=max(2, top + 1))
+    return LabelSpec(kind)
 
 
 def _projection(attrs: Any) -> str:
@@ -665,9 +798,68 @@ class EventFile:
         )
 
     @cached_property
+    def label_spec(self) -> LabelSpec:
+        """What the labels are (:class:`~spectrocnn.labels.LabelSpec`): binary for a file
+        without the ``label_kind`` attribute (every file gen-events writes)."""
+        return read_label_spec(self.path, self._file["labels"])
+
+    @cached_property
     def labels(self) -> np.ndarray:
-        """uint8 (n_events,): 1 = the event contains a high-momentum particle."""
-        return self._read(self._file["labels"], slice(None), "labels").astype(np.uint8, copy=False)
+        """(n_events,): binary uint8, 1 = the event contains a high-momentum particle (or
+        class 1 of your own binary label); multiclass int64; regression float64
+        (:attr:`label_spec`)."""
+        values = self._read(self._file["labels"], slice(None), "labels")
+        return values.astype(self.label_spec.dtype, copy=False)
+
+    @property
+    def event_columns(self) -> tuple[str, ...]:
+        """Names of your own per-event columns (``/events/user``), sorted."""
+        return user_column_names(self._file, "events")
+
+    @property
+    def particle_columns(self) -> tuple[str, ...]:
+        """Names of your own per-particle columns (``/particles/user``), sorted."""
+        return user_column_names(self._file, "particles")
+
+    def read_event_column(
+        self, name: str, start: int | None = None, stop: int | None = None
+    ) -> np.ndarray:
+        """Your own per-event column ``name`` for events ``start:stop``, as stored.
+
+        Raises
+        ------
+        ConfigError
+            No such column (the message lists those the file has).
+        """
+        start, stop = self._range(start, stop)
+        key = self._user_key("events", name)
+        return self._read(self._file[key], slice(start, stop), key)
+
+    def read_particle_column(
+        self, name: str, start: int | None = None, stop: int | None = None
+    ) -> np.ndarray:
+        """Your own per-particle column ``name`` for the particles of events
+        ``start:stop`` (the rows of :meth:`truth`'s particle table), as stored.
+
+        Raises
+        ------
+        ConfigError
+            No such column (the message lists those the file has).
+        """
+        start, stop = self._range(start, stop)
+        key = self._user_key("particles", name)
+        a, b = self._rows("particles", start, stop)
+        return self._read(self._file[key], slice(a, b), key)
+
+    def _user_key(self, table: str, name: str) -> str:
+        """The dataset path of user column ``name`` of ``table``; ConfigError if none."""
+        names = user_column_names(self._file, table)
+        if name not in names:
+            what = "per-event" if table == "events" else "per-particle"
+            raise ConfigError(
+                f"{self.path} has no {what} column {name!r} (it has: {', '.join(names) or 'none'})"
+            )
+        return f"{table}/{USER_GROUP}/{name}"
 
     def _events_column(self, name: str, start: int | None, stop: int | None) -> np.ndarray | None:
         g = self._file.get("events")
@@ -768,12 +960,14 @@ class EventFile:
 
         Returns
         -------
-        ndarray uint8 (stop - start,)
+        ndarray (stop - start,)
+            uint8 for binary labels, int64 multiclass, float64 regression.
         """
         start, stop = self._range(start, stop)
         if "labels" in self.__dict__:  # already read
             return self.labels[start:stop]
-        return self._read(self._file["labels"], slice(start, stop), "labels").astype(np.uint8)
+        values = self._read(self._file["labels"], slice(start, stop), "labels")
+        return values.astype(self.label_spec.dtype)
 
     def _rows(self, group: str, start: int, stop: int) -> tuple[int, int]:
         """Rows ``[a, b)`` of events ``start:stop`` in /group, without reading every offset
@@ -811,7 +1005,10 @@ class EventFile:
         -------
         EventBatch
             ``particles.event`` and ``hits.event`` run from 0; ``hits.particle`` indexes
-            the returned particle rows (-1 = noise).
+            the returned particle rows (-1 = noise). ``labels`` are the file's binary
+            labels; for a file of multiclass or regression labels (:attr:`label_spec`,
+            read with :meth:`read_labels`), whether the event holds a particle with
+            ``is_high`` set (the simulation's label).
         """
         start, stop = self._range(start, stop)
         (p0, p1), (h0, h1) = self._rows("particles", start, stop), self._rows("hits", start, stop)
@@ -824,7 +1021,11 @@ class EventFile:
         hc["event"] = hc["event"].astype(np.int64) - start
         part = hc["particle"].astype(np.int64)
         hc["particle"] = np.where(part >= 0, part - p0, -1)
-        labels = self.read_labels(start, stop)
+        if self.label_spec.kind == "binary":
+            labels = self.read_labels(start, stop)
+        else:
+            high = pc["event"][pc["is_high"].astype(bool)]
+            labels = np.bincount(high, minlength=stop - start) > 0
         return EventBatch(labels, ParticleTable(**pc), HitTable(**hc))
 
     # -- lifetime -------------------------------------------------------------------------
@@ -854,14 +1055,11 @@ def _validate(path: str, f: h5py.File) -> None:
     for name in ("images", "labels", "particles", "hits"):
         if name not in f:
             raise EventFileError(f"{path}: missing /{name}")
-    images, labels = f["images"], f["labels"]
+    images = f["images"]
     if not isinstance(images, h5py.Dataset) or images.ndim != 3 or images.dtype != np.uint8:
         raise EventFileError(f"{path}: /images must be a uint8 (N, H, W) dataset")
-    if not isinstance(labels, h5py.Dataset) or labels.ndim != 1 or labels.dtype.kind not in "iub":
-        raise EventFileError(f"{path}: /labels must be an integer (N,) dataset")
     n = images.shape[0]
-    if labels.shape[0] != n:
-        raise EventFileError(f"{path}: /labels has {labels.shape[0]} rows, /images {n}")
+    check_labels_dataset(path, f["labels"], n)  # its kind, dtype and length
     if "n_events" in f.attrs and int(f.attrs["n_events"]) != n:
         raise EventFileError(f"{path}: n_events is {int(f.attrs['n_events'])}, /images has {n}")
     if "seed" not in f.attrs:
@@ -901,6 +1099,7 @@ def _validate(path: str, f: h5py.File) -> None:
                 raise EventFileError(
                     f"{path}: /{group}/offsets do not span the {length} rows of /{group}"
                 )
+    check_user_columns(path, f, n, f["particles/event"].shape[0])
 
 
 def _check_virtual_sources(path: str, f: h5py.File) -> None:

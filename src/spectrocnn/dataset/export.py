@@ -30,7 +30,10 @@ directory that appears complete or not at all:
     Back to the stored image: ``counts`` gives it exactly; the two binary styles give the
     hit map, ``stored > 0``, as ``png < 128`` (dark-on-white) or ``png >= 128``
     (light-on-black). The events are split into Training and Testing per class (the same
-    fraction of each label in both folders), by a permutation drawn from ``seed``.
+    fraction of each label in both folders), by a permutation drawn from ``seed``. Your
+    own labels (:mod:`spectrocnn.dataset.userdata`) go to folders named by their
+    ``class_names``, else LoPt/HiPt (binary) or ``class0``, ``class1``, ... (multiclass);
+    a regression target has no class folders and is refused.
 
 ``trackml`` (:func:`export_trackml`)
     Per event ``eventNNNNNNNNN-hits.csv``, ``-particles.csv`` and ``-truth.csv`` (the
@@ -79,6 +82,7 @@ from spectrocnn._validate import check_number
 from spectrocnn.dataset.eventfile import SCHEMA, EventFile, open_events
 from spectrocnn.dataset.pipeline import Throughput
 from spectrocnn.errors import ConfigError, EventFileError
+from spectrocnn.labels import require_kind
 from spectrocnn.seeds import check_seed, new_seed, stream
 
 __all__ = [
@@ -278,8 +282,8 @@ def split_test_mask(
 
     Parameters
     ----------
-    labels : ndarray (N,)
-        Event labels (0: LoPt, nonzero: HiPt).
+    labels : ndarray int (N,)
+        Event classes ``0 .. k - 1`` (binary: 0 LoPt, 1 HiPt).
     test_fraction : float
         In [0, 1).
     rng : numpy.random.Generator
@@ -288,10 +292,10 @@ def split_test_mask(
     -------
     ndarray bool (N,)
     """
-    high = np.asarray(labels) != 0
-    test = np.zeros(len(high), dtype=bool)
-    for cls in (False, True):
-        idx = np.flatnonzero(high == cls)
+    y = np.asarray(labels).astype(np.int64)
+    test = np.zeros(len(y), dtype=bool)
+    for cls in range(max(2, int(y.max(initial=0)) + 1)):
+        idx = np.flatnonzero(y == cls)
         n_test = round(test_fraction * len(idx))
         test[rng.permutation(idx)[:n_test]] = True
     return test
@@ -346,17 +350,21 @@ def export_png(
     lut = _style_lut(_check_style(style))
     t0 = time.perf_counter()
     with open_events(path) as ev:
+        spec = ev.label_spec
+        require_kind(spec, ("binary", "multiclass"), "export-events --format png", path)
         target = _check_output(path, out, overwrite)
         labels = ev.labels
         test = split_test_mask(labels, test_fraction, stream(seed))
         h, w = ev.image_shape
-        counts = {s: dict.fromkeys(PNG_CLASSES, 0) for s in PNG_SPLITS}
+        default = PNG_CLASSES if spec.kind == "binary" else None
+        classes = spec.class_names or default or tuple(f"class{c}" for c in range(spec.n_classes))
+        counts = {s: dict.fromkeys(classes, 0) for s in PNG_SPLITS}
         log.info("exporting %d events of %s as PNG into %s", ev.n_events, ev.path, target)
         try:
             with _atomic_dir(target, overwrite) as tmp:
                 dirs = {}
                 for s in PNG_SPLITS:
-                    for c in PNG_CLASSES:
+                    for c in classes:
                         d = tmp / s / c
                         d.mkdir(parents=True)
                         dirs[s, c] = d
@@ -367,7 +375,7 @@ def export_png(
                     for k in range(b - a):
                         i = a + k
                         s = PNG_SPLITS[int(test[i])]
-                        c = PNG_CLASSES[int(labels[i] != 0)]
+                        c = classes[int(labels[i])]
                         _save_png(Image, block[k], dirs[s, c] / png_name(i))
                         counts[s][c] += 1
                     if progress is not None:
@@ -382,7 +390,7 @@ def export_png(
                         window_mm=[float(v) for v in ev.window_mm],
                         style=style,
                         mapping=PNG_STYLES[style],
-                        classes={"0": PNG_CLASSES[0], "1": PNG_CLASSES[1]},
+                        classes={str(i): c for i, c in enumerate(classes)},
                         test_fraction=test_fraction,
                         seed=seed,
                         split="per class: a random permutation from the seed, "

@@ -4,9 +4,13 @@ a registry for more, and the choice ``auto`` makes for an event file
 
 Every builder takes the input size in pixels and returns a *compiled* Keras model whose
 input is ``(input_size, input_size, 1)`` float32 in [0, 1] and whose output is the
-probability, shape ``(batch, 1)``, that the event contains a high-momentum track. Keras
-(and so TensorFlow) is imported only when a builder runs, never when this module is
-imported.
+probability, shape ``(batch, 1)``, that the event contains a high-momentum track (class 1
+of binary labels). For your own labels (:class:`~spectrocnn.labels.LabelSpec`) a builder
+also takes ``labels=`` and ``monitor=``, and ends in the output layer and compiles with
+the loss of :mod:`spectrocnn.model.task` (softmax over the classes, or a linear output
+for a regression target); :func:`build_model` passes them only when they are not the
+binary default, so a builder written before takes binary labels as ever. Keras (and so
+TensorFlow) is imported only when a builder runs, never when this module is imported.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from spectrocnn.errors import ConfigError
+from spectrocnn.labels import LabelSpec
+from spectrocnn.model.task import compile_model, output_layer
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -234,6 +240,8 @@ def build_model(
     *,
     window_mm: Sequence[float] | None = None,
     barrel_radius_mm: float | None = None,
+    labels: LabelSpec | None = None,
+    monitor: str = "val_accuracy",
 ) -> keras.Model:
     """Build and compile the architecture ``name`` for ``input_size`` x ``input_size`` images.
 
@@ -250,11 +258,16 @@ def build_model(
         How far from the beam line the images can have a lit pixel
         (:func:`barrel_radius_mm` of the event file); ``polar`` covers no more than that
         (:func:`polar_geometry`), the others ignore it.
+    labels : LabelSpec, optional
+        The kind of labels to predict (default: binary), :mod:`spectrocnn.model.task`.
+    monitor : str
+        The score the best model is kept for (``"val_auc"`` adds the ``auc`` metric).
 
     Returns
     -------
     keras.Model
-        Compiled; input ``(input_size, input_size, 1)``, output ``(batch, 1)``.
+        Compiled; input ``(input_size, input_size, 1)``, output ``(batch, 1)``
+        (``(batch, n_classes)`` for multiclass labels).
 
     Raises
     ------
@@ -265,7 +278,12 @@ def build_model(
     builder = get_architecture(name)
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
         raise ConfigError(f"input size must be a positive integer, got {input_size!r}")
-    return builder(input_size, window_mm=window_mm, barrel_radius_mm=barrel_radius_mm)
+    extra: dict[str, Any] = {}
+    if labels is not None and labels.kind != "binary":
+        extra["labels"] = labels
+    if monitor != "val_accuracy":
+        extra["monitor"] = monitor
+    return builder(input_size, window_mm=window_mm, barrel_radius_mm=barrel_radius_mm, **extra)
 
 
 def model_geometry(
@@ -319,7 +337,12 @@ def model_flops(model: keras.Model) -> int:
 
 @register_architecture("lecture")
 def lecture(
-    input_size: int = 128, window_mm: Sequence[float] | None = None, **_: Any
+    input_size: int = 128,
+    window_mm: Sequence[float] | None = None,
+    *,
+    labels: LabelSpec | None = None,
+    monitor: str = "val_accuracy",
+    **_: Any,
 ) -> keras.Model:
     """The lecture's CNN (slide 14), layer for layer (``--arch lecture``, alias ``seed``).
 
@@ -338,6 +361,11 @@ def lecture(
         Height and width of the input image [pixels].
     window_mm : sequence of 4 floats, optional
         Not used (nor is any other keyword, such as ``barrel_radius_mm``).
+    labels : LabelSpec, optional
+        Other labels than binary: the last layer and the loss of
+        :mod:`spectrocnn.model.task`.
+    monitor : str
+        ``"val_auc"`` adds the ``auc`` metric.
 
     Returns
     -------
@@ -364,12 +392,11 @@ def lecture(
             layers.Flatten(),
             layers.Dense(64, activation="relu", kernel_initializer=he),
             layers.Dense(32, activation="relu", kernel_initializer=he),
-            layers.Dense(1, activation="sigmoid", dtype="float32"),
+            output_layer(labels),
         ],
         name="lecture",
     )
-    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
-    return model
+    return compile_model(model, labels, monitor)
 
 
 #: The lecture network's first name (kept for code that imports it).
@@ -471,6 +498,8 @@ def polar(
     barrel_radius_mm: float | None = None,
     n_r: int = 32,
     n_phi: int = 128,
+    labels: LabelSpec | None = None,
+    monitor: str = "val_accuracy",
     **_: Any,
 ) -> keras.Model:
     """A CNN for "one straight track among curved ones from the beam line".
@@ -515,6 +544,13 @@ def polar(
         (:func:`barrel_radius_mm`); None: the polar image covers the window's circle.
     n_r, n_phi : int
         Radial bins out to the window's circle, azimuthal bins (:func:`polar_geometry`).
+    labels : LabelSpec, optional
+        Other labels than binary: the last layer and the loss of
+        :mod:`spectrocnn.model.task`. The mirror augmentation and the global max
+        pooling assume a label that a mirror image ``y -> -y`` and a rotation about the
+        beam line keep (so do counts of hits or tracks and momenta; not a charge sign).
+    monitor : str
+        ``"val_auc"`` adds the ``auc`` metric.
 
     Returns
     -------
@@ -555,7 +591,6 @@ def polar(
     x = conv(x, 32, (3, 3))
     x = layers.GlobalMaxPooling2D()(x)
     x = layers.Dense(32, activation="relu", kernel_initializer=he)(x)
-    out = layers.Dense(1, activation="sigmoid", dtype="float32")(x)
+    out = output_layer(labels)(x)
     model = keras.Model(inp, out, name="polar")
-    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
-    return model
+    return compile_model(model, labels, monitor)

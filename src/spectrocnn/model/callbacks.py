@@ -1,10 +1,12 @@
 """The Keras callbacks of a training run, and the progress bars.
 
 Per epoch, in this order: the epoch time (``epoch_time_s``), a progress bar (on a
-terminal), early stopping on ``val_accuracy`` (``patience``; its counter survives
-``--resume`` in state.json), history.csv (:class:`keras.callbacks.CSVLogger`, epochs
-counted from 1) and the checkpoint: best model, last model and state.json
-(:mod:`spectrocnn.model.rundir`). Imports Keras only inside the functions.
+terminal), early stopping on the monitored score (``config.monitor``: ``val_accuracy``
+by default, ``val_auc``, or ``val_loss``, which is better when lower; ``patience``; its
+counter survives ``--resume`` in state.json), history.csv
+(:class:`keras.callbacks.CSVLogger`, epochs counted from 1) and the checkpoint: best
+model, last model and state.json (:mod:`spectrocnn.model.rundir`). Imports Keras only
+inside the functions.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import numpy as np
 
 from spectrocnn._atomic import write_json
 from spectrocnn.model.modelio import save_model
+from spectrocnn.model.rundir import best_key
+from spectrocnn.model.task import AUTO_MONITOR, monitor_mode
 from spectrocnn.model.trainconfig import TrainConfig
 
 __all__ = [
@@ -50,9 +54,14 @@ def progress_bar(progress: bool, total: int, desc: str) -> Any:
 # -- early stopping -------------------------------------------------------------------------
 
 
-#: Early stopping: the least rise of val_accuracy over the best so far that counts as an
-#: improvement (4 of 4 000 validation events; :func:`_early_stopping`).
+#: Early stopping: the least improvement of the monitored score over the best so far that
+#: counts (for val_accuracy, 4 of 4 000 validation events; :func:`_early_stopping`).
 MIN_DELTA = 0.001
+
+
+def _monitor(config: TrainConfig) -> str:
+    """The monitored score (``val_accuracy`` for a config not resolved by ``train``)."""
+    return "val_accuracy" if config.monitor == AUTO_MONITOR else config.monitor
 
 
 def min_delta_of(state: dict[str, Any]) -> float:
@@ -64,31 +73,37 @@ def min_delta_of(state: dict[str, Any]) -> float:
     return MIN_DELTA if int(state.get("completed_epochs", 0)) == 0 else 0.0
 
 
-def stopping_rule(patience: int, min_delta: float = MIN_DELTA) -> str:
+def stopping_rule(
+    patience: int, min_delta: float = MIN_DELTA, monitor: str = "val_accuracy"
+) -> str:
     """The early-stopping rule in words (the console's "Training:" line)."""
-    higher = f"at least {min_delta:g} above its best" if min_delta else "above its best"
+    better = "below" if monitor_mode(monitor) == "min" else "above"
+    margin = f"at least {min_delta:g} {better} its best" if min_delta else f"{better} its best"
+    perfect = "" if monitor_mode(monitor) == "min" else f", or at {monitor} 1.0"
     return (
         f"stopping after {patience} epoch{'s' if patience != 1 else ''} without a "
-        f"val_accuracy {higher}, or at val_accuracy 1.0"
+        f"{monitor} {margin}{perfect}"
     )
 
 
 def _early_stopping(config: TrainConfig, state: dict[str, Any]) -> Any:
-    """Keras' ``EarlyStopping`` on val_accuracy, its counter and reference score restored
-    from ``state`` when resuming; None when ``config.patience`` is 0.
+    """Keras' ``EarlyStopping`` on the monitored score, its counter and reference score
+    restored from ``state`` when resuming; None when ``config.patience`` is 0.
 
-    An epoch counts as an improvement when its val_accuracy is at least ``min_delta``
-    (:func:`min_delta_of`, :data:`MIN_DELTA` for new runs) above the highest of the earlier
-    epochs (Keras' rule is "more than": a slack of 1e-6 absorbs the float32 rounding of
-    accuracies, multiples of 1 / n_val; and Keras compares with the last epoch that
-    counted, here the reference rises with every higher val_accuracy, as the best model
-    does). Training also stops at a val_accuracy of 1.0: the best model (the first epoch
-    with the highest val_accuracy) can no longer change.
+    An epoch counts as an improvement when its score is at least ``min_delta``
+    (:func:`min_delta_of`, :data:`MIN_DELTA` for new runs) better than the best of the
+    earlier epochs (Keras' rule is "more than": a slack of 1e-6 absorbs the float32 rounding
+    of accuracies, multiples of 1 / n_val; and Keras compares with the last epoch that
+    counted, here the reference follows every better score, as the best model does).
+    Training also stops at a val_accuracy or val_auc of 1.0: the best model (the first
+    epoch with the best score) can no longer change.
     """
     if not config.patience:
         return None
     import keras
 
+    monitor = _monitor(config)
+    mode = monitor_mode(monitor)
     min_delta = min_delta_of(state)
 
     class RunEarlyStopping(keras.callbacks.EarlyStopping):
@@ -96,7 +111,7 @@ def _early_stopping(config: TrainConfig, state: dict[str, Any]) -> Any:
 
         def on_train_begin(self, logs=None):
             super().on_train_begin(logs)
-            best = state.get("best_val_accuracy")
+            best = state.get(best_key(monitor))
             self.best = None if best is None else float(best)
             self.best_epoch = int(state.get("best_epoch", 0)) - 1
             self.wait = int(state.get("epochs_without_improvement", 0))
@@ -104,15 +119,19 @@ def _early_stopping(config: TrainConfig, state: dict[str, Any]) -> Any:
 
         def on_epoch_end(self, epoch, logs=None):
             super().on_epoch_end(epoch, logs)
-            current = (logs or {}).get("val_accuracy")
-            if current is not None and (self.best is None or current > self.best):
-                self.best = float(current)  # higher, by less than min_delta: no reset
-            if current is not None and current >= 1.0:
+            current = (logs or {}).get(monitor)
+            if current is not None:
+                better = self.best is None or (
+                    current < self.best if mode == "min" else current > self.best
+                )
+                if better:
+                    self.best = float(current)  # better, by less than min_delta: no reset
+            if current is not None and mode == "max" and current >= 1.0:
                 self.model.stop_training = True
-                self.reason = "val_accuracy reached 1.0, which no later epoch can beat"
+                self.reason = f"{monitor} reached 1.0, which no later epoch can beat"
             elif self.model.stop_training:
-                higher = f" by {min_delta:g} or more" if min_delta else ""
-                self.reason = f"val_accuracy did not improve{higher} for {self.patience} epochs"
+                by = f" by {min_delta:g} or more" if min_delta else ""
+                self.reason = f"{monitor} did not improve{by} for {self.patience} epochs"
 
         def state(self) -> dict[str, Any]:
             """What state.json keeps of the early stopping."""
@@ -126,7 +145,7 @@ def _early_stopping(config: TrainConfig, state: dict[str, Any]) -> Any:
 
     slack = 1e-6 if min_delta else 0.0
     return RunEarlyStopping(
-        monitor="val_accuracy", mode="max", patience=config.patience, min_delta=min_delta - slack
+        monitor=monitor, mode=mode, patience=config.patience, min_delta=min_delta - slack
     )
 
 
@@ -135,7 +154,7 @@ def stop_reason(config: TrainConfig, state: dict[str, Any]) -> str:
     done = int(state.get("completed_epochs", 0))
     if state.get("stopped_early"):
         rule = state.get("stop_rule") or (
-            f"val_accuracy did not improve for {config.patience} epochs"
+            f"{_monitor(config)} did not improve for {config.patience} epochs"
         )
         return f"stopped early after epoch {done}: {rule}"
     if config.patience:
@@ -164,7 +183,7 @@ def _epoch_timer() -> Any:
     return EpochTimer()
 
 
-def _epoch_bar(steps: int, epochs: int) -> Any:
+def _epoch_bar(steps: int, epochs: int, metric: str) -> Any:
     import keras
 
     class Progress(keras.callbacks.Callback):
@@ -185,10 +204,9 @@ def _epoch_bar(steps: int, epochs: int) -> Any:
         def on_train_batch_end(self, batch, logs=None):
             self.bar.update(1)
             if logs and batch % 20 == 0:
+                shown = dict.fromkeys(("loss", metric))  # the monitored metric, if not loss
                 self.bar.set_postfix(
-                    loss=f"{logs.get('loss', math.nan):.4f}",
-                    acc=f"{logs.get('accuracy', math.nan):.4f}",
-                    refresh=False,
+                    {k: f"{logs.get(k, math.nan):.4f}" for k in shown}, refresh=False
                 )
 
         def on_epoch_end(self, epoch, logs=None):
@@ -220,25 +238,29 @@ def _checkpoint(
     import keras
 
     earlier_wall = float(state.get("wall_time_s", 0.0))
+    monitor = _monitor(config)
+    key = best_key(monitor)
+    better = np.less if monitor_mode(monitor) == "min" else np.greater
 
     class RunCheckpoint(keras.callbacks.Callback):
-        """Best model on ``val_accuracy`` (Keras' messages), last model and run state."""
+        """Best model on the monitored score (Keras' messages), last model and run state."""
 
         def __init__(self) -> None:
             super().__init__()
-            best = state.get("best_val_accuracy")
-            self.best = -math.inf if best is None else float(best)
+            best = state.get(key)
+            worst = math.inf if better is np.less else -math.inf
+            self.best = worst if best is None else float(best)
             self.best_epoch = int(state.get("best_epoch", 0))
             self.train_time = float(state.get("train_time_s", 0.0))
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
             self.train_time += float(logs.get("epoch_time_s", 0.0))
-            current = logs.get("val_accuracy")
+            current = logs.get(monitor)
             best_path = out / "best_model.keras"
-            if current is not None and np.greater(current, self.best):
+            if current is not None and better(current, self.best):
                 report(
-                    f"Epoch {epoch + 1}: val_accuracy improved from {self.best:.5f} to "
+                    f"Epoch {epoch + 1}: {monitor} improved from {self.best:.5f} to "
                     f"{current:.5f}, saving model to {best_path}"
                 )
                 save_model(self.model, best_path)
@@ -246,14 +268,14 @@ def _checkpoint(
                     save_model(self.model, out / "best_model.h5")
                 self.best, self.best_epoch = float(current), epoch + 1
             else:
-                report(f"Epoch {epoch + 1}: val_accuracy did not improve from {self.best:.5f}")
+                report(f"Epoch {epoch + 1}: {monitor} did not improve from {self.best:.5f}")
             save_model(self.model, out / "last_model.keras")
             write_json(
                 out / "state.json",
                 {
                     "completed_epochs": epoch + 1,
                     "epochs": config.epochs,
-                    "best_val_accuracy": self.best,
+                    key: self.best,
                     "best_epoch": self.best_epoch,
                     "train_time_s": self.train_time,
                     "wall_time_s": earlier_wall + time.perf_counter() - t0,
@@ -300,7 +322,7 @@ def training_callbacks(
     stopper = _early_stopping(config, state)
     cbs: list[Any] = [_epoch_timer()]
     if progress:
-        cbs.append(_epoch_bar(steps, config.epochs))
+        cbs.append(_epoch_bar(steps, config.epochs, _monitor(config).removeprefix("val_")))
     if stopper is not None:  # before the checkpoint, which saves its state
         cbs.append(stopper)
     cbs += [_history_log(out / "history.csv"), _checkpoint(out, config, state, stopper, report, t0)]

@@ -308,7 +308,8 @@ class ImageSet:
     ----------
     images : ndarray uint8 (n, s, s)
         Stored values (see :func:`downsample`).
-    labels : ndarray uint8 (n,)
+    labels : ndarray (n,)
+        uint8 (binary), int64 (multiclass) or float64 (regression).
     path : str
     method : str
         Downsampling method.
@@ -398,7 +399,7 @@ def load_images(
     from spectrocnn.model._tf import available_cores
 
     factor = check_downsample(ev.image_shape, size, method)
-    labels = np.asarray(ev.labels, dtype=np.uint8)
+    labels = np.asarray(ev.labels)  # uint8, int64 or float64 (EventFile.label_spec)
     out = np.empty((ev.n_events, size, size), np.uint8)
     blocks = ev.image_blocks(
         transform=lambda full: downsample(full, size, method),
@@ -470,7 +471,8 @@ def make_dataset(
     Parameters
     ----------
     images : tf.Tensor uint8 (n, s, s)
-    labels : tf.Tensor uint8 (n,)
+    labels : tf.Tensor (n,)
+        Of any numeric dtype (cast to float32: a class or a target value).
     order : ndarray int, shape (m,) or (epochs, m)
         Event indices in the order to visit them.
     batch_size : int

@@ -28,7 +28,8 @@ import numpy as np
 from spectrocnn._atomic import write_json
 from spectrocnn._modelfile import check_model_file
 from spectrocnn.errors import ConfigError, ModelFileError
-from spectrocnn.metrics import binary_metrics
+from spectrocnn.labels import require_kind
+from spectrocnn.metrics import label_metrics
 from spectrocnn.model.architectures import barrel_radius_mm
 from spectrocnn.model.callbacks import progress_bar
 from spectrocnn.model.data import (
@@ -38,6 +39,7 @@ from spectrocnn.model.data import (
     open_event_file,
 )
 from spectrocnn.model.modelio import load_model, predict
+from spectrocnn.model.task import check_model_labels
 
 __all__ = ["EvalResult", "default_eval_dir", "evaluate", "run_preprocessing"]
 
@@ -51,14 +53,16 @@ class EvalResult:
     Attributes
     ----------
     out_dir : Path
-        Where metrics.json, roc.png and scores.png were written.
+        Where metrics.json and the plots (roc.png and scores.png for binary labels,
+        predicted.png for a regression target) were written.
     metrics : dict
         The content of metrics.json.
-    labels : ndarray uint8 (n,), optional
-        The file's labels.
-    scores : ndarray float64 (n,), optional
+    labels : ndarray (n,), optional
+        The file's labels (:attr:`~spectrocnn.dataset.EventFile.labels`).
+    scores : ndarray float64 (n,) or (n, k), optional
         The network's output for every event of the file, in file order (for ROC curves
-        of several methods on one plot, :func:`spectrocnn.model.plots.plot_roc`).
+        of several methods on one plot, :func:`spectrocnn.model.plots.plot_roc`); one
+        probability per class for multiclass labels.
     """
 
     out_dir: Path
@@ -99,7 +103,13 @@ def evaluate(
     downsample: str | None = None,
     explain: int = 0,
 ) -> EvalResult:
-    """Score every event of a file with a saved model; write metrics.json, roc.png, scores.png.
+    """Score every event of a file with a saved model; write metrics.json and the plots.
+
+    The metrics and plots follow the file's labels (:attr:`EventFile.label_spec
+    <spectrocnn.dataset.EventFile.label_spec>`): binary as the lecture (accuracy, loss,
+    ROC AUC, confusion matrix; roc.png, scores.png); multiclass (accuracy, loss,
+    confusion matrix; no plot); regression (MAE, RMSE, ...; predicted.png), from
+    :func:`spectrocnn.metrics.label_metrics`.
 
     The preprocessing: ``downsample`` if given, else the run's (config.json beside the
     model), else max-pooling, with a warning that says so. A ``downsample`` other than
@@ -138,7 +148,8 @@ def evaluate(
     ------
     ConfigError
         Missing model or event file; images that cannot be pooled to the model's input;
-        an ``input_size`` the model does not take.
+        an ``input_size`` the model does not take; a model of other labels than the
+        file's; ``explain`` without binary labels.
     EventFileError
         An unreadable event file.
     ModelFileError
@@ -162,6 +173,9 @@ def evaluate(
     with open_event_file(event_path) as ev:
         if ev.n_events == 0:
             raise ConfigError(f"event file {ev.path} holds no events")
+        spec = ev.label_spec
+        if explain:  # high- and low-score events of two classes
+            require_kind(spec, ("binary",), "--explain", ev.path)
         size0 = input_size or run_size
         if size0 is not None and method is not None:  # before loading TensorFlow
             check_downsample(
@@ -189,6 +203,7 @@ def evaluate(
         device["summary"] = device_summary(device)
         log.info("evaluating on %s", device["summary"])
         model = load_model(model_path)  # each layer keeps the dtype policy it was saved with
+        check_model_labels(model, spec, model_path, ev.path)
         shape = tuple(model.input_shape)
         if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 1:
             raise ModelFileError(
@@ -242,10 +257,10 @@ def evaluate(
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        from spectrocnn.model.plots import plot_roc, plot_scores
+        from spectrocnn.model.plots import plot_results
 
         metrics = {
-            **binary_metrics(data.labels, scores),
+            **label_metrics(spec.kind, data.labels, scores),
             "sample": "file",
             "model": str(model_path.resolve()),
             "event_file": data.info,
@@ -256,8 +271,7 @@ def evaluate(
             "wall_time_s": time.perf_counter() - t0,
             "device": device,
         }
-        plot_roc([(Path(data.path).name, data.labels, scores)], out / "roc.png")
-        plot_scores(out / "scores.png", (Path(data.path).stem, data.labels, scores))
+        plot_results(out, spec.kind, [(Path(data.path).stem, data.labels, scores)])
         if explain:
             _explain(model, data, scores, explain, out / "explain")
         write_json(out / "metrics.json", metrics)

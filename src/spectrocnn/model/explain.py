@@ -43,6 +43,7 @@ import numpy as np
 
 from spectrocnn.dataset.raster import project
 from spectrocnn.errors import ConfigError
+from spectrocnn.labels import require_kind
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -385,6 +386,7 @@ def explain_events(
     size = int(model.input_shape[1])
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     with open_event_file(event_path) as ev:
+        require_kind(ev.label_spec, ("binary",), "the attribution of a class-1 score", ev.path)
         if idx.size and (idx.min() < 0 or idx.max() >= ev.n_events):
             raise ConfigError(
                 f"event index {int(idx.max() if idx.max() >= ev.n_events else idx.min())} "

@@ -97,7 +97,9 @@ def predict(
     *,
     progress: Callable[[int], Any] | None = None,
 ) -> np.ndarray:
-    """Scores (probability of class 1) of the events ``order``, float64 (len(order),).
+    """Scores of the events ``order``: float64 ``(len(order),)``, the probability of class
+    1 (binary labels) or the predicted value (regression); ``(len(order), k)``, the
+    probability of each class, for a model of ``k > 1`` outputs (multiclass labels).
 
     Parameters
     ----------
@@ -127,5 +129,5 @@ def predict(
                 progress(n)
 
         callbacks.append(Tick())
-    p = model.predict(ds, verbose=0, callbacks=callbacks)
-    return np.asarray(p, dtype=np.float64).reshape(-1)
+    p = np.asarray(model.predict(ds, verbose=0, callbacks=callbacks), dtype=np.float64)
+    return p if p.ndim == 2 and p.shape[1] > 1 else p.reshape(-1)

@@ -15,7 +15,7 @@ import numpy as np
 from spectrocnn._atomic import write_with
 from spectrocnn.metrics import roc_auc, roc_curve
 
-__all__ = ["plot_curves", "plot_roc", "plot_scores"]
+__all__ = ["plot_curves", "plot_predicted", "plot_results", "plot_roc", "plot_scores"]
 
 _HI, _LO = "#2ca02c", "#5fa8e8"  # the slides' green (Hi) and light blue (Lo)
 
@@ -44,13 +44,13 @@ def plot_curves(
         ``metric`` and ``val_<metric>`` lists, one value per epoch, and optionally
         ``epoch``, the epoch numbers (history.csv; default 1, 2, ...). Epochs are counted
         from 1, as on the console and in metrics.json.
-    metric : {"accuracy", "loss"}
+    metric : {"accuracy", "loss", "mae"}
     path : path-like
         PNG file to write.
     """
     fig = _figure()
     ax = fig.add_subplot()
-    name = metric.capitalize()
+    name = metric.upper() if metric == "mae" else metric.capitalize()
     n = 0
     for key, label in ((metric, f"Train {name}"), (f"val_{metric}", f"Val {name}")):
         values = np.asarray(history.get(key, []), dtype=float)
@@ -156,3 +156,78 @@ def plot_scores(
     ax.set_title("NN Output")
     ax.legend()
     _save(fig, path)
+
+
+def plot_predicted(path: str | os.PathLike, *samples: tuple[str, np.ndarray, np.ndarray]) -> None:
+    """Predicted against true value of a regression target, one colour per sample, with
+    the diagonal ``predicted = true``.
+
+    Parameters
+    ----------
+    path : path-like
+    samples : (label, y_true, predicted)
+        E.g. ``("Validation", y, f)``; the first is drawn on top.
+    """
+    fig = _figure(6.0, 6.0)
+    ax = fig.add_subplot()
+    lo, hi = math.inf, -math.inf
+    for k, (label, y, f) in reversed(list(enumerate(samples))):
+        y, f = np.asarray(y, dtype=float).ravel(), np.asarray(f, dtype=float).ravel()
+        if y.size:
+            lo, hi = min(lo, y.min(), f.min()), max(hi, y.max(), f.max())
+        ax.scatter(y, f, s=6, alpha=0.5, label=label, zorder=3 - k, color=(_HI, _LO)[k % 2])
+    if lo < hi:
+        ax.plot([lo, hi], [lo, hi], color="0.5", lw=0.8, ls="--", label="predicted = true")
+    ax.set_xlabel("True value")
+    ax.set_ylabel("Predicted value")
+    ax.set_title("Regression")
+    handles, names = ax.get_legend_handles_labels()  # the samples in the order given
+    order = [*range(len(samples) - 1, -1, -1), *range(len(samples), len(names))]
+    ax.legend([handles[i] for i in order], [names[i] for i in order], loc="upper left")
+    _save(fig, path)
+
+
+def plot_results(
+    out: str | os.PathLike,
+    kind: str,
+    samples: Sequence[tuple[str, np.ndarray, np.ndarray]],
+    history: Mapping[str, Sequence[float]] | None = None,
+) -> list[str]:
+    """The plots that make sense for ``kind`` labels, into the directory ``out``.
+
+    binary: ``roc.png`` and ``scores.png`` (slide 17); multiclass: none of the scores
+    (``metrics.json`` has the confusion matrix); regression: ``predicted.png``
+    (:func:`plot_predicted`). With ``history`` also the curves: ``loss.png`` and
+    ``accuracy.png`` (classes) or ``mae.png`` (regression).
+
+    Parameters
+    ----------
+    out : path-like
+        An existing directory.
+    kind : {"binary", "multiclass", "regression"}
+    samples : sequence of (label, y_true, scores)
+        The first is drawn as points (validation), a second as steps (training).
+    history : mapping, optional
+        history.csv's columns.
+
+    Returns
+    -------
+    list of str
+        The names of the files written.
+    """
+    from pathlib import Path
+
+    out = Path(out)
+    written = []
+    if history is not None:
+        for metric in ("mae" if kind == "regression" else "accuracy", "loss"):
+            plot_curves(history, metric, out / f"{metric}.png")
+            written.append(f"{metric}.png")
+    if kind == "binary":
+        plot_roc(list(samples), out / "roc.png")
+        plot_scores(out / "scores.png", *samples[:2])
+        written += ["roc.png", "scores.png"]
+    elif kind == "regression":
+        plot_predicted(out / "predicted.png", *samples)
+        written.append("predicted.png")
+    return written

@@ -1,11 +1,14 @@
 """The run directory of ``train-cnn``: its files, and the checks that resuming needs.
 
 ``config.json``
-    Every setting, the input files (path, run_id, seed, size, content fingerprint:
-    :meth:`~spectrocnn.dataset.EventFile.identity`) and the preprocessing.
+    Every setting (``monitor`` resolved, ``class_weight``), the input files (path, run_id,
+    seed, size, content fingerprint: :meth:`~spectrocnn.dataset.EventFile.identity`), the
+    labels (``labels``: kind, classes, the class weights used) and the preprocessing.
 ``best_model.keras`` (and ``best_model.h5`` with ``legacy_h5``)
-    The model of the epoch with the highest ``val_accuracy`` (strictly higher than every
-    earlier epoch, as Keras' ``ModelCheckpoint(save_best_only=True, mode="max")``).
+    The model of the epoch with the best monitored score, ``val_accuracy`` by default
+    (strictly better than every earlier epoch, as Keras' ``ModelCheckpoint(
+    save_best_only=True)``; higher, or lower for ``val_loss``); state.json keeps the score
+    as ``best_<monitor>`` (:func:`best_key`).
 ``last_model.keras``, ``state.json``
     The model with its optimizer state after the last completed epoch, the number of
     completed epochs and the best score so far: what ``resume`` continues from.
@@ -16,10 +19,14 @@
     previous epoch ended, checkpointing included).
 ``metrics.json``
     The best model on the validation and the training events: accuracy, loss, ROC AUC,
-    confusion matrix at 0.5; epochs, wall time, training images per second, the seconds
-    spent scoring both samples after the last epoch (``score_time_s``).
+    confusion matrix at 0.5 (other labels: :func:`spectrocnn.metrics.label_metrics`);
+    epochs, wall time, training images per second, the seconds spent scoring both samples
+    after the last epoch (``score_time_s``), ``warnings`` (one class predicted for every
+    validation event).
 ``accuracy.png``, ``loss.png``, ``roc.png``, ``scores.png``
-    The lecture's plots (slides 16-17).
+    The lecture's plots (slides 16-17); for a regression target ``mae.png``, ``loss.png``,
+    ``predicted.png``; for multiclass labels the curves only
+    (:func:`spectrocnn.model.plots.plot_results`).
 
 Every file is written atomically (temporary name, then rename). A run that fails before
 its first epoch completes removes what it wrote (:func:`run_directory`); a later failure
@@ -57,6 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "RUN_SCHEMA",
+    "best_key",
     "check_extension",
     "check_out_dir",
     "check_resume_inputs",
@@ -140,13 +148,23 @@ def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
 def _upgrade_run_config(data: dict[str, Any]) -> dict[str, Any]:
     """The settings of a config.json written before early stopping and ``precision``: such
     runs trained their fixed number of epochs (no patience) in float32 unless
-    ``mixed_precision`` said ``bf16``; ``arch`` ``seed`` is read as ``lecture``."""
+    ``mixed_precision`` said ``bf16``; ``arch`` ``seed`` is read as ``lecture``. Runs made
+    before ``class_weight`` and ``monitor`` (issue 22) weighed every event alike and kept
+    the best val_accuracy."""
     data = dict(data)
+    data.setdefault("class_weight", "none")
+    data.setdefault("monitor", "val_accuracy")
     if "patience" not in data:
         data["patience"] = 0
     if "precision" not in data:
         data["precision"] = "bf16" if data.get("mixed_precision") == "bf16" else "fp32"
     return data
+
+
+def best_key(monitor: str) -> str:
+    """The key of state.json that holds the best score: ``best_val_accuracy`` (as runs
+    made before ``monitor``), ``best_val_auc``, ``best_val_loss``."""
+    return f"best_{monitor}"
 
 
 def read_state(run_dir: Path | None) -> dict[str, Any]:
@@ -186,6 +204,8 @@ def check_out_dir(out: Path, resume: bool, config: TrainConfig) -> None:
         return
     saved = load_run_config(out)
     a, b = saved.settings(), config.settings()
+    if "auto" in (a["monitor"], b["monitor"]):  # resolved from the run's own file
+        a["monitor"] = b["monitor"] = max(a["monitor"], b["monitor"], key=lambda m: m != "auto")
     diff = [k for k in a if k not in (*_RESUME_FREE, "epochs") and a[k] != b[k]]
     if diff:
         details = ", ".join(f"{k} {b[k]!r} (run: {a[k]!r})" for k in diff)

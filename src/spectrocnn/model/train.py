@@ -28,7 +28,8 @@ import numpy as np
 
 from spectrocnn._atomic import write_json
 from spectrocnn.errors import ConfigError, ModelFileError
-from spectrocnn.metrics import binary_metrics
+from spectrocnn.labels import LabelSpec, class_weights, one_class_warning
+from spectrocnn.metrics import label_metrics
 from spectrocnn.model import distribute, rundir
 from spectrocnn.model.architectures import AUTO, INPUT_SIZES, choose_architecture
 from spectrocnn.model.callbacks import (
@@ -50,7 +51,14 @@ from spectrocnn.model.data import (
 from spectrocnn.model.device import precision_policy
 from spectrocnn.model.distribute import STRATEGIES
 from spectrocnn.model.modelio import PREDICT_BATCH, load_model, predict
-from spectrocnn.model.rundir import RUN_SCHEMA, completed_epochs, default_run_dir, load_run_config
+from spectrocnn.model.rundir import (
+    RUN_SCHEMA,
+    best_key,
+    completed_epochs,
+    default_run_dir,
+    load_run_config,
+)
+from spectrocnn.model.task import AUTO_MONITOR, check_training_labels, run_labels
 from spectrocnn.model.trainconfig import (
     DEFAULT_EPOCHS,
     DEFAULT_PATIENCE,
@@ -175,6 +183,7 @@ class _Run:
     t0: float
     arch_choice: dict[str, Any] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)  # state.json as the session began
+    labels: LabelSpec = field(default_factory=LabelSpec)  # the training file's
 
     @property
     def done(self) -> int:
@@ -192,10 +201,17 @@ class _Run:
         self.config, self.arch_choice = _resolve_arch(self.config, out, resume)
         if self.arch_choice:
             self.report(f"Architecture: {self.config.arch} ({self.arch_choice['reason']})")
-        rundir.check_out_dir(out, resume, self.config)
+        rundir.check_out_dir(out, resume, self.config)  # monitor "auto" matches the run's
         self.state = rundir.read_state(out if resume else None)
         if resume:
             rundir.check_extension(out, self.config, self.done)
+            if self.config.monitor == AUTO_MONITOR:
+                saved = load_run_config(out).monitor
+                self.config = dataclasses.replace(self.config, monitor=saved)
+        if not (resume and rundir.finished(out, self.state, self.done, self.config.epochs)):
+            c = self.config  # the labels of the files, checked before anything is read
+            self.labels, monitor = run_labels(c.input, c.val, c.monitor, c.class_weight)
+            self.config = dataclasses.replace(c, monitor=monitor)
 
 
 def _resolve_arch(config: TrainConfig, out: Path, resume: bool) -> tuple[TrainConfig, dict]:
@@ -223,24 +239,36 @@ def _resolve_arch(config: TrainConfig, out: Path, resume: bool) -> tuple[TrainCo
 def _complete_run(run: _Run) -> TrainResult:
     """The result of a resume that found the run complete (nothing done)."""
     metrics = rundir.read_json(run.out / "metrics.json", "metrics")
+    monitor = metrics.get("monitor", "val_accuracy")  # as the run recorded it
     return TrainResult(
         out_dir=run.out,
         config=run.config,
         epochs=run.done,
         initial_epoch=run.done,
         best_epoch=int(run.state.get("best_epoch", 0)),
-        best_val_accuracy=_float(run.state.get("best_val_accuracy")),
+        best_val_accuracy=_best_accuracy(monitor, run.state, metrics),
         metrics=metrics,
         history=rundir.read_history(run.out / "history.csv"),
         n_train=int(metrics.get("n_train", 0)),
         n_val=int(metrics.get("n_val", 0)),
         already_complete=True,
         stop_reason=metrics.get("stop_reason"),
+        monitor=monitor,
+        best_score=_float(run.state.get(best_key(monitor))),
+        warnings=list(metrics.get("warnings", [])),
     )
 
 
 def _float(value: Any) -> float:
     return math.nan if value is None else float(value)
+
+
+def _best_accuracy(monitor: str, state: dict[str, Any], metrics: dict[str, Any]) -> float:
+    """The best model's val_accuracy: Keras' (state.json) when it was the monitor, else
+    the scoring's (metrics.json; NaN for a regression target)."""
+    if monitor == "val_accuracy":
+        return _float(state.get("best_val_accuracy"))
+    return _float(metrics.get("accuracy"))
 
 
 # -- data -----------------------------------------------------------------------------------
@@ -274,12 +302,7 @@ def _check_file(ev: Any, config: TrainConfig, role: str) -> None:
         raise ConfigError(f"{role} file {ev.path} holds no events")
     check_downsample(ev.image_shape, config.input_size, config.downsample, source=ev.path)
     if role == "training":
-        classes = np.unique(ev.labels)
-        if classes.size < 2:
-            raise ConfigError(
-                f"training file {ev.path} holds only class {int(classes[0])} "
-                f"({ev.n_events} events); training needs events of both classes"
-            )
+        check_training_labels(ev.labels, ev.label_spec, ev.path)
 
 
 def _read_data(run: _Run) -> _Data:
@@ -314,7 +337,7 @@ def _read_data(run: _Run) -> _Data:
                 sets.append(
                     load_images(f, config.input_size, config.downsample, progress=bar.update)
                 )
-    if np.unique(sets[-1].labels[val_idx]).size < 2:
+    if np.unique(sets[-1].labels[val_idx]).size < 2 and ev.label_spec.kind == "binary":
         log.warning("the validation events hold one class only: ROC AUC is undefined")
     return _Data(sets[0], sets[-1], train_idx, val_idx, time.perf_counter() - run.t0)
 
@@ -369,6 +392,10 @@ def _write_run_config(run: _Run, data: _Data, session: _Session) -> None:
         "val_file": vset.info if vset is not tset else None,
         "n_train": len(data.train_idx),
         "n_val": len(data.val_idx),
+        "labels": {
+            **run.labels.to_dict(),
+            "class_weights": _class_weights(run, data),
+        },
         "preprocessing": {
             "downsample": config.downsample,
             "factor": list(tset.factor),
@@ -420,7 +447,10 @@ def _model(run: _Run, data: _Data, session: _Session) -> Any:
             model = load_model(run.out / "last_model.keras")
         else:
             try:
-                model = build_model(config.arch, config.input_size, **_geometry_args(data.train))
+                model = build_model(
+                    config.arch, config.input_size, **_geometry_args(data.train),
+                    labels=run.labels, monitor=config.monitor,
+                )  # fmt: skip
             except ConfigError as exc:  # e.g. polar on a window without the beam line
                 raise ConfigError(f"--arch {config.arch} on {data.train.path}: {exc}") from None
     if config.strategy == "multiworker":
@@ -436,7 +466,7 @@ def _plan(run: _Run, data: _Data, session: _Session) -> str:
     what = f"Resuming {run.out} at epoch {run.done + 1}" if run.done else "Training"
     if config.patience:
         epochs = f"at most {config.epochs} epochs, " + stopping_rule(
-            config.patience, min_delta_of(run.state)
+            config.patience, min_delta_of(run.state), config.monitor
         )
     else:
         epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
@@ -483,7 +513,14 @@ def _fit(run: _Run, model: Any, data: _Data, session: _Session) -> None:
         callbacks=callbacks,
         shuffle=False,
         verbose=0,
+        class_weight=_class_weights(run, data),
     )
+
+
+def _class_weights(run: _Run, data: _Data) -> dict[int, float] | None:
+    """``model.fit``'s class weights (``config.class_weight``) from the training events."""
+    labels = data.train.labels[data.train_idx]
+    return class_weights(labels, run.labels, run.config.class_weight)
 
 
 def _score_best(run: _Run, model: Any, data: _Data) -> tuple[np.ndarray, np.ndarray, float]:
@@ -507,26 +544,29 @@ def _finish(
     run: _Run, data: _Data, session: _Session, best: Any, scores: tuple[Any, Any, float]
 ) -> TrainResult:
     """Plots, metrics.json and the final state.json of the run; its result."""
-    from spectrocnn.model.plots import plot_curves, plot_roc, plot_scores
+    from spectrocnn.model.plots import plot_results
 
     out, config, state = run.out, run.config, rundir.read_state(run.out)
     p_val, p_train, score_s = scores
     y_val, y_train = data.val.labels[data.val_idx], data.train.labels[data.train_idx]
     history = rundir.read_history(out / "history.csv")
-    plot_curves(history, "accuracy", out / "accuracy.png")
-    plot_curves(history, "loss", out / "loss.png")
-    plot_roc([("Validation", y_val, p_val), ("Train", y_train, p_train)], out / "roc.png")
-    plot_scores(out / "scores.png", ("Validation", y_val, p_val), ("Train", y_train, p_train))
+    kind = run.labels.kind
+    plot_results(out, kind, [("Validation", y_val, p_val), ("Train", y_train, p_train)], history)
     train_time = float(state.get("train_time_s", 0.0))
     epochs = int(state.get("completed_epochs", 0))
     n_train, n_val = len(data.train_idx), len(data.val_idx)
+    warning = one_class_warning(y_val, p_val, run.labels)
+    if warning is not None:  # also in TrainResult.warnings (train-cnn's summary line)
+        log.warning("%s", warning, extra={"in_result": True})
     metrics = {
-        **binary_metrics(y_val, p_val),
+        **label_metrics(kind, y_val, p_val),
         "sample": "validation",
         "model": "best_model.keras",
+        "monitor": config.monitor,
+        "class_weight": config.class_weight,
         "best_epoch": int(state.get("best_epoch", 0)),
         "epochs": epochs,
-        "train": binary_metrics(y_train, p_train),
+        "train": label_metrics(kind, y_train, p_train),
         "n_train": n_train,
         "n_val": n_val,
         "parameters": int(best.count_params()),
@@ -540,12 +580,15 @@ def _finish(
         "score_time_s": score_s,
         "wall_time_s": float(run.state.get("wall_time_s", 0.0)) + time.perf_counter() - run.t0,
         "images_per_second": n_train * epochs / train_time if train_time else None,
+        "warnings": [] if warning is None else [warning],
     }
     write_json(out / "metrics.json", metrics)
     write_json(out / "state.json", {**state, "status": "complete"})
     return TrainResult(
         out_dir=out, config=config, epochs=epochs, initial_epoch=run.done,
-        best_epoch=metrics["best_epoch"], best_val_accuracy=_float(state.get("best_val_accuracy")),
+        best_epoch=metrics["best_epoch"],
+        best_val_accuracy=_best_accuracy(config.monitor, state, metrics),
         metrics=metrics, history=history, n_train=n_train, n_val=n_val,
-        stop_reason=metrics["stop_reason"],
+        stop_reason=metrics["stop_reason"], monitor=config.monitor,
+        best_score=_float(state.get(best_key(config.monitor))), warnings=metrics["warnings"],
     )  # fmt: skip

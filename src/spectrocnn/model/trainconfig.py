@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 
 from spectrocnn.errors import ConfigError
+from spectrocnn.labels import CLASS_WEIGHTS
 from spectrocnn.model.architectures import AUTO, INPUT_SIZES, canonical_name
 from spectrocnn.model.data import check_preprocessing
 from spectrocnn.model.device import PRECISIONS
 from spectrocnn.model.distribute import STRATEGIES
+from spectrocnn.model.task import AUTO_MONITOR, MONITORS
 
 __all__ = [
     "DEFAULT_EPOCHS",
@@ -98,6 +100,13 @@ class TrainConfig:
     strategy : {"default", "mirrored", "multiworker"}
         ``tf.distribute`` strategy (:mod:`spectrocnn.model.distribute`); ``batch_size``
         is per replica.
+    class_weight : {"none", "balanced"}
+        ``balanced`` weighs each class of the training events by ``n / (k * n_c)``
+        (:func:`spectrocnn.labels.class_weights`); binary and multiclass labels only.
+    monitor : {"auto", "val_accuracy", "val_auc", "val_loss"}
+        The validation score the best model is kept for, and early stopping watches
+        (:mod:`spectrocnn.model.task`); ``auto``: ``val_accuracy`` for classes,
+        ``val_loss`` for a regression target (:func:`train` records the choice).
     """
 
     input: str
@@ -114,6 +123,8 @@ class TrainConfig:
     threads: int | None = None
     strategy: str = "default"
     patience: int | None = None
+    class_weight: str = "none"
+    monitor: str = AUTO_MONITOR
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -158,6 +169,11 @@ class TrainConfig:
                 f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
             )
         set_("legacy_h5", bool(self.legacy_h5))
+        for name, allowed in (("class_weight", CLASS_WEIGHTS), ("monitor", MONITORS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
 
     def settings(self) -> dict[str, Any]:
         """The settings as a JSON-able dict."""
@@ -180,6 +196,7 @@ class TrainResult:
     best_epoch : int
         1-based epoch of the best model.
     best_val_accuracy : float
+        The best model's validation accuracy (NaN for a regression target).
     metrics : dict
         The content of metrics.json.
     history : dict
@@ -189,6 +206,13 @@ class TrainResult:
         ``resume`` found the run already finished and did nothing.
     stop_reason : str, optional
         Why training ended (early stopping, or the maximum number of epochs).
+    monitor : str
+        The score the best model was kept for (``config.monitor``).
+    best_score : float
+        Its best value (``best_val_accuracy`` when the monitor is ``val_accuracy``).
+    warnings : list of str
+        What the run found wrong with its best model (one class predicted for every
+        validation event: :func:`spectrocnn.labels.one_class_warning`).
     """
 
     out_dir: Path
@@ -203,6 +227,9 @@ class TrainResult:
     n_val: int = 0
     already_complete: bool = False
     stop_reason: str | None = None
+    monitor: str = "val_accuracy"
+    best_score: float = math.nan
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def train_time_s(self) -> float:
