@@ -33,7 +33,8 @@ PUBLIC_API = {
     ],
     "spectrocnn.dataset": [
         "CHUNK_EVENTS", "COMPRESSIONS", "EventFile", "EventFileNotFoundError",
-        "EventFileWriter", "ExportResult", "GenerateResult", "ImageSpec", "PROJECTIONS",
+        "EventFileWriter", "ExportResult", "GenerateResult", "ImageSpec", "LabelSpec",
+        "PROJECTIONS",
         "SCHEMA", "ShardedResult", "SparseImages", "export_png", "export_trackml",
         "generate_file", "generate_sharded", "open_events", "project", "rasterize",
         "rasterize_sparse", "write_events",
@@ -55,7 +56,14 @@ PUBLIC_API = {
         "CONFIG_VERSION", "Config", "PRESETS", "config_from_dict", "load_config",
         "preset_config",
     ],
-    "spectrocnn.metrics": ["best_cut_accuracy", "binary_metrics", "roc_auc", "roc_curve"],
+    "spectrocnn.metrics": [
+        "best_cut_accuracy", "binary_metrics", "label_metrics", "multiclass_metrics",
+        "regression_metrics", "roc_auc", "roc_curve",
+    ],
+    "spectrocnn.labels": [
+        "CLASS_WEIGHTS", "LABEL_KINDS", "LabelSpec", "class_weights", "fraction_text",
+        "one_class_warning", "predicted_classes", "require_kind",
+    ],
     "spectrocnn.errors": [
         "ConfigError", "EventFileError", "EventFileNotFoundError", "ModelFileError",
         "ShardError", "SpectrocnnError",

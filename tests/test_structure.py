@@ -206,7 +206,7 @@ def test_simulate_cycle_finder_finds_a_cycle():
 #: The leaves (docs/design.md 2): they import nothing of the package but one another; any
 #: part may use them. ``spectrocnn`` is the package's __init__ (``__version__``, the errors;
 #: ``simulate_particles`` imported from simulate on first use).
-LEAVES = {"errors", "seeds", "_validate", "_atomic", "_files", "_modelfile", "metrics"}
+LEAVES = {"errors", "seeds", "_validate", "_atomic", "_files", "_modelfile", "metrics", "labels"}
 #: What each part may import at run time besides the leaves (docs/design.md 2): from the
 #: front ends down to the physics; torchdata also takes the downsampling of model/data.py,
 #: and model/explain.py draws events with display.py.
