@@ -430,8 +430,34 @@ CASES: list[Case] = [
       "--resume: {good} is not the file this run was trained on (seed 1, was 2); start a new "
       "run with another --out"),
     C("train-no-args", "train-cnn", "no arguments at all", "", 2,
-      "the following arguments are required: FILE.h5 (usage: train-cnn FILE.h5 [options]; "
-      "train-cnn --help lists every option)"),
+      "the following arguments are required: FILE.h5, or --generate (usage: train-cnn FILE.h5 "
+      "[options], or train-cnn --generate [CONFIG.toml] [options]; train-cnn --help lists "
+      "every option)"),
+    C("train-generate-and-file", "train-cnn", "an event file and --generate together",
+      "{good} --generate --out {run}", 2,
+      "an event file ({good}) and --generate together: train on the file, or on fresh events "
+      "with --generate, not both"),
+    C("train-events-per-epoch-alone", "train-cnn", "--events-per-epoch without --generate",
+      "{good} --events-per-epoch 100 --out {run}", 2,
+      "--events-per-epoch without --generate: it sets the simulated events of --generate"),
+    C("train-val-events-alone", "train-cnn", "--val-events without --generate",
+      "{good} --val-events 100 --out {run}", 2,
+      "--val-events without --generate: it sets the simulated events of --generate"),
+    C("train-preset-alone", "train-cnn", "--preset without --generate",
+      "{good} --preset telescope --out {run}", 2,
+      "--preset without --generate: an event file has its own configuration"),
+    C("train-generate-val", "train-cnn", "--generate with a --val file",
+      "--generate --val {good} --out {run}", 2,
+      "--val with --generate: the validation events are simulated (--val-events M)"),
+    C("train-generate-missing-config", "train-cnn", "--generate with a missing config file",
+      "--generate {missing} --out {run}", 2, "config file '{missing}' does not exist"),
+    C("train-generate-events-0", "train-cnn", "--generate --events-per-epoch 0",
+      "--generate --events-per-epoch 0 --out {run}", 2,
+      "--events-per-epoch must be a positive integer, got 0"),
+    C("train-generate-input-size", "train-cnn", "--generate, --input-size above the image size",
+      "--generate --input-size 1024 --arch lecture --out {run}", 2,
+      "input size 1024 is larger than the 512x512 images of the events simulated from the "
+      "lecture configuration (--generate) (downsampling only); set --input-size to 512 or less"),
     C("train-locked", "train-cnn", "event file held open for writing by another process",
       "{locked} --out {run}", 1,
       "{locked}: cannot open the HDF5 file: it is locked, probably being written by another "

@@ -270,17 +270,11 @@ def test_fresh_images_are_the_rasterized_hits(config):
     assert truth["n_hits"].tolist() == np.bincount(h.event, minlength=8).tolist()
 
 
-def test_epoch_seeds():
-    seeds = [epoch_seed(1, e) for e in range(200)]
-    assert seeds[0] == 1
-    assert len(set(seeds)) == 200
-    assert all(0 <= s < 2**64 for s in seeds)
-    assert 2 not in seeds  # unlike seed + epoch, seed 1's epochs never repeat seed 2
-    assert epoch_seed(2**64 - 1, 3) == epoch_seed(2**64 - 1, 3)
-    with pytest.raises(ConfigError, match="epoch must be an integer >= 0"):
-        epoch_seed(1, -1)
-    with pytest.raises(ConfigError, match="seed must be an integer"):
-        epoch_seed(-1, 0)
+def test_epoch_seeds_are_train_cnns():
+    """One home: the seeds of train-cnn --generate (tests/test_fresh.py checks them)."""
+    from spectrocnn.dataset import fresh
+
+    assert epoch_seed is fresh.epoch_seed
 
 
 def test_fresh_bad_inputs(config):

@@ -30,7 +30,9 @@ Truth (``truth=True``)
 
 Random streams of the fresh events
     Batch ``b`` of epoch ``e`` is simulated from its own stream,
-    ``SeedSequence(epoch_seed(seed, e), spawn_key=(b,))`` (:func:`epoch_seed`), the stream
+    ``SeedSequence(epoch_seed(seed, e), spawn_key=(b,))``
+    (:func:`spectrocnn.dataset.fresh.epoch_seed`, the streams train-cnn ``--generate``
+    uses too; its images come from :func:`spectrocnn.dataset.fresh.batch_images`), the stream
     gen-events gives chunk ``b`` of a file made with seed ``epoch_seed(seed, e)``. Worker
     ``w`` of ``W`` makes batches ``w, w + W, w + 2W, ...``, which the ``DataLoader`` hands
     out in order: the batches, and their order, do not depend on the number of workers.
@@ -57,9 +59,9 @@ except ImportError as _exc:  # pragma: no cover - exercised in a subprocess by t
     ) from _exc
 
 from spectrocnn.dataset.eventfile import EventFile, event_summaries, open_events
+from spectrocnn.dataset.fresh import batch_images, check_count, epoch_seed
 from spectrocnn.dataset.pipeline import simulate_chunk
-from spectrocnn.dataset.raster import rasterize_sparse
-from spectrocnn.errors import ConfigError, EventFileError
+from spectrocnn.errors import EventFileError
 from spectrocnn.model.data import check_downsample, downsample, input_scale, load_images
 from spectrocnn.seeds import check_seed, new_seed
 
@@ -71,51 +73,6 @@ __all__ = ["TRUTH_FIELDS", "EventFileDataset", "FreshEventsDataset", "epoch_seed
 
 #: The per-event truth given with ``truth=True``, in this order (see the module docstring).
 TRUTH_FIELDS = ("event", "n_particles", "n_hits", "n_above_threshold", "max_pt_GeV")
-
-#: Events rasterized at full size at once by :class:`FreshEventsDataset` (64 events of
-#: 512 x 512 take 16 MiB before downsampling).
-_RASTER_GROUP = 64
-
-#: Spawn-key prefix of the epoch seeds (keeps them apart from gen-events' chunk streams).
-_EPOCH_KEY = 0x746F7263
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The gen-events seed of epoch ``epoch`` of a :class:`FreshEventsDataset` made with ``seed``.
-
-    ``seed`` itself for epoch 0; for epoch ``e > 0`` the 64-bit integer drawn from
-    ``SeedSequence(seed, spawn_key=(0x746F7263, e))`` (so that, unlike ``seed + e``, the
-    epochs of seed 1 never repeat the events of seed 2).
-
-    Parameters
-    ----------
-    seed : int
-        In ``[0, 2**64)``.
-    epoch : int
-        >= 0.
-
-    Returns
-    -------
-    int
-        In ``[0, 2**64)``.
-
-    Raises
-    ------
-    ConfigError
-        For a seed or epoch out of range.
-    """
-    seed = check_seed(seed)
-    epoch = _check_count("epoch", epoch, minimum=0)
-    if epoch == 0:
-        return seed
-    words = np.random.SeedSequence(seed, spawn_key=(_EPOCH_KEY, epoch)).generate_state(2)
-    return int(words[0]) | (int(words[1]) << 32)
-
-
-def _check_count(name: str, value: Any, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _model_input(values: np.ndarray, scale: float) -> np.ndarray:
@@ -365,8 +322,8 @@ class FreshEventsDataset(IterableDataset):
         truth: bool = False,
         epoch: int = 0,
     ) -> None:
-        self.n_events = _check_count("n_events", n_events, minimum=0)
-        self.batch_size = _check_count("batch_size", batch_size, minimum=1)
+        self.n_events = check_count("n_events", n_events, minimum=0)
+        self.batch_size = check_count("batch_size", batch_size, minimum=1)
         self.simulation = config.simulation
         self.image = config.image
         self.factor = check_downsample(
@@ -381,11 +338,11 @@ class FreshEventsDataset(IterableDataset):
         self.scale = input_scale(downsample, self.factor)
         self.seed = new_seed() if seed is None else check_seed(seed)
         self.truth = bool(truth)
-        self.epoch = _check_count("epoch", epoch, minimum=0)
+        self.epoch = check_count("epoch", epoch, minimum=0)
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iterations yield epoch ``epoch`` (>= 0)."""
-        self.epoch = _check_count("epoch", epoch, minimum=0)
+        self.epoch = check_count("epoch", epoch, minimum=0)
 
     def __len__(self) -> int:
         return -(-self.n_events // self.batch_size)
@@ -429,23 +386,16 @@ class FreshEventsDataset(IterableDataset):
         start = index * self.batch_size
         n = min(self.batch_size, self.n_events - start)
         events = simulate_chunk(self.simulation, seed, index, n)
-        x = torch.from_numpy(_model_input(self._values(events), self.scale))
+        values = batch_images(events, self.image, self._transform)
+        x = torch.from_numpy(_model_input(values, self.scale))
         y = torch.from_numpy(events.labels.astype(np.float32))
         if not self.truth:
             return x, y
         return x, y, _truth_tensors(self._truth(events, start))
 
-    def _values(self, events: EventBatch) -> np.ndarray:
-        """Downsampled images uint8 ``(n, s, s)``: rasterized as gen-events does, at the
-        configuration's size, :data:`_RASTER_GROUP` events at a time."""
-        h, n = events.hits, events.n_events
-        u, v = self.image.project(h.x, h.y, h.z)  # the image's view (dataset/raster.py)
-        sparse = rasterize_sparse(u, v, h.event, n, self.image)
-        out = np.empty((n, self.input_size, self.input_size), np.uint8)
-        for a in range(0, n, _RASTER_GROUP):
-            b = min(n, a + _RASTER_GROUP)
-            out[a:b] = downsample(sparse.todense(a, b), self.input_size, self.downsample)
-        return out
+    def _transform(self, full: np.ndarray) -> np.ndarray:
+        """Full-size images uint8 ``(k, H, W)`` downsampled as train-cnn does."""
+        return downsample(full, self.input_size, self.downsample)
 
     def _truth(self, events: EventBatch, start: int) -> dict[str, np.ndarray]:
         n = events.n_events

@@ -48,16 +48,52 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _add_generate_arguments(p: argparse.ArgumentParser) -> None:
+    """--generate and its options: fresh events every epoch instead of an event file."""
+    from spectrocnn.model.trainconfig import DEFAULT_FRESH_EVENTS
+
+    p.add_argument(
+        "--generate",
+        nargs="?",
+        const="",
+        metavar="CONFIG.toml",
+        help="train on events simulated afresh every epoch from this configuration (TOML, as "
+        "gen-events --config; without it the --preset's), validate on a fixed simulated set; "
+        "no event file",
+    )
+    p.add_argument(
+        "--preset", metavar="NAME", help="with --generate: lecture (default) or telescope"
+    )
+    p.add_argument(
+        "--events-per-epoch",
+        type=positive_int("--events-per-epoch"),
+        metavar="N",
+        help=f"with --generate: events simulated per epoch (default "
+        f"{DEFAULT_FRESH_EVENTS['events_per_epoch']})",
+    )
+    p.add_argument(
+        "--val-events",
+        type=positive_int("--val-events"),
+        metavar="M",
+        help=f"with --generate: fixed validation events, simulated once (default "
+        f"{DEFAULT_FRESH_EVENTS['val_events']})",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of train-cnn (imports no TensorFlow)."""
     p = make_parser(
         PROG,
-        "Train a CNN on the images of an event file; keep the model with the best "
-        "val_accuracy (or --monitor) and write history, metrics and plots to a run "
-        "directory. The file's labels may be binary (gen-events'), multiclass or a float "
-        "target (write_events(labels=..., label_spec=...)).",
+        "Train a CNN on the images of an event file, or on events simulated afresh every "
+        "epoch (--generate); keep the model with the best val_accuracy (or --monitor) and "
+        "write history, metrics and plots to a run directory. The file's labels may be "
+        "binary (gen-events'), multiclass or a float target "
+        "(write_events(labels=..., label_spec=...)).",
     )
-    p.add_argument("file", metavar="FILE.h5", help="training event file")
+    p.add_argument(
+        "file", metavar="FILE.h5", nargs="?", help="training event file (none with --generate)"
+    )
+    _add_generate_arguments(p)
     val = p.add_mutually_exclusive_group()
     val.add_argument("--val", metavar="FILE.h5", help="validation event file")
     val.add_argument(
@@ -204,8 +240,56 @@ _OPTIONS = {
     "batch_size": "batch_size", "input_size": "input_size", "downsample": "downsample",
     "seed": "seed", "precision": "precision", "threads": "threads",
     "strategy": "strategy", "patience": "patience", "class_weight": "class_weight",
-    "monitor": "monitor",
+    "monitor": "monitor", "events_per_epoch": "events_per_epoch", "val_events": "val_events",
 }  # fmt: skip
+
+#: The message when neither an event file nor --generate is given.
+_NO_INPUT = (
+    "the following arguments are required: FILE.h5, or --generate (usage: train-cnn FILE.h5 "
+    "[options], or train-cnn --generate [CONFIG.toml] [options]; train-cnn --help lists every "
+    "option)"
+)
+
+
+def _check_sources(args: argparse.Namespace, generated_run: bool) -> None:
+    """One-line errors for an event file and --generate together, or the flags of
+    --generate without it (``generated_run``: resuming a run on fresh events, whose
+    config.json holds them)."""
+    gen = args.generate is not None
+    if gen and args.file is not None:
+        raise UsageError(
+            f"an event file ({args.file}) and --generate together: train on the file, or on "
+            "fresh events with --generate, not both"
+        )
+    if gen and (args.val is not None or args.val_fraction is not None):
+        flag = "--val" if args.val is not None else "--val-fraction"
+        raise UsageError(
+            f"{flag} with --generate: the validation events are simulated (--val-events M)"
+        )
+    if not gen and args.preset is not None:
+        raise UsageError("--preset without --generate: an event file has its own configuration")
+    if not gen and not generated_run:
+        for flag in ("events_per_epoch", "val_events"):
+            if getattr(args, flag) is not None:
+                raise UsageError(
+                    f"--{flag.replace('_', '-')} without --generate: it sets the simulated "
+                    "events of --generate"
+                )
+        if args.file is None:
+            raise UsageError(_NO_INPUT)
+
+
+def _source(args: argparse.Namespace, saved_generate: dict | None = None) -> dict:
+    """The TrainConfig fields of the events to train on: ``input``, or ``generate`` (the
+    configuration of --generate's file or --preset; resuming a run on fresh events without
+    --generate, ``saved_generate``, the one its config.json records)."""
+    from spectrocnn.config import config_from_dict, load_config
+
+    if args.generate is not None:
+        return {"input": None, "generate": load_config(args.generate or None, preset=args.preset)}
+    if saved_generate is not None and args.file is None:
+        return {"generate": config_from_dict(saved_generate)}
+    return {} if args.file is None else {"input": args.file}
 
 
 def _not_in_result(record: logging.LogRecord) -> bool:
@@ -227,11 +311,13 @@ def _body(argv: Sequence[str] | None) -> int:
         if args.out is None:
             raise UsageError("--resume needs --out DIR, the run directory to continue")
         saved = load_run_config(args.out)
+        _check_sources(args, saved.generated)
         if saved.val is not None and "val_fraction" in given:
             given.pop("val_fraction")  # ignored with a validation file
-        config = dataclasses.replace(saved, input=args.file, **given)
+        config = dataclasses.replace(saved, **_source(args, saved.generate), **given)
     else:
-        config = TrainConfig(input=args.file, **given)  # input size: the architecture's
+        _check_sources(args, False)
+        config = TrainConfig(**_source(args), **given)  # input size: the architecture's
 
     def report(line: str) -> None:
         if not args.quiet:

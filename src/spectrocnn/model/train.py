@@ -1,7 +1,8 @@
 """Training a CNN on an event file: the library behind ``train-cnn``.
 
 :func:`train` reads like a Keras example: the data (the images of the event files, read
-and downsampled into memory, :mod:`spectrocnn.model.data`), the model (built and compiled
+and downsampled into memory, :mod:`spectrocnn.model.data`; or, with ``generate``, events
+simulated afresh every epoch, :mod:`spectrocnn.model.fresh`), the model (built and compiled
 by :mod:`spectrocnn.model.architectures` inside the distribution strategy's scope,
 :mod:`spectrocnn.model.distribute`), ``model.fit`` with the run's callbacks
 (:mod:`spectrocnn.model.callbacks`), then the best model scored on the validation and the
@@ -50,6 +51,7 @@ from spectrocnn.model.data import (
 )
 from spectrocnn.model.device import precision_policy
 from spectrocnn.model.distribute import STRATEGIES
+from spectrocnn.model.fresh import FreshData, fresh_data, generation_view
 from spectrocnn.model.modelio import PREDICT_BATCH, load_model, predict
 from spectrocnn.model.rundir import (
     RUN_SCHEMA,
@@ -98,7 +100,8 @@ def train(
     report: Callable[[str], None] | None = None,
     _worker_copy: bool = False,
 ) -> TrainResult:
-    """Train ``config.arch`` on ``config.input`` and write a run directory.
+    """Train ``config.arch`` on ``config.input`` (or fresh events: ``config.generate``) and
+    write a run directory.
 
     Parameters
     ----------
@@ -145,7 +148,7 @@ def train(
         return _complete_run(run)
 
     # the data: checked and read before anything is written (and before TensorFlow)
-    data = _read_data(run)
+    data = fresh_data(run.config) if run.config.generated else _read_data(run)
     with rundir.run_directory(out, resume):
         session = _Session.start(run)  # TensorFlow, precision, distribution
         _write_run_config(run, data, session)
@@ -225,10 +228,13 @@ def _resolve_arch(config: TrainConfig, out: Path, resume: bool) -> tuple[TrainCo
     if resume:
         saved = load_run_config(out)
         chosen, reason = saved.arch, "auto: the architecture of the run being resumed"
+    elif config.generated:
+        chosen, reason = choose_architecture(*generation_view(config))
     else:
         with open_event_file(config.input) as ev:
             file_config, window, projection = ev.config, ev.window_mm, ev.projection
         chosen, reason = choose_architecture(file_config, window, projection)
+    if not resume:
         reason = f"auto: {reason}"
     log.info("architecture %s (%s)", chosen, reason)
     input_size = config.input_size if config.input_size is not None else INPUT_SIZES[chosen]
@@ -383,13 +389,12 @@ def _write_run_config(run: _Run, data: _Data, session: _Session) -> None:
     if run.resume and path.is_file():
         rundir.record_epochs(path, config.epochs)
         return
-    tset, vset = data.train, data.val
+    tset = data.train
     intra, inter = session.threads
     write_json(path, {
         "schema": RUN_SCHEMA,
         **config.settings(),
-        "input_file": tset.info,
-        "val_file": vset.info if vset is not tset else None,
+        **_inputs_record(data),
         "n_train": len(data.train_idx),
         "n_val": len(data.val_idx),
         "labels": {
@@ -411,6 +416,14 @@ def _write_run_config(run: _Run, data: _Data, session: _Session) -> None:
         "versions": rundir.versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     })  # fmt: skip
+
+
+def _inputs_record(data: _Data | FreshData) -> dict[str, Any]:
+    """config.json's ``input_file`` and ``val_file`` (and ``generation`` on fresh events)."""
+    if isinstance(data, FreshData):
+        return {"input_file": None, "val_file": None, "generation": data.generation}
+    tset, vset = data.train, data.val
+    return {"input_file": tset.info, "val_file": vset.info if vset is not tset else None}
 
 
 # -- model, fit, score ----------------------------------------------------------------------
@@ -476,8 +489,9 @@ def _plan(run: _Run, data: _Data, session: _Session) -> str:
             f" ({config.batch_size} x {replicas} replica{'s' if replicas != 1 else ''}, "
             f"{config.strategy})"
         )
+    events = f"{len(data.train_idx)} {'fresh events per epoch' if config.generated else 'events'}"
     return (
-        f"{what}: {config.arch} on {len(data.train_idx)} events, validating on "
+        f"{what}: {config.arch} on {events}, validating on "
         f"{len(data.val_idx)} ({h}x{w} -> {s}x{s} by {config.downsample} downsampling), "
         f"{config.precision}, {epochs}, batch {config.batch_size * replicas}{split}, "
         f"seed {config.seed}"
@@ -493,10 +507,13 @@ def _fit(run: _Run, model: Any, data: _Data, session: _Session) -> None:
     run.report(_plan(run, data, session))
     tx, ty, vx, vy = data.tensors
     bs = config.batch_size * session.distribution["replicas"]
-    orders = np.stack(
-        [epoch_order(data.train_idx, config.seed, e) for e in range(done, config.epochs)]
-    )
-    train_ds = make_dataset(tx, ty, orders, batch_size=bs, scale=data.train.scale)
+    if isinstance(data, FreshData):
+        train_ds = data.train_dataset(done, config.epochs, bs)
+    else:
+        orders = np.stack(
+            [epoch_order(data.train_idx, config.seed, e) for e in range(done, config.epochs)]
+        )
+        train_ds = make_dataset(tx, ty, orders, batch_size=bs, scale=data.train.scale)
     val_ds = make_dataset(vx, vy, data.val_idx, batch_size=PREDICT_BATCH, scale=data.val.scale)
     if session.strategy is not None:  # batches of event indices: shard them, not files
         train_ds, val_ds = distribute.shard_by_data(session.tf, train_ds, val_ds)
@@ -527,11 +544,14 @@ def _score_best(run: _Run, model: Any, data: _Data) -> tuple[np.ndarray, np.ndar
     """Scores of the validation and the training events by the best model after the last
     epoch, and the seconds it took; says so through ``report`` (and a bar on stderr)."""
     t = time.perf_counter()
+    best_epoch = int(rundir.read_state(run.out).get("best_epoch", 0))
+    if isinstance(data, FreshData):  # the training events of the best model's epoch
+        data.load_epoch(max(best_epoch - 1, 0))
     tx, ty, vx, vy = data.tensors
     n_val, n_train = len(data.val_idx), len(data.train_idx)
     run.report(
         f"Scoring {n_val} validation and {n_train} training events with the best model "
-        f"(epoch {int(rundir.read_state(run.out).get('best_epoch', 0))})"
+        f"(epoch {best_epoch})"
     )
     parts = [(vx, vy, data.val_idx, data.val.scale), (tx, ty, data.train_idx, data.train.scale)]
     with progress_bar(run.progress, n_val + n_train, "scoring") as bar:

@@ -7,12 +7,13 @@ What ``train-cnn``'s options set and config.json records (:mod:`spectrocnn.model
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,8 +25,12 @@ from spectrocnn.model.device import PRECISIONS
 from spectrocnn.model.distribute import STRATEGIES
 from spectrocnn.model.task import AUTO_MONITOR, MONITORS
 
+if TYPE_CHECKING:  # pragma: no cover
+    from spectrocnn.config import Config
+
 __all__ = [
     "DEFAULT_EPOCHS",
+    "DEFAULT_FRESH_EVENTS",
     "DEFAULT_PATIENCE",
     "MIXED_PRECISION",
     "TrainConfig",
@@ -42,6 +47,10 @@ DEFAULT_PATIENCE = 2
 
 #: Maximum epochs by default: with early stopping, and without (the lecture's 10).
 DEFAULT_EPOCHS = {"early_stopping": 20, "fixed": 10}
+
+#: Events simulated per epoch and fixed validation events of ``generate`` by default: the
+#: lecture's 16 000 / 4 000 split of 20 000 events.
+DEFAULT_FRESH_EVENTS = {"events_per_epoch": 16_000, "val_events": 4_000}
 
 
 def new_seed() -> int:
@@ -61,12 +70,13 @@ class TrainConfig:
 
     Parameters
     ----------
-    input : str
-        Training event file.
+    input : str, optional
+        Training event file; None with ``generate`` (exactly one of the two).
     val : str, optional
         Validation event file; without it ``val_fraction`` of ``input`` is held out.
     val_fraction : float
-        Fraction of ``input`` used for validation, in (0, 1); ignored with ``val``.
+        Fraction of ``input`` used for validation, in (0, 1); ignored with ``val`` and
+        ``generate``.
     arch : str
         Architecture name (:data:`~spectrocnn.model.architectures.ARCHITECTURES`; ``seed``
         is read as ``lecture``), or ``"auto"`` (the default): :func:`train` picks the one
@@ -107,9 +117,21 @@ class TrainConfig:
         The validation score the best model is kept for, and early stopping watches
         (:mod:`spectrocnn.model.task`); ``auto``: ``val_accuracy`` for classes,
         ``val_loss`` for a regression target (:func:`train` records the choice).
+    generate : Config or dict, optional
+        Train on events simulated afresh every epoch from this configuration
+        (:class:`spectrocnn.config.Config`, e.g. :func:`~spectrocnn.config.preset_config`)
+        instead of an event file; see :mod:`spectrocnn.model.fresh`. config.json records
+        its resolved form (:meth:`~spectrocnn.config.Config.to_dict`), which
+        :func:`~spectrocnn.model.rundir.load_run_config` gives back as a dict: turn it into
+        a ``Config`` again (:func:`spectrocnn.config.config_from_dict`, what ``train-cnn
+        --resume`` does) before training.
+    events_per_epoch : int, optional
+        With ``generate``: events simulated per epoch (default 16 000).
+    val_events : int, optional
+        With ``generate``: fixed validation events, simulated once (default 4 000).
     """
 
-    input: str
+    input: str | None = None
     val: str | None = None
     val_fraction: float = 0.2
     arch: str = AUTO
@@ -125,10 +147,15 @@ class TrainConfig:
     patience: int | None = None
     class_weight: str = "none"
     monitor: str = AUTO_MONITOR
+    generate: Config | dict[str, Any] | None = None
+    events_per_epoch: int | None = None
+    val_events: int | None = None
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
-        set_("input", os.path.abspath(os.fspath(self.input)))
+        self._check_source()
+        if self.input is not None:
+            set_("input", os.path.abspath(os.fspath(self.input)))
         if self.val is not None:
             set_("val", os.path.abspath(os.fspath(self.val)))
         f = self.val_fraction
@@ -175,9 +202,50 @@ class TrainConfig:
                     f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
                 )
 
+    def _check_source(self) -> None:
+        """An event file or ``generate`` (with its counts), not both; the configuration
+        of ``generate`` in the form it is stored."""
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        counts = ("events_per_epoch", "val_events")
+        if self.generate is None:
+            if self.input is None:
+                raise ConfigError(
+                    "training needs an event file (input) or a configuration to simulate "
+                    "events from (generate)"
+                )
+            given = [k for k in counts if getattr(self, k) is not None]
+            if given:
+                raise ConfigError(f"{given[0]} needs generate (fresh events every epoch)")
+            return
+        if self.input is not None:
+            raise ConfigError(
+                f"generate trains on simulated events: give no event file (input {self.input!r})"
+            )
+        if self.val is not None:
+            raise ConfigError(
+                f"generate validates on simulated events (val_events of them): give no "
+                f"validation file (val {self.val!r})"
+            )
+        if not (isinstance(self.generate, dict) or hasattr(self.generate, "to_dict")):
+            raise ConfigError(
+                f"generate must be a configuration (spectrocnn.config.Config), got "
+                f"{self.generate!r}"
+            )
+        for k in counts:
+            value = getattr(self, k)
+            set_(k, DEFAULT_FRESH_EVENTS[k] if value is None else _positive_int(k, value))
+
+    @property
+    def generated(self) -> bool:
+        """Whether the run trains on freshly simulated events (``generate``)."""
+        return self.generate is not None
+
     def settings(self) -> dict[str, Any]:
-        """The settings as a JSON-able dict."""
-        return dataclasses.asdict(self)
+        """The settings as a JSON-able dict (``generate``: the resolved configuration)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.generate is not None and not isinstance(self.generate, dict):
+            out["generate"] = self.generate.to_dict()
+        return copy.deepcopy(out)
 
 
 @dataclass
