@@ -40,7 +40,7 @@ def _demo(n: int, work: Path, venv: str) -> None:
     fit = json.loads((out / f"fit-{n}-seed1.json").read_text())
     print(
         f"make demo N={n}: {grouped(wall)} s wall after installation; train-cnn "
-        f"{metrics['arch'] if 'arch' in metrics else 'polar'}: {grouped(metrics['train_time_s'])} s "
+        f"{metrics.get('arch', 'polar')}: {grouped(metrics['train_time_s'])} s "
         f"training, {metrics['epochs']} epochs, best {metrics['best_epoch']}, validation "
         f"accuracy {metrics['accuracy']:.4f} ({metrics['accuracy']:.5f}); fit-tracks "
         f"{fit['accuracy']:.4f}"

@@ -69,11 +69,13 @@ __all__ = [
     "check_preprocessing",
     "downsample",
     "epoch_order",
+    "file_geometry",
     "input_scale",
     "load_images",
     "make_dataset",
     "model_input",
     "open_event_file",
+    "recorded_geometry",
     "split_indices",
 ]
 
@@ -518,3 +520,21 @@ def model_input(values: tf.Tensor, labels: tf.Tensor, scale: float) -> tuple[tf.
     v = tf.cast(values, tf.float32)
     x = tf.minimum(v * scale, 1.0) if scale != 1.0 else tf.minimum(v, 1.0)
     return x[..., tf.newaxis], tf.cast(labels, tf.float32)
+
+
+def file_geometry(info: dict[str, Any]) -> dict[str, Any]:
+    """The event file's geometry that the architecture builders take: ``window_mm`` and
+    ``barrel_radius_mm`` of a :func:`~spectrocnn.model.data.file_info` record."""
+    return {"window_mm": info["window_mm"], "barrel_radius_mm": info.get("barrel_radius_mm")}
+
+
+def recorded_geometry(name: str, input_size: int, info: dict[str, Any]) -> dict[str, Any]:
+    """config.json's ``model_geometry``: :func:`model_geometry` on the file described by
+    ``info``; {} when the architecture cannot be built on its window (the build then
+    fails with the reason)."""
+    from spectrocnn.model.architectures import model_geometry
+
+    try:
+        return model_geometry(name, input_size, **file_geometry(info))
+    except ConfigError:
+        return {}

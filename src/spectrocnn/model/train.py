@@ -44,9 +44,11 @@ from spectrocnn.model.data import (
     ImageSet,
     check_downsample,
     epoch_order,
+    file_geometry,
     load_images,
     make_dataset,
     open_event_file,
+    recorded_geometry,
     split_indices,
 )
 from spectrocnn.model.device import precision_policy
@@ -410,7 +412,7 @@ def _write_run_config(run: _Run, data: _Data, session: _Session) -> None:
         "tensorflow_threads": {"intra_op": intra, "inter_op": inter},
         "distribution": session.distribution,
         "arch_choice": run.arch_choice or {"requested": config.arch, "chosen": config.arch},
-        "model_geometry": _model_geometry(config, tset),
+        "model_geometry": recorded_geometry(config.arch, config.input_size, tset.info),
         "precision_choice": session.precision_choice,
         "device": session.device,
         "versions": rundir.versions(),
@@ -429,24 +431,6 @@ def _inputs_record(data: _Data | FreshData) -> dict[str, Any]:
 # -- model, fit, score ----------------------------------------------------------------------
 
 
-def _geometry_args(tset: ImageSet) -> dict[str, Any]:
-    """The event file's geometry that the architecture builders take (window, barrel)."""
-    info = tset.info
-    return {"window_mm": info["window_mm"], "barrel_radius_mm": info.get("barrel_radius_mm")}
-
-
-def _model_geometry(config: TrainConfig, tset: ImageSet) -> dict[str, Any]:
-    """config.json's ``model_geometry``: what the architecture takes from the file
-    (:func:`~spectrocnn.model.architectures.model_geometry`); {} when it cannot be built
-    on this window (the build then fails with the reason)."""
-    from spectrocnn.model.architectures import model_geometry
-
-    try:
-        return model_geometry(config.arch, config.input_size, **_geometry_args(tset))
-    except ConfigError:
-        return {}
-
-
 def _model(run: _Run, data: _Data, session: _Session) -> Any:
     """The compiled model, built (resuming: the last one loaded) in the strategy's scope."""
     import keras
@@ -461,7 +445,7 @@ def _model(run: _Run, data: _Data, session: _Session) -> Any:
         else:
             try:
                 model = build_model(
-                    config.arch, config.input_size, **_geometry_args(data.train),
+                    config.arch, config.input_size, **file_geometry(data.train.info),
                     labels=run.labels, monitor=config.monitor,
                 )  # fmt: skip
             except ConfigError as exc:  # e.g. polar on a window without the beam line
