@@ -75,7 +75,7 @@ def resolve_monitor(monitor: str, spec: LabelSpec, path: str) -> str:
 
 
 def run_labels(
-    train_path: str, val_path: str | None, monitor: str, class_weight: str
+    train_path: str | None, val_path: str | None, monitor: str, class_weight: str
 ) -> tuple[LabelSpec, str]:
     """The labels of a training run and its monitor, checked before anything is read.
 
@@ -104,8 +104,11 @@ def run_labels(
     from spectrocnn.labels import class_weights
     from spectrocnn.model.data import open_event_file
 
-    with open_event_file(train_path) as ev:
-        spec = ev.label_spec
+    if train_path is None:  # events simulated afresh (--generate): gen-events' binary labels
+        spec = LabelSpec()
+    else:
+        with open_event_file(train_path) as ev:
+            spec = ev.label_spec
     if val_path is not None:
         with open_event_file(val_path) as vev:
             vspec = vev.label_spec

@@ -519,8 +519,11 @@ def _fit(run: _Run, model: Any, data: _Data, session: _Session) -> None:
 
 
 def _class_weights(run: _Run, data: _Data) -> dict[int, float] | None:
-    """``model.fit``'s class weights (``config.class_weight``) from the training events."""
-    labels = data.train.labels[data.train_idx]
+    """``model.fit``'s class weights from the training events (``--generate``: validation)."""
+    if run.config.class_weight == "none":
+        return None
+    fresh = isinstance(data, FreshData)  # an epoch's events are not simulated yet
+    labels = data.val.labels[data.val_idx] if fresh else data.train.labels[data.train_idx]
     return class_weights(labels, run.labels, run.config.class_weight)
 
 
