@@ -6,9 +6,8 @@ simulated afresh every epoch, :mod:`spectrocnn.model.fresh`), the model (built a
 by :mod:`spectrocnn.model.architectures` inside the distribution strategy's scope,
 :mod:`spectrocnn.model.distribute`), ``model.fit`` with the run's callbacks
 (:mod:`spectrocnn.model.callbacks`), then the best model scored on the validation and the
-training events (:mod:`spectrocnn.model.modelio`). It writes a run directory, which
-``resume`` continues (:mod:`spectrocnn.model.rundir` lists its files); the settings are a
-:class:`~spectrocnn.model.trainconfig.TrainConfig`.
+training events (:mod:`spectrocnn.model.modelio`), into a run directory that ``resume``
+continues (:mod:`spectrocnn.model.rundir`); settings: :class:`~.trainconfig.TrainConfig`.
 """
 
 from __future__ import annotations
