@@ -46,12 +46,7 @@ PERFORMANCE_HEADER = re.compile(r"\btime\b|/s\b|\bs/|ms/|\bmemory\b|MiB|\bbytes\
 
 #: Rows whose figures are being re-measured for issue 17 (first cell starts with the key),
 #: each with what it still lacks. Strict: once a row passes, its entry must go.
-PENDING = {
-    "`make demo": "make demo's wall times and accuracy: no benchmark prints them yet",
-    "`make lecture`": "make lecture's time: no benchmark prints it yet",
-    "`train-cnn FILE`": "time_to_accuracy.txt to be re-recorded; the accuracy run it cites is "
-    "no longer in the README",
-}
+PENDING: dict[str, str] = {}
 
 #: Figures in sentences outside the tables: (pattern whose group 1 is the figure, results file).
 SIZE_STATEMENTS = [
