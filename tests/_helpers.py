@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from spectrocnn.dataset.raster import ImageSpec
-from spectrocnn.simulate import HIT_COLUMNS, PARTICLE_COLUMNS, EventBatch
+from spectrocnn.simulate import HIT_COLUMNS, HIT_MOMENTUM_COLUMNS, PARTICLE_COLUMNS, EventBatch
+from spectrocnn.simulate.tables import HitTable
 
 
 def assert_batches_equal(a: EventBatch, b: EventBatch) -> None:
@@ -20,6 +21,47 @@ def assert_batches_equal(a: EventBatch, b: EventBatch) -> None:
             x, y = getattr(ta, col), getattr(tb, col)
             assert x.dtype == dtype and y.dtype == dtype, (name, col)
             assert np.array_equal(x, y, equal_nan=dtype.kind == "f"), (name, col)
+
+
+def stored_like(batch: EventBatch, resolution_um=None) -> EventBatch:
+    """``batch`` with its hit values as the README says a version 2 event file stores them,
+    computed here from that statement alone: measured ``x, y, z`` rounded (half to even) to
+    a multiple of ``2**floor(log2(resolution_um / 1000 / 50))`` mm of the hit's layer
+    (``resolution_um``: one value per layer; None or 0: no step) and then to float32;
+    true positions and momenta float32's nearest; particles unchanged."""
+    h = batch.hits
+    step = np.zeros(len(h))
+    if resolution_um is not None:
+        res = np.asarray(resolution_um, dtype=float)[h.layer.astype(int)]
+        pos = res > 0
+        step[pos] = [2.0 ** math.floor(math.log2(r / 1000 / 50)) for r in res[pos]]
+
+    def measured(x: np.ndarray) -> np.ndarray:
+        out = x.copy()
+        use = (step > 0) & (np.abs(x) < step * 2.0**24)
+        out[use] = np.round(x[use] / step[use]) * step[use]
+        return out.astype(np.float32).astype(np.float64)
+
+    cols = h.columns(momentum=True)
+    for name in ("x", "y", "z"):
+        cols[name] = measured(cols[name])
+    for name in ("true_x", "true_y", "true_z", "true_px", "true_py", "true_pz"):
+        if name in cols:
+            cols[name] = cols[name].astype(np.float32).astype(np.float64)
+    return EventBatch(batch.labels, batch.particles, HitTable(**cols), batch.stop)
+
+
+def assert_truth_as_stored(read: EventBatch, memory: EventBatch, resolution_um=None) -> None:
+    """``read`` (from a version 2 file) holds ``memory``'s truth as :func:`stored_like`
+    says, the momentum at the hits included (NaN where ``memory`` does not know it)."""
+    expected = stored_like(memory, resolution_um)
+    assert_batches_equal(read, expected)
+    assert read.hits.has_momentum
+    for col in HIT_MOMENTUM_COLUMNS:
+        want = getattr(expected.hits, col)
+        if want is None:
+            want = np.full(len(expected.hits), np.nan)
+        assert np.array_equal(getattr(read.hits, col), want, equal_nan=True), col
 
 
 def exact_pixel(x: float, y: float, spec: ImageSpec) -> tuple[int, int] | None:
@@ -68,7 +110,7 @@ def write_event_file(
     labels: np.ndarray | None = None,
     window_mm: tuple[float, float, float, float] = (-400.0, 400.0, -400.0, 400.0),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """An event file (schema spectrocnn.events/1) with synthetic images and no truth rows.
+    """An event file with synthetic images and no truth rows.
 
     Class 1 events have a straight row of hits, class 0 events scattered hits only.
     """
@@ -133,3 +175,37 @@ def auto_precision_here(arch: str = "polar") -> str:
     except OSError:
         return "fp32"
     return "bf16" if flags & {"amx_bf16", "avx512_bf16"} else "fp32"
+
+
+def to_v1(src: Path, dst: Path) -> None:
+    """Write ``src`` (an event file of schema 2) as the code before schema 2 wrote it: the
+    truth columns of ``HIT_COLUMNS`` and ``PARTICLE_COLUMNS`` in float64 (momentum at the
+    hits dropped), chunks of 16 384 rows, integer columns with shuffle and gzip level 1,
+    float columns without a filter, ``schema`` = ``spectrocnn.events/1`` written last
+    (tests/data/v1_layout.json is the layout of a file of that code)."""
+    import h5py
+
+    with h5py.File(src, "r") as f, h5py.File(dst, "w") as g:
+        for name in ("images", "labels", "events"):
+            if name in f:
+                f.copy(f[name], g, name)
+        for group, spec in (("particles", PARTICLE_COLUMNS), ("hits", HIT_COLUMNS)):
+            out = g.create_group(group)
+            for col, (dtype, unit) in spec.items():
+                data = f[group][col][()].astype(dtype)
+                filt = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+                ds = out.create_dataset(
+                    col, shape=(0,), maxshape=(None,), chunks=(16384,), dtype=dtype,
+                    **(filt if dtype.kind in "iu" else {}),
+                )  # fmt: skip
+                ds.resize((len(data),))
+                ds[:] = data
+                if unit is not None:
+                    ds.attrs["units"] = unit
+            f.copy(f[group]["offsets"], out, "offsets")
+        g["hits/particle"].attrs["description"] = "row in /particles, -1 = noise hit"
+        for k, v in f.attrs.items():
+            if k != "schema":
+                g.attrs[k] = v
+        g.flush()
+        g.attrs["schema"] = "spectrocnn.events/1"

@@ -372,8 +372,8 @@ CASES: list[Case] = [
       "{text}: not an HDF5 file, expected a spectrocnn event file"),
     C("train-foreign", "train-cnn", "HDF5 file of another kind", "{foreign} --out {run}", 1,
       "{foreign}: not a spectrocnn event file (no 'schema' attribute"),
-    C("train-schema", "train-cnn", "another schema version", "{schema2} --out {run}", 1,
-      "{schema2}: schema is 'spectrocnn.events/2', expected 'spectrocnn.events/1'"),
+    C("train-schema", "train-cnn", "another schema version", "{schema3} --out {run}", 1,
+      "{schema3}: schema is 'spectrocnn.events/3', expected 'spectrocnn.events/2'"),
     C("train-truncated", "train-cnn", "truncated file", "{truncated} --out {run}", 1,
       "{truncated}: cannot open the HDF5 file: it is truncated"),
     C("train-corrupt-chunk", "train-cnn", "corrupted gzip chunk of image 3",
@@ -508,8 +508,8 @@ CASES: list[Case] = [
       "{empty}: an empty file, expected a spectrocnn event file"),
     C("eval-text", "eval-cnn", "text file, not HDF5", "{model} {text}", 1,
       "{text}: not an HDF5 file"),
-    C("eval-schema", "eval-cnn", "another schema version", "{model} {schema2}", 1,
-      "{schema2}: schema is 'spectrocnn.events/2'"),
+    C("eval-schema", "eval-cnn", "another schema version", "{model} {schema3}", 1,
+      "{schema3}: schema is 'spectrocnn.events/3'"),
     C("eval-truncated", "eval-cnn", "truncated file", "{model} {truncated}", 1,
       "{truncated}: cannot open the HDF5 file: it is truncated"),
     C("eval-corrupt-chunk", "eval-cnn", "corrupted gzip chunk of image 3",
@@ -615,8 +615,8 @@ CASES: list[Case] = [
       "event file '{missing}' does not exist"),
     C("fit-text", "fit-tracks", "text file, not HDF5", "{text}", 1,
       "{text}: not an HDF5 file"),
-    C("fit-schema", "fit-tracks", "another schema version", "{schema2}", 1,
-      "{schema2}: schema is 'spectrocnn.events/2'"),
+    C("fit-schema", "fit-tracks", "another schema version", "{schema3}", 1,
+      "{schema3}: schema is 'spectrocnn.events/3'"),
     C("fit-truncated", "fit-tracks", "truncated file", "{truncated}", 1,
       "{truncated}: cannot open the HDF5 file: it is truncated"),
     C("fit-corrupt-chunk", "fit-tracks", "corrupted gzip chunk of /hits/layer", "{corrupt}", 1,
@@ -674,7 +674,7 @@ DOC_NAMES = {
     "empty": "empty.h5",
     "text": "text.h5",
     "foreign": "foreign.h5",
-    "schema2": "schema2.h5",
+    "schema3": "schema3.h5",
     "truncated": "truncated.h5",
     "corrupt": "corrupt.h5",
     "zero": "zero.h5",
@@ -908,9 +908,9 @@ def world(tmp_path_factory) -> dict[str, str]:
     Path(p["text"]).write_text("event,x,y\n1,2.0,3.0\n" * 50)
     with h5py.File(p["foreign"], "w") as f:
         f["data"] = np.arange(10)
-    shutil.copy(p["good"], p["schema2"])
-    with h5py.File(p["schema2"], "a") as f:
-        f.attrs["schema"] = "spectrocnn.events/2"
+    shutil.copy(p["good"], p["schema3"])
+    with h5py.File(p["schema3"], "a") as f:
+        f.attrs["schema"] = "spectrocnn.events/3"
     data = Path(p["good"]).read_bytes()
     Path(p["truncated"]).write_bytes(data[: len(data) // 2])
     shutil.copy(p["good"], p["corrupt"])

@@ -1,4 +1,4 @@
-"""The event file (schema spectrocnn.events/1): encoder, writer, reader and its errors."""
+"""The event file (schema spectrocnn.events/2): encoder, writer, reader and its errors."""
 
 from __future__ import annotations
 
@@ -6,28 +6,31 @@ import errno
 import json
 import os
 import zlib
+from fractions import Fraction
 
 import h5py
 import numpy as np
 import pytest
-from _helpers import assert_batches_equal
+from _helpers import assert_truth_as_stored, stored_like
 
 from spectrocnn.dataset import (
     SCHEMA,
     EventFileNotFoundError,
     EventFileWriter,
     ImageSpec,
+    deflate,
+    eventfile,
     open_events,
     rasterize,
     write_events,
 )
-from spectrocnn.dataset.deflate import encode_zlib
+from spectrocnn.dataset.deflate import LITLEN_TABLES, encode_zlib
 from spectrocnn.dataset.eventfile import slice_batch
 from spectrocnn.dataset.raster import SparseImages
+from spectrocnn.dataset.schema import STORED_HIT_COLUMNS, STORED_PARTICLE_COLUMNS
 from spectrocnn.errors import ConfigError, EventFileError
 from spectrocnn.simulate.events import (
     HIT_COLUMNS,
-    PARTICLE_COLUMNS,
     EventBatch,
     HitTable,
     ParticleTable,
@@ -132,6 +135,41 @@ def test_encoder_on_full_and_empty_images_and_large_batches():
     assert encode_zlib(_sparse(np.zeros((0, 4, 4), np.uint8))) == []
 
 
+def test_code_tables_are_complete_prefix_codes():
+    for lengths in LITLEN_TABLES:
+        assert len(lengths) == 286 and min(lengths) >= 1 and max(lengths) <= 15
+        assert sum(Fraction(1, 2**n) for n in lengths) == 1  # Kraft: complete
+        assert lengths[285] == 1 and lengths.count(1) == 1  # the 258-copy: the 1-bit code "0"
+
+
+def _tables_cleared():
+    deflate._tables.cache_clear()
+    deflate._stacked.cache_clear()
+
+
+def test_disk_images_take_the_disk_table(monkeypatch):
+    """Images of hits drawn as disks (the lecture's) are shorter with table 1, images of
+    single-pixel hits keep table 0's streams; a batch mixing both round-trips."""
+    rng = np.random.default_rng(8)
+    x, y = rng.uniform(-200, 200, (2, 8 * 160))
+    event = np.repeat(np.arange(8), 160)
+    window = (-400.0, 400.0, -400.0, 400.0)
+    disks = rasterize(x, y, event, 8, ImageSpec(size=512, window_mm=window, hit_radius_px=2))
+    dots = rasterize(x, y, event, 8, ImageSpec(size=512, window_mm=window, hit_radius_px=0))
+    dense = np.concatenate([disks[:4], dots[:4], disks[4:], dots[4:]])
+    both = [len(s) for s in _check_encoding(dense)]
+    monkeypatch.setattr(deflate, "LITLEN_TABLES", (LITLEN_TABLES[0], LITLEN_TABLES[0]))
+    _tables_cleared()
+    try:
+        table0 = [len(s) for s in _check_encoding(dense)]
+    finally:
+        monkeypatch.undo()
+        _tables_cleared()
+    disk = np.r_[0:4, 8:12]
+    assert np.all(np.array(both)[disk] < 0.95 * np.array(table0)[disk])
+    assert np.array_equal(np.delete(both, disk), np.delete(table0, disk))
+
+
 def test_encoded_chunks_are_read_by_hdf5_gzip_filter(tmp_path):
     rng = np.random.default_rng(2)
     dense = np.zeros((6, 64, 64), np.uint8)
@@ -165,13 +203,14 @@ def test_schema_round_trip(tmp_path, compression):
         assert ev.config == config
         assert ev.labels.dtype == np.uint8
         assert np.array_equal(ev.labels, batch.labels)
-        expected = rasterize(batch.hits.x, batch.hits.y, batch.hits.event, 7, SPEC)
+        stored = stored_like(batch).hits  # the images are made from the stored positions
+        expected = rasterize(stored.x, stored.y, stored.event, 7, SPEC)
         assert np.array_equal(ev.read_images(), expected)
         assert np.array_equal(ev.read_images(2, 5), expected[2:5])
         assert np.array_equal(ev.images[3], expected[3])  # lazy h5py dataset
-        assert_batches_equal(ev.truth(), batch)
-        assert_batches_equal(ev.truth(1, 4), slice_batch(batch, 1, 4))
-        assert_batches_equal(ev.truth(3, 3), slice_batch(batch, 3, 3))
+        assert_truth_as_stored(ev.truth(), batch)
+        assert_truth_as_stored(ev.truth(1, 4), slice_batch(batch, 1, 4))
+        assert_truth_as_stored(ev.truth(3, 3), slice_batch(batch, 3, 3))
         assert ev.image_spec == SPEC
         with pytest.raises(IndexError):
             ev.read_images(5, 9)
@@ -184,7 +223,7 @@ def test_file_layout_follows_design_3_3(tmp_path):
     path = tmp_path / "ev.h5"
     write_events(path, hand_batch(4), SPEC, seed=11, config={"a": 1})
     with h5py.File(path, "r") as f:  # plain h5py, no spectrocnn needed to read
-        assert f.attrs["schema"] == SCHEMA == "spectrocnn.events/1"
+        assert f.attrs["schema"] == SCHEMA == "spectrocnn.events/2"
         assert int(f.attrs["seed"]) == 11 and int(f.attrs["n_events"]) == 4
         assert json.loads(f.attrs["config"]) == {"a": 1}
         assert isinstance(f.attrs["version"], str)
@@ -196,16 +235,24 @@ def test_file_layout_follows_design_3_3(tmp_path):
         assert list(img.attrs["window_mm"]) == [-210.0, 210.0, -210.0, 210.0]
         assert img.attrs["projection"] == "xy"
         assert f["labels"].dtype == np.uint8 and f["labels"].shape == (4,)
-        for group, spec in (("particles", PARTICLE_COLUMNS), ("hits", HIT_COLUMNS)):
+        for group, spec in (("particles", STORED_PARTICLE_COLUMNS), ("hits", STORED_HIT_COLUMNS)):
+            assert set(f[group]) == {*spec, "offsets"}
             for col, (dtype, unit) in spec.items():
                 ds = f[group][col]
                 assert ds.dtype == dtype, (group, col)
                 assert ds.attrs.get("units") == unit, (group, col)
+                # standard filters only: any HDF5 reader reads them without plugins
+                assert (ds.compression, ds.compression_opts, ds.shuffle) == ("gzip", 1, True)
+                assert ds.chunks == (65536,)
             off = f[group]["offsets"][:]
             assert off.dtype == np.int64 and off.shape == (5,)
             assert off[0] == 0 and off[-1] == f[group]["event"].shape[0]
         assert f["particles/px"].attrs["units"] == "GeV/c"
         assert f["hits/x"].attrs["units"] == "mm"
+        for col in ("x", "true_x", "true_px"):
+            assert f["hits"][col].dtype == np.float32
+        assert f["hits/true_px"].attrs["units"] == "GeV/c"
+        assert "rounding_mm" not in f["hits/x"].attrs  # none given: float32's nearest
         # hits point at their particle rows; noise hits at -1
         part = f["hits/particle"][:]
         assert np.all(f["particles/event"][:][part[part >= 0]] == f["hits/event"][:][part >= 0])
@@ -229,7 +276,25 @@ def test_reader_without_offsets_datasets(tmp_path):
     with h5py.File(path, "a") as f:
         del f["hits/offsets"], f["particles/offsets"]
     with open_events(path) as ev:
-        assert_batches_equal(ev.truth(2, 6), slice_batch(batch, 2, 6))
+        assert_truth_as_stored(ev.truth(2, 6), slice_batch(batch, 2, 6))
+
+
+def test_truth_does_not_depend_on_chunks_or_flushes(tmp_path, monkeypatch):
+    """The writer writes whole chunks of truth rows and keeps the rest for later: the same
+    content with tiny chunks and flushes after every few appends."""
+    batch = hand_batch(30)
+    write_events(tmp_path / "a.h5", batch, SPEC)
+    monkeypatch.setattr(eventfile, "TRUTH_CHUNK_ROWS", 7)
+    monkeypatch.setattr(eventfile, "_FLUSH_ROWS", 20)
+    with EventFileWriter(tmp_path / "b.h5", 30, SPEC, seed=0) as w:
+        for a in range(0, 30, 4):
+            sub = slice_batch(batch, a, min(30, a + 4))
+            w.append(sub, rasterize(sub.hits.x, sub.hits.y, sub.hits.event, sub.n_events, SPEC))
+    with h5py.File(tmp_path / "a.h5", "r") as fa, h5py.File(tmp_path / "b.h5", "r") as fb:
+        assert fb["hits/x"].chunks == (7,)
+        for g in ("particles", "hits"):
+            for col in fa[g]:
+                assert np.array_equal(fa[g][col][()], fb[g][col][()], equal_nan=True), col
 
 
 def test_writer_checks_counts_and_shapes(tmp_path):
@@ -291,8 +356,8 @@ def test_other_schema_and_foreign_hdf5(tmp_path):
     path = tmp_path / "ev.h5"
     write_events(path, hand_batch(2), SPEC)
     with h5py.File(path, "a") as f:
-        f.attrs["schema"] = "spectrocnn.events/2"
-    with pytest.raises(EventFileError, match=r"schema is 'spectrocnn.events/2'"):
+        f.attrs["schema"] = "spectrocnn.events/3"
+    with pytest.raises(EventFileError, match=r"schema is 'spectrocnn.events/3', expected 'spec"):
         open_events(path)
     foreign = tmp_path / "foreign.h5"
     with h5py.File(foreign, "w") as f:

@@ -100,7 +100,7 @@ def test_png_round_trip(synthetic, tmp_path, style, back):
     manifest = json.loads((out / "export.json").read_text())
     assert manifest["style"] == style
     assert manifest["counts"] == res.counts
-    assert manifest["source_schema"] == "spectrocnn.events/1"
+    assert manifest["source_schema"] == "spectrocnn.events/2"
 
 
 def test_png_split_is_deterministic_and_per_class(synthetic, tmp_path):
@@ -213,8 +213,8 @@ def test_trackml_agrees_with_hdf5_truth(simulated, tmp_path):
             by_particle[pid] = by_particle.get(pid, 0) + 1
             for col, src in (("tx", h.true_x), ("ty", h.true_y), ("tz", h.true_z)):
                 assert float(row[col]) == src[k]
-            for col, src in (("tpx", p.px), ("tpy", p.py), ("tpz", p.pz)):
-                assert float(row[col]) == src[h.particle[k]]
+            for col, src in (("tpx", h.true_px), ("tpy", h.true_py), ("tpz", h.true_pz)):
+                assert float(row[col]) == src[k]  # the momentum at the hit, as stored
         assert by_particle == {
             int(r["particle_id"]): int(r["nhits"]) for r in particles if int(r["nhits"])
         }
@@ -228,6 +228,7 @@ def test_trackml_agrees_with_hdf5_truth(simulated, tmp_path):
     assert n_noise > 0 and n_missing > 0  # the conventions were exercised
     manifest = json.loads((out / "export.json").read_text())
     assert manifest["format"] == "trackml" and manifest["n_hits"] == len(h)
+    assert manifest["conventions"]["tpx_tpy_tpz"].startswith("the true momentum at the hit")
 
 
 def test_trackml_file_without_truth_rows(synthetic, tmp_path):
@@ -389,7 +390,9 @@ def test_console_script_does_not_import_tensorflow(synthetic, tmp_path):
         "assert rc == 0, rc\n"
         "assert 'tensorflow' not in sys.modules\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    # the tests' directory, and the code under test where PYTHONPATH points to it
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
     assert (tmp_path / "o" / "export.json").exists()
 

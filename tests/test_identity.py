@@ -216,6 +216,24 @@ def test_files_written_before_run_identifiers_stay_readable(sets, tmp_path):
         open_events(virtual)
 
 
+def test_a_virtual_file_of_schema_1_takes_shards_of_schema_1_only(sets, tmp_path):
+    """Shards are of their virtual file's schema version: a sharded set written before
+    schema 2 (``spectrocnn.events/1`` over ``spectrocnn.events-shard/1``) stays readable,
+    and a shard of the other version is refused."""
+    virtual = _copy_set(sets, "A", tmp_path / "old")
+    with h5py.File(virtual, "r+") as f:
+        f.attrs["schema"] = "spectrocnn.events/1"
+    with pytest.raises(EventFileError, match=r"is not a complete shard file \(schema "
+                       r"'spectrocnn.events-shard/2'\)"):  # fmt: skip
+        open_events(virtual)
+    for k in range(2):
+        with h5py.File(tmp_path / "old" / shard_name(k, 2), "r+") as f:
+            f.attrs["schema"] = "spectrocnn.events-shard/1"
+    with open_events(virtual) as ev:
+        assert ev.schema == "spectrocnn.events/1" and not ev.has_hit_momentum
+        assert ev.truth(250, 260).n_events == 10
+
+
 # -- the issue's example through the commands -----------------------------------------------
 
 

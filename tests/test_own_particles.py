@@ -282,8 +282,9 @@ def test_momentum_at_hits_decreases_layer_by_layer_with_energy_loss(field):
 
 
 # ----------------------------------------------------------------------------- tables, file
-def test_momentum_columns_stay_out_of_the_event_file(tmp_path):
-    """The writer stores the file's hit columns only; read back, the momentum is unknown."""
+def test_momentum_columns_round_trip_through_the_event_file(tmp_path):
+    """The event file (schema 2) stores the momentum at each hit as float32 (README, "The
+    event file"); plain h5py reads it back, NaN for noise hits."""
     batch = simulate_events(Simulation(noise_hits_per_layer=0.2), 5, rng=1)
     assert batch.hits.has_momentum
     noise = batch.hits.particle < 0
@@ -293,14 +294,22 @@ def test_momentum_columns_stay_out_of_the_event_file(tmp_path):
     path = tmp_path / "e.h5"
     write_events(path, batch, ImageSpec(size=32))
     with h5py.File(path, "r") as f:
-        assert set(f["hits"]) == set(HIT_COLUMNS) | {"offsets"}
+        assert set(f["hits"]) == {*HIT_COLUMNS, *HIT_MOMENTUM_COLUMNS, "offsets"}
+        for col in HIT_MOMENTUM_COLUMNS:
+            stored = f["hits"][col][()]
+            assert stored.dtype == np.float32 and f["hits"][col].attrs["units"] == "GeV/c"
+            assert np.array_equal(
+                stored, getattr(batch.hits, col).astype(np.float32), equal_nan=True
+            )
     with open_events(path) as ef:
         back = ef.truth()
-    assert not back.hits.has_momentum and back.hits.true_px is None
+    assert back.hits.has_momentum and np.all(np.isnan(back.hits.true_px[noise]))
+    np.testing.assert_array_equal(back.hits.true_pz, batch.hits.true_pz.astype(np.float32))
     joined = concatenate_batches([batch, batch])
     assert joined.hits.has_momentum
     np.testing.assert_array_equal(joined.hits.true_pz, np.tile(batch.hits.true_pz, 2))
-    assert not concatenate_batches([batch, back]).hits.has_momentum
+    unknown = type(back)(back.labels, back.particles, type(back.hits)(**back.hits.columns()))
+    assert not concatenate_batches([batch, unknown]).hits.has_momentum
 
 
 # ----------------------------------------------------------------------------- progress

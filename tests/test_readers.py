@@ -16,7 +16,7 @@ import pytest
 from spectrocnn.cli import fit_tracks, show_event
 from spectrocnn.config import preset_config
 from spectrocnn.dataset import ImageSpec, generate_file, open_events, write_events
-from spectrocnn.dataset.eventfile import SCHEMA, slice_batch
+from spectrocnn.dataset.eventfile import slice_batch
 from spectrocnn.reco import find_tracks, fit_truth_tracks
 from spectrocnn.simulate import HIT_COLUMNS, PARTICLE_COLUMNS, lecture_detector
 
@@ -175,7 +175,10 @@ def big(tmp_path_factory):
             for col, (dtype, _) in spec.items():
                 g.create_dataset(col, shape=(0,), maxshape=(None,), chunks=(1024,), dtype=dtype)
             g.create_dataset("offsets", shape=(BIG + 1,), chunks=(1 << 16,), dtype=np.int64)
-        f.attrs.update(seed=np.uint64(1), n_events=np.int64(BIG), config="{}", schema=SCHEMA)
+        # float64 columns without the momentum at the hits: the layout of schema version 1
+        f.attrs.update(
+            seed=np.uint64(1), n_events=np.int64(BIG), config="{}", schema="spectrocnn.events/1"
+        )
     assert path.stat().st_size < 1 << 20
     return path
 

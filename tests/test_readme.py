@@ -51,7 +51,7 @@ PENDING: dict[str, str] = {}
 #: Figures in sentences outside the tables: (pattern whose group 1 is the figure, results file).
 SIZE_STATEMENTS = [
     (r"memory stays flat in N: a peak of\s+([\d.]+) MiB", "gen_events"),
-    (r"gzip \(level 1, the default\) images of the lecture preset take ([\d ]+) B", "memory"),
+    (r"gzip \(level 1, the default\) images of the lecture preset take ([\d ]+) B", "file_size"),
     (r"single-pixel hits: ([\d ]+) B\)", "memory"),
 ]
 

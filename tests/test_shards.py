@@ -165,6 +165,10 @@ def test_readers_take_the_virtual_file_like_any_other(made, tmp_path, capsys):
         assert np.array_equal(ev.read_images(lo, hi), one.read_images(lo, hi))
         assert_batches_equal(ev.truth(lo, hi), one.truth(lo, hi))
         assert_batches_equal(ev.truth(), one.truth())
+        assert ev.has_hit_momentum  # the virtual file maps the momentum at the hits too
+        for col in ("true_px", "true_py", "true_pz"):
+            a, b = getattr(ev.truth().hits, col), getattr(one.truth().hits, col)
+            assert np.array_equal(a, b, equal_nan=True), col
         assert np.array_equal(ev.hit_offsets, one.hit_offsets)
         # train-cnn's loader decodes the shards' chunks directly
         assert [s.rows for s in virtual_sources(ev.path, ev.images)] == shard_ranges(N, SHARDS)

@@ -118,7 +118,7 @@ class EventFileDataset(Dataset):
     Parameters
     ----------
     path : path-like
-        An event file (schema ``spectrocnn.events/1``; sharded files too).
+        An event file (schema ``spectrocnn.events/2`` or ``/1``; sharded files too).
     input_size : int
         Output height and width ``s`` [pixels], as train-cnn's ``--input-size``.
     downsample : {"max", "mean", "nearest"}

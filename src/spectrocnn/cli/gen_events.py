@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = make_parser(
         PROG,
         "Simulate N events of a charged-particle spectrometer, rasterize them and write one "
-        "HDF5 event file (images, labels, truth; schema spectrocnn.events/1).",
+        "HDF5 event file (images, labels, truth; schema spectrocnn.events/2).",
     )
     p.add_argument("--n", type=positive_int("--n"), required=True, help="number of events")
     p.add_argument(

@@ -1,7 +1,7 @@
 """Detector images and the HDF5 event file.
 
 Rasterization (:func:`rasterize`, pixel convention in :mod:`spectrocnn.dataset.raster`),
-the event file of schema ``spectrocnn.events/1`` (:func:`open_events`,
+the event file of schema ``spectrocnn.events/2`` (:func:`open_events`,
 :class:`EventFileWriter`; your own labels, :class:`LabelSpec`, and columns:
 :mod:`spectrocnn.dataset.userdata`) and the gen-events pipeline (:func:`generate_file`;
 sharded on a Dask cluster: :func:`generate_sharded`).

@@ -8,21 +8,26 @@ a 512 x 512 image). This module writes the streams straight from the lit pixels
 (:class:`~spectrocnn.dataset.raster.SparseImages`), vectorised over many images, in time
 proportional to the number of lit pixels.
 
-The stream of one image is a single dynamic-Huffman deflate block with a fixed code table:
+The stream of one image is a single dynamic-Huffman deflate block with one of two fixed code
+tables (:data:`LITLEN_TABLES`), the one that makes the image's stream shorter:
 
 * a run of ``g >= 1`` zeros is a literal ``0`` followed by copies at distance 1: ``q``
   copies of length 258 (the length code 285 has the 1-bit code ``0`` and the distance code
   is ``0`` too, so each costs 2 bits, all zero), then the remainder as one copy of length
   3..257 or as one or two literal zeros;
-* every lit pixel is a literal (values 0 and 1: 3 bits; 2..255: 13 bits);
+* every lit pixel is a literal (table 0, for single-pixel hits: values 0 and 1 in 3 bits,
+  2..255 in 13; table 1, for hits drawn as disks, where lit pixels come in short runs
+  separated by row-long gaps: value 1 in 2 bits, 0 in 3, 2 in 7, the copy lengths in 6..10
+  bits as such images use them);
 * the block ends with the end-of-block code, the stream with the Adler-32 checksum, which
   is computed from the lit pixels alone.
 
 A 512 x 512 image with 160 single-pixel hits becomes about 0.6 KiB (``zlib`` level 1: 1.8
-KiB) in about 20 microseconds (``zlib``: 400). ``zlib.decompress`` (and so HDF5's gzip
-filter, h5py, HDFView and every other HDF5 reader) reads it back to the exact image; the
-tests check this. Images with more than 2 % of their pixels lit, for which scanning every
-pixel is cheaper, are compressed by ``zlib`` itself (level 1).
+KiB) in about 20 microseconds (``zlib``: 400); with the lecture's 13-pixel disks, 2.1 KB
+(table 0 alone: 2.3 KB; ``zlib`` level 1: 3.8 KB, level 9: 1.6 KB). ``zlib.decompress``
+(and so HDF5's gzip filter, h5py, HDFView and every other HDF5 reader) reads it back to the
+exact image; the tests check this. Images with more than 2 % of their pixels lit, for which
+scanning every pixel is cheaper, are compressed by ``zlib`` itself (level 1).
 """
 
 from __future__ import annotations
@@ -51,10 +56,23 @@ _LEN_BASE = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51
              115, 131, 163, 195, 227, 258]  # fmt: skip
 _LEN_EXTRA = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0]
 
-# Code lengths of the literal/length alphabet (286 symbols) and the distance alphabet (2).
-# Kraft sum: 1/2 (285) + 2/8 (literals 0, 1) + 28/128 (lengths 257..284)
+# Code lengths of the literal/length alphabet (286 symbols), one list per table, and of the
+# distance alphabet (2 symbols). Both tables give the length-258 copy (symbol 285) the only
+# 1-bit code, all zero, as the zero-run trick needs.
+# Table 0, Kraft sum: 1/2 (285) + 2/8 (literals 0, 1) + 28/128 (lengths 257..284)
 #            + 1/4096 (end of block) + 254/8192 (literals 2..255) = 1, a complete code.
-_LITLEN_LENGTHS = [3, 3] + [13] * 254 + [12] + [7] * 28 + [1]
+# Table 1: the Huffman code, limited to 15 bits (package-merge), of the symbol counts of
+# lecture images (hits as 13-pixel disks at 512 x 512), with symbol 285 fixed at 1 bit;
+# complete (Kraft sum 1, checked by the tests).
+_LITLEN_T0 = [3, 3] + [13] * 254 + [12] + [7] * 28 + [1]
+_LITLEN_T1 = (
+    [3, 2, 7, 14] + [15] * 252 + [14]
+    + [6, 7, 9, 9, 10, 10, 10, 10, 9, 9, 9, 9, 8, 8, 9, 9, 8, 8, 8, 8, 8, 8, 8, 8, 7, 7, 8, 7]
+    + [1]
+)  # fmt: skip
+
+#: Code lengths of the literal/length alphabet of each table.
+LITLEN_TABLES = (_LITLEN_T0, _LITLEN_T1)
 _DIST_LENGTHS = [1, 1]
 
 # Order in which the code-length code's lengths are sent (RFC 1951 3.2.7).
@@ -147,15 +165,16 @@ class _BitWriter:
         self.nbits += nbits
 
 
-@lru_cache(maxsize=1)
-def _tables() -> dict[str, np.ndarray | int]:
-    """The fixed block header and the lookup tables of the encoder."""
-    lit_codes = _canonical(_LITLEN_LENGTHS)
+@lru_cache(maxsize=len(LITLEN_TABLES))
+def _tables(table: int) -> dict[str, np.ndarray | int]:
+    """The block header and the lookup tables of the encoder for code table ``table``."""
+    lengths = LITLEN_TABLES[table]
+    lit_codes = _canonical(lengths)
     dist_codes = _canonical(_DIST_LENGTHS)
 
     # Block header: BFINAL=1, BTYPE=2 (dynamic), HLIT, HDIST, HCLEN, the code-length code,
     # the run-length coded code lengths.
-    rle = _rle_lengths(_LITLEN_LENGTHS + _DIST_LENGTHS)
+    rle = _rle_lengths(lengths + _DIST_LENGTHS)
     freq: dict[int, int] = {}
     for sym, _, _ in rle:
         freq[sym] = freq.get(sym, 0) + 1
@@ -168,7 +187,7 @@ def _tables() -> dict[str, np.ndarray | int]:
     bw = _BitWriter()
     bw.put(1, 1)
     bw.put(2, 2)
-    bw.put(len(_LITLEN_LENGTHS) - 257, 5)
+    bw.put(len(lengths) - 257, 5)
     bw.put(len(_DIST_LENGTHS) - 1, 5)
     bw.put(hclen - 4, 4)
     for s in _CL_ORDER[:hclen]:
@@ -188,10 +207,10 @@ def _tables() -> dict[str, np.ndarray | int]:
 
     # Terminal symbols: literals 0..255 and end of block (256).
     term_val = np.array(lit_codes[:257], dtype=np.uint64)
-    term_bits = np.array(_LITLEN_LENGTHS[:257], dtype=np.int64)
+    term_bits = np.array(lengths[:257], dtype=np.int64)
 
     # Remainder of a zero run after the leading literal 0 and the 258-copies: m in 0..257.
-    c0, l0 = lit_codes[0], _LITLEN_LENGTHS[0]
+    c0, l0 = lit_codes[0], lengths[0]
     rem_val = np.zeros(_MAX_MATCH, dtype=np.uint64)
     rem_bits = np.zeros(_MAX_MATCH, dtype=np.int64)
     rem_val[1], rem_bits[1] = c0, l0
@@ -199,7 +218,7 @@ def _tables() -> dict[str, np.ndarray | int]:
     for m in range(3, _MAX_MATCH):
         i = max(k for k in range(len(_LEN_BASE) - 1) if _LEN_BASE[k] <= m)
         sym = 257 + i
-        v, n = lit_codes[sym], _LITLEN_LENGTHS[sym]
+        v, n = lit_codes[sym], lengths[sym]
         v |= (m - _LEN_BASE[i]) << n
         n += _LEN_EXTRA[i]
         v |= dist_codes[0] << n
@@ -218,7 +237,7 @@ def _tables() -> dict[str, np.ndarray | int]:
         "rem_bits": rem_bits,
         "lit0_val": c0,
         "lit0_bits": l0,
-        "run_bits": _LITLEN_LENGTHS[285] + _DIST_LENGTHS[0],
+        "run_bits": lengths[285] + _DIST_LENGTHS[0],
     }
 
 
@@ -274,10 +293,28 @@ def encode_zlib(images: SparseImages) -> list[bytes]:
     return out
 
 
+@lru_cache(maxsize=1)
+def _stacked() -> dict[str, np.ndarray]:
+    """The lookup tables of the two code tables, flattened (table 1 after table 0), and the
+    bits that table 1 costs more than table 0 per remainder copy and per symbol (the tables
+    give the zero literal codes of one length and the 258-copy the same code)."""
+    t0, t1 = _tables(0), _tables(1)
+    if (t0["lit0_bits"], t0["run_bits"]) != (t1["lit0_bits"], t1["run_bits"]):  # pragma: no cover
+        raise AssertionError("the tables must agree on the zero literal and the 258-copy")
+    out: dict[str, np.ndarray] = {
+        k: np.concatenate([t0[k], t1[k]]) for k in ("term_val", "term_bits", "rem_val", "rem_bits")
+    }
+    out["d_rem"] = t1["rem_bits"] - t0["rem_bits"]
+    out["d_term"] = t1["term_bits"] - t0["term_bits"]
+    out["header_bits"] = np.array([t0["header_bits"], t1["header_bits"]], dtype=np.int64)
+    out["lit0_val"] = np.array([t0["lit0_val"], t1["lit0_val"]], dtype=np.uint64)
+    return out
+
+
 def _encode(
     index: np.ndarray, value: np.ndarray, offsets: np.ndarray, n_img: int, npix: int
 ) -> list[bytes]:
-    t = _tables()
+    t, t0 = _stacked(), _tables(0)
     nnz = np.diff(offsets)
     img_of_pix = np.repeat(np.arange(n_img, dtype=np.int64), nnz)
     pos = np.asarray(index, dtype=np.int64) - img_of_pix * npix
@@ -303,53 +340,89 @@ def _encode(
     has0 = gap > 0
     r = np.where(has0, gap - 1, 0)
     q, m = np.divmod(r, _MAX_MATCH)
-    b1 = np.where(has0, t["lit0_bits"], 0)
-    v1 = np.where(has0, t["lit0_val"], 0).astype(np.uint64)
-    rb = t["rem_bits"][m]
-    tb = t["term_bits"][seg_term]
-    v2 = t["rem_val"][m] | (t["term_val"][seg_term] << rb.astype(np.uint64))
-    b2 = rb + tb
-    seg_bits = b1 + q * t["run_bits"] + b2
+    seg_img = np.repeat(np.arange(n_img, dtype=np.int64), nnz + 1)
+    # Each image takes the code table that makes its block shorter (ties: table 0); the
+    # tables differ in the codes of the remainder copies and of the symbols only.
+    b1 = np.where(has0, t0["lit0_bits"], 0)
+    d_seg = t["d_rem"][m] + t["d_term"][seg_term]
+    d_img = np.bincount(seg_img, weights=d_seg, minlength=n_img)
+    choice = (d_img + (t["header_bits"][1] - t["header_bits"][0]) < 0).astype(np.int64)
+    header_bits = t["header_bits"][choice]
+    if np.all(choice == choice[0]):  # one table for the whole group (the usual case)
+        tk = _tables(int(choice[0]))
+        v1 = np.where(has0, tk["lit0_val"], 0).astype(np.uint64)
+        rb = tk["rem_bits"][m]
+        v2 = tk["rem_val"][m] | (tk["term_val"][seg_term] << rb.astype(np.uint64))
+        b2 = rb + tk["term_bits"][seg_term]
+    else:
+        k_seg = choice[seg_img]
+        v1 = np.where(has0, t["lit0_val"][k_seg], np.uint64(0))
+        km = k_seg * _MAX_MATCH + m  # rows of the flattened tables
+        kt = k_seg * (_EOB + 1) + seg_term
+        rb = t["rem_bits"][km]
+        v2 = t["rem_val"][km] | (t["term_val"][kt] << rb.astype(np.uint64))
+        b2 = rb + t["term_bits"][kt]
+    run = b1 + q * t0["run_bits"]  # bits before the remainder copy
+    seg_bits = run + b2
+    data_bits = np.bincount(seg_img, weights=seg_bits, minlength=n_img).astype(np.int64)
 
     # Byte layout: per image, 2 header bytes, the block, 4 checksum bytes.
-    seg_img = np.repeat(np.arange(n_img, dtype=np.int64), nnz + 1)
-    data_bits = np.bincount(seg_img, weights=seg_bits, minlength=n_img).astype(np.int64)
-    block_bytes = (t["header_bits"] + data_bits + 7) // 8
-    size = 2 + block_bytes + 4
+    size = 2 + (header_bits + data_bits + 7) // 8 + 4
     end = np.cumsum(size)
     start = end - size
-    total = int(end[-1])
-
     # Bit offset of each segment: image's block start + header + bits of earlier segments.
     csum = np.cumsum(seg_bits) - seg_bits
-    seg_base = 8 * (start + 2) + t["header_bits"] - csum[first_slot]
+    seg_base = 8 * (start + 2) + header_bits - csum[first_slot]
     off1 = seg_base[seg_img] + csum
-    off2 = off1 + b1 + q * t["run_bits"]
-    hdr_off = (8 * (start[:, None] + 2) + t["header_off"][None, :]).ravel()
-    hdr_val = np.broadcast_to(t["header_val"], (n_img, len(t["header_val"]))).ravel()
+    hdr_off, hdr_val = _headers(choice, 8 * (start + 2))
+    buf = _pack(
+        np.concatenate([hdr_off, off1, off1 + run]),
+        np.concatenate([hdr_val, v1, v2]),
+        int(end[-1]),
+    )
 
-    offs = np.concatenate([hdr_off, off1, off2])
-    vals = np.concatenate([hdr_val, v1, v2])
-    n_words = total // 4 + 2
-    word = offs >> 5
-    shifted = vals << (offs & 31).astype(np.uint64)  # < 2**60: values have <= 28 bits
-    lo = (shifted & np.uint64(0xFFFFFFFF)).astype(np.float64)
-    hi = (shifted >> np.uint64(32)).astype(np.float64)
-    # Bit fields never overlap, so sums are ORs (and exact in float64: each word < 2**32).
-    words = np.bincount(word, weights=lo, minlength=n_words)
-    words += np.bincount(word + 1, weights=hi, minlength=n_words)[:n_words]
-    buf = words.astype(np.uint32).astype("<u4").view(np.uint8)[:total].copy()
-
-    # zlib header and the Adler-32 of each image, from the lit pixels alone.
+    # zlib header and the Adler-32 of each image
     buf[start] = ZLIB_HEADER[0]
     buf[start + 1] = ZLIB_HEADER[1]
+    buf[(end - 4)[:, None] + np.arange(4)] = _adler32(pos, val, img_of_pix, n_img, npix)
+    data = buf.tobytes()
+    return [data[s:e] for s, e in zip(start.tolist(), end.tolist(), strict=True)]
+
+
+def _adler32(
+    pos: np.ndarray, val: np.ndarray, img_of_pix: np.ndarray, n_img: int, npix: int
+) -> np.ndarray:
+    """The Adler-32 checksums (big-endian bytes, (n_img, 4)) of images of ``npix`` pixels,
+    from their lit pixels alone (positions ``pos``, values ``val``)."""
     vv = val.astype(np.int64)
     s1 = np.bincount(img_of_pix, weights=vv, minlength=n_img).astype(np.int64)
     weight = (npix - pos) % _ADLER_MOD
     s2 = np.bincount(img_of_pix, weights=(vv * weight) % _ADLER_MOD, minlength=n_img)
     a = (1 + s1) % _ADLER_MOD
     b = (npix + s2.astype(np.int64)) % _ADLER_MOD
-    adler = ((b << 16) | a).astype(">u4").view(np.uint8).reshape(n_img, 4)
-    buf[(end - 4)[:, None] + np.arange(4)] = adler
-    data = buf.tobytes()
-    return [data[s:e] for s, e in zip(start.tolist(), end.tolist(), strict=True)]
+    return ((b << 16) | a).astype(">u4").view(np.uint8).reshape(n_img, 4)
+
+
+def _headers(choice: np.ndarray, block_start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bit offsets and values of the block header pieces of each image (its table's)."""
+    offs, vals = [], []
+    for k in range(len(LITLEN_TABLES)):
+        sel = block_start[choice == k]
+        h = _tables(k)
+        offs.append((sel[:, None] + h["header_off"][None, :]).ravel())
+        vals.append(np.broadcast_to(h["header_val"], (len(sel), len(h["header_val"]))).ravel())
+    return np.concatenate(offs), np.concatenate(vals)
+
+
+def _pack(offs: np.ndarray, vals: np.ndarray, total: int) -> np.ndarray:
+    """The bytes of bit fields ``vals`` (< 2**31 each, LSB first) placed at bit ``offs``,
+    which never overlap: ``total`` bytes, zero where no field is."""
+    n_words = total // 4 + 2
+    word = offs >> 5
+    shifted = vals << (offs & 31).astype(np.uint64)  # < 2**62: values have <= 31 bits
+    lo = (shifted & np.uint64(0xFFFFFFFF)).astype(np.float64)
+    hi = (shifted >> np.uint64(32)).astype(np.float64)
+    # Bit fields never overlap, so sums are ORs (and exact in float64: each word < 2**32).
+    words = np.bincount(word, weights=lo, minlength=n_words)
+    words += np.bincount(word + 1, weights=hi, minlength=n_words)[:n_words]
+    return words.astype(np.uint32).astype("<u4").view(np.uint8)[:total].copy()

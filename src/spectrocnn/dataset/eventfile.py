@@ -1,6 +1,6 @@
 # size: one file so that the event-file schema (docs/design.md 3.3) has one home: its writer
 # and its reader are kept together.
-"""The HDF5 event file, schema ``spectrocnn.events/1`` (docs/design.md 3.3): writer and reader.
+"""The HDF5 event file, schema ``spectrocnn.events/2`` (docs/design.md 3.3): writer and reader.
 
 Layout::
 
@@ -19,16 +19,22 @@ Layout::
     /events/max_pt_GeV float64 (N,)  highest p_T of the event's particles [GeV/c] (0 for an
                        event without particles); optional (older files lack it)
     /particles/<col>   one row per particle, grouped by event, in event order
-                       (columns, dtypes and units: spectrocnn.simulate.PARTICLE_COLUMNS)
+                       (columns, dtypes and units: schema.STORED_PARTICLE_COLUMNS)
     /particles/offsets int64 (N + 1,)  rows of event i are offsets[i]:offsets[i + 1]
-    /hits/<col>        one row per hit, grouped by event (spectrocnn.simulate.HIT_COLUMNS);
-                       ``particle`` is the row in /particles (-1 = noise)
+    /hits/<col>        one row per hit, grouped by event (schema.STORED_HIT_COLUMNS);
+                       ``particle`` is the row in /particles (-1 = noise); float32
+                       positions and momenta, ``true_px, true_py, true_pz`` the momentum at
+                       the crossing; ``x, y, z`` carry ``rounding_mm`` (the step of each
+                       layer) when rounded
     /hits/offsets      int64 (N + 1,)
     root attrs         schema, version (of spectrocnn), seed, created (ISO 8601, UTC),
                        n_events, config (JSON of the fully resolved configuration),
                        run_id (identifier of the generation run, docs/design.md 3.3)
 
-Columns with a unit carry a ``units`` attribute. The ``offsets`` datasets are extras that
+Columns with a unit carry a ``units`` attribute. The truth columns are chunked by
+65 536 rows with HDF5's shuffle and gzip filters; their dtypes and rounding, and the
+version 1 layout that every reader still takes (float64, no momentum at the hits), are in
+:mod:`spectrocnn.dataset.schema`. The ``offsets`` datasets are extras that
 make per-event access cheap; the reader rebuilds them from the ``event`` columns when a
 file lacks them. The ``schema`` attribute is written last, when the file is complete: a
 file whose writing was cut short does not pass :func:`open_events`.
@@ -66,6 +72,19 @@ from spectrocnn.dataset.blocks import Transform, iter_image_blocks, virtual_sour
 from spectrocnn.dataset.deflate import encode_zlib
 from spectrocnn.dataset.identity import RUN_ID_ATTR, check_shards, file_identity, new_run_id
 from spectrocnn.dataset.raster import PROJECTIONS, ImageSpec, SparseImages, rasterize_sparse
+from spectrocnn.dataset.schema import (
+    SCHEMA,
+    SCHEMA_V1,
+    SCHEMAS,
+    STORED_HIT_COLUMNS,
+    STORED_PARTICLE_COLUMNS,
+    TRUTH_CHUNK_ROWS,
+    TRUTH_FILTER,
+    as_stored,
+    check_rounding,
+    stored_columns,
+    stored_hit_columns,
+)
 from spectrocnn.dataset.userdata import (
     USER_GROUP,
     UserColumnsWriter,
@@ -81,8 +100,6 @@ from spectrocnn.labels import LabelSpec
 from spectrocnn.seeds import check_seed
 from spectrocnn.simulate.events import (
     EVENT_COLUMNS,
-    HIT_COLUMNS,
-    PARTICLE_COLUMNS,
     EventBatch,
     HitTable,
     ParticleTable,
@@ -103,14 +120,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The value of the root ``schema`` attribute.
-SCHEMA = "spectrocnn.events/1"
-
 #: Image compressions the writer offers (all readable without plugins).
 COMPRESSIONS = ("gzip", "lzf", "none")
 
-_TRUTH_CHUNK_ROWS = 16384
 _FLUSH_ROWS = 1 << 18  # truth rows buffered before writing (about 16 MiB)
+
+#: The truth groups the writer makes, with their stored columns.
+_TRUTH = (("particles", STORED_PARTICLE_COLUMNS), ("hits", STORED_HIT_COLUMNS))
 _ROW_BYTES = 64  # at most, per buffered truth row (for the free-space check)
 
 #: Free disk space [bytes] the writer leaves untouched. HDF5 cannot recover from a failed
@@ -127,6 +143,26 @@ def _check_space(path: str, nbytes: int) -> None:
         return
     if st.f_bavail * st.f_frsize < nbytes + SPACE_MARGIN:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+
+def _describe_hits(g: h5py.Group, rounding_mm: np.ndarray | None) -> None:
+    """The ``description`` (and ``rounding_mm``) attributes of the /hits columns."""
+    g["particle"].attrs["description"] = "row in /particles, -1 = noise hit"
+    for c in ("x", "y", "z"):
+        if rounding_mm is None:
+            g[c].attrs["description"] = "measured position, float32 nearest"
+        else:
+            g[c].attrs["rounding_mm"] = rounding_mm
+            g[c].attrs["description"] = (
+                "measured position, a multiple of rounding_mm[layer] (0: float32 nearest)"
+            )
+    for c in ("true_x", "true_y", "true_z"):
+        g[c].attrs["description"] = "true crossing, float32 nearest; NaN for noise hits"
+    for c in ("true_px", "true_py", "true_pz"):
+        g[c].attrs["description"] = (
+            "true momentum arriving at the layer (before its scattering and energy loss), "
+            "float32 nearest; NaN for noise hits and where not known"
+        )
 
 
 def check_compression(compression: str) -> str:
@@ -158,7 +194,7 @@ def slice_batch(batch: EventBatch, start: int, stop: int) -> EventBatch:
     ho = batch.event_offsets("hits")
     p0, p1, h0, h1 = po[start], po[stop], ho[start], ho[stop]
     pc = {k: v[p0:p1] for k, v in batch.particles.columns().items()}
-    hc = {k: v[h0:h1] for k, v in batch.hits.columns().items()}
+    hc = {k: v[h0:h1] for k, v in batch.hits.columns(momentum=True).items()}
     pc["event"] = pc["event"] - start
     hc["event"] = hc["event"] - start
     hc["particle"] = np.where(hc["particle"] >= 0, hc["particle"] - p0, -1)
@@ -209,8 +245,9 @@ class EventFileWriter:
     config : dict, optional
         The fully resolved configuration (JSON-able), recorded as the ``config`` attribute.
     compression : {"gzip", "lzf", "none"}
-        Filter of the images (gzip at level 1; integer truth columns get the same filter
-        with shuffle, float columns are stored plain).
+        Filter of the images (gzip at level 1). The truth columns always get shuffle and
+        gzip level 1 (:data:`~spectrocnn.dataset.schema.TRUTH_FILTER`); your own integer
+        columns the images' filter with shuffle, your own float columns none.
     first_event, first_particle : int
         For one shard of a larger set of events (:mod:`spectrocnn.dataset.shards`): the
         index of this file's first event and first particle row in the whole set, added
@@ -233,6 +270,12 @@ class EventFileWriter:
         Your own per-event and per-particle columns, name -> dtype (or an array whose
         dtype is taken): ``/events/user/<name>`` and ``/particles/user/<name>``, filled
         by every :meth:`append` (``event_columns=``, ``particle_columns=``).
+    measured_rounding_mm : array-like (L,), optional
+        Rounding step of the stored measured positions of each layer [mm], powers of two
+        or 0 (:func:`~spectrocnn.dataset.schema.measured_rounding_mm` of the detector, as
+        gen-events does), recorded as the ``rounding_mm`` attribute of ``/hits/x, y, z``;
+        default: none (float32's nearest value). Images given to :meth:`append` should be
+        made from the rounded positions (:func:`~spectrocnn.dataset.schema.as_stored`).
 
     Examples
     --------
@@ -257,8 +300,10 @@ class EventFileWriter:
         label_spec: LabelSpec | None = None,
         event_columns: Mapping[str, Any] | None = None,
         particle_columns: Mapping[str, Any] | None = None,
+        measured_rounding_mm: Sequence[float] | np.ndarray | None = None,
     ) -> None:
         self.threshold = threshold
+        self.measured_rounding_mm = check_rounding(measured_rounding_mm)
         self.label_spec = label_spec
         user_dtypes = {
             "events": column_dtypes(event_columns, "events"),
@@ -275,6 +320,7 @@ class EventFileWriter:
         self._n_done = 0
         self._n_particles = 0
         self._n_hits = 0
+        self._rows_written = {g: 0 for g, _ in _TRUTH}  # truth rows on disk, per group
         self._closed = False
         _check_space(self.path, 0)
         f = h5py.File(self.path, "w")
@@ -287,6 +333,7 @@ class EventFileWriter:
             raise
 
     def _filter(self, integer: bool) -> dict[str, Any]:
+        """Filter of your own columns (``/events/user``, ``/particles/user``)."""
         if not integer or self.compression == "none":
             return {}
         if self.compression == "gzip":
@@ -328,23 +375,23 @@ class EventFileWriter:
         labels.attrs["description"] = "1 = the event contains a high-momentum particle"
         if spec is not None:
             write_label_attrs(labels, spec)
-        for group, spec in (("particles", PARTICLE_COLUMNS), ("hits", HIT_COLUMNS)):
+        for group, spec in _TRUTH:
             g = f.create_group(group)
             for name, (dtype, unit) in spec.items():
                 ds = g.create_dataset(
                     name,
                     shape=(0,),
                     maxshape=(None,),
-                    chunks=(_TRUTH_CHUNK_ROWS,),
+                    chunks=(TRUTH_CHUNK_ROWS,),
                     dtype=dtype,
-                    **self._filter(dtype.kind in "iu"),
+                    **TRUTH_FILTER,
                 )
                 if unit is not None:
                     ds.attrs["units"] = unit
             off = g.create_dataset("offsets", shape=(n + 1,), dtype=np.int64)
             off.attrs["description"] = f"rows of event i in /{group} are offsets[i]:offsets[i+1]"
             off[0] = 0
-        f["hits/particle"].attrs["description"] = "row in /particles, -1 = noise hit"
+        _describe_hits(f["hits"], self.measured_rounding_mm)
         if self.threshold is not None:
             g = f.create_group("events")
             for name, (dtype, unit) in EVENT_COLUMNS.items():
@@ -365,7 +412,7 @@ class EventFileWriter:
         f.attrs["config"] = config_json
         f.attrs[RUN_ID_ATTR] = self.run_id
         names = ["labels", "images"]
-        for g, spec in (("particles", PARTICLE_COLUMNS), ("hits", HIT_COLUMNS)):
+        for g, spec in _TRUTH:
             names += [f"{g}/{c}" for c in spec] + [f"{g}/offsets"]
         if self.threshold is not None:
             names += [f"events/{c}" for c in EVENT_COLUMNS]
@@ -388,6 +435,7 @@ class EventFileWriter:
         labels: Any = None,
         event_columns: Mapping[str, Any] | None = None,
         particle_columns: Mapping[str, Any] | None = None,
+        stored: bool = False,
     ) -> None:
         """Append the next events: truth, labels and images.
 
@@ -409,6 +457,10 @@ class EventFileWriter:
         event_columns, particle_columns : mapping, optional
             Values of the columns declared when the writer was made: ``k`` per event
             column, one per row of ``batch.particles`` per particle column.
+        stored : bool
+            The hit values are already as this writer stores them (the batch is
+            :func:`~spectrocnn.dataset.schema.as_stored` with its ``measured_rounding_mm``,
+            as in gen-events): they are not rounded again.
 
         Raises
         ------
@@ -456,7 +508,7 @@ class EventFileWriter:
                 raise ValueError(f"images must be uint8 {(k, h, w)}, got {arr.dtype} {arr.shape}")
             if k:
                 self._datasets["images"][n0 : n0 + k] = arr
-        self._append_truth(batch, n0, own, user)
+        self._append_truth(batch, n0, own, user, stored)
         self._n_done = n0 + k
 
     def _own_labels(self, batch: EventBatch, labels: Any) -> np.ndarray:
@@ -481,11 +533,16 @@ class EventFileWriter:
             dsid.write_direct_chunk((n0 + i, 0, 0), chunk)
 
     def _append_truth(
-        self, batch: EventBatch, n0: int, labels: np.ndarray, user: dict[str, np.ndarray]
+        self,
+        batch: EventBatch,
+        n0: int,
+        labels: np.ndarray,
+        user: dict[str, np.ndarray],
+        stored: bool,
     ) -> None:
         k = batch.n_events
         pcols = batch.particles.columns()
-        hcols = batch.hits.columns()
+        hcols = stored_hit_columns(batch.hits, None if stored else self.measured_rounding_mm)
         for cols, name in ((pcols, "particles"), (hcols, "hits")):
             ev = cols["event"]
             if len(ev) and (ev[0] < 0 or ev[-1] >= k or np.any(ev[1:] < ev[:-1])):
@@ -513,37 +570,48 @@ class EventFileWriter:
         if self._buffered_rows >= _FLUSH_ROWS:
             self._flush()
 
-    def _flush(self) -> None:
-        """Write the buffered truth (fewer, larger HDF5 writes than one per chunk)."""
+    def _flush(self, final: bool = False) -> None:
+        """Write the buffered truth (fewer, larger HDF5 writes than one per chunk): the
+        per-event datasets and your own columns whole, the truth columns in whole chunks
+        only (each chunk is compressed once) unless ``final``; the rows of a partial chunk
+        stay buffered."""
         buf = self._buffer
-        if not buf["labels"]:
-            return
         ds = self._datasets
-        e0 = self._n_flushed_events
-        labels = np.concatenate(buf["labels"])
-        e1 = e0 + len(labels)
-        if len(labels):
-            ds["labels"][e0:e1] = labels
-            if self.threshold is not None:
-                for col in EVENT_COLUMNS:
-                    ds[f"events/{col}"][e0:e1] = np.concatenate(buf[f"events/{col}"])
-            for g in ("particles", "hits"):
-                ds[f"{g}/offsets"][e0 + 1 : e1 + 1] = np.concatenate(buf[f"{g}/offsets"])
-        for g, spec, total in (
-            ("particles", PARTICLE_COLUMNS, self._n_particles),
-            ("hits", HIT_COLUMNS, self._n_hits),
-        ):
+        if buf["labels"]:
+            e0 = self._n_flushed_events
+            labels = np.concatenate(buf["labels"])
+            e1 = e0 + len(labels)
+            if len(labels):
+                ds["labels"][e0:e1] = labels
+                if self.threshold is not None:
+                    for col in EVENT_COLUMNS:
+                        ds[f"events/{col}"][e0:e1] = np.concatenate(buf[f"events/{col}"])
+                for g, _ in _TRUTH:
+                    ds[f"{g}/offsets"][e0 + 1 : e1 + 1] = np.concatenate(buf[f"{g}/offsets"])
+            self._user.flush(e0, e1, self._n_particles)
+            self._n_flushed_events = e1
+            for name in ("labels", "particles/offsets", "hits/offsets"):
+                buf[name].clear()
+            for col in EVENT_COLUMNS if self.threshold is not None else ():
+                buf[f"events/{col}"].clear()
+        for g, spec in _TRUTH:
+            start = self._rows_written[g]
+            pending = self._n_rows(g) - start
+            stop = start + (pending if final else pending // TRUTH_CHUNK_ROWS * TRUTH_CHUNK_ROWS)
+            if stop == start:
+                continue
             for col in spec:
                 arr = np.concatenate(buf[f"{g}/{col}"])
-                if len(arr):
-                    d = ds[f"{g}/{col}"]
-                    d.resize((total,))
-                    d[total - len(arr) : total] = arr
-        self._user.flush(e0, e1, self._n_particles)
-        self._n_flushed_events = e1
-        for v in buf.values():
-            v.clear()
-        self._buffered_rows = 0
+                d = ds[f"{g}/{col}"]
+                d.resize((stop,))
+                d[start:stop] = arr[: stop - start]
+                buf[f"{g}/{col}"] = [arr[stop - start :]] if stop - start < pending else []
+            self._rows_written[g] = stop
+        self._buffered_rows = sum(self._n_rows(g) - self._rows_written[g] for g, _ in _TRUTH)
+
+    def _n_rows(self, group: str) -> int:
+        """Rows of ``group`` appended so far."""
+        return self._n_particles if group == "particles" else self._n_hits
 
     def close(self) -> None:
         """Finish the file: check that every event was written, mark it complete, close it.
@@ -565,7 +633,7 @@ class EventFileWriter:
             raise ValueError(f"{self.path}: {self._n_done} of {self.n_events} events were written")
         try:
             _check_space(self.path, _ROW_BYTES * self._buffered_rows)
-            self._flush()
+            self._flush(final=True)
             self._file.attrs["schema"] = SCHEMA
             self._file.flush()
         except BaseException:
@@ -621,8 +689,12 @@ def write_events(
     label_spec: LabelSpec | str | None = None,
     event_columns: Mapping[str, Any] | None = None,
     particle_columns: Mapping[str, Any] | None = None,
+    measured_rounding_mm: Sequence[float] | np.ndarray | None = None,
 ) -> None:
     """Rasterize a batch of events and write it as one event file (not atomically).
+
+    The images are made from the measured positions as stored (rounded:
+    :func:`~spectrocnn.dataset.schema.as_stored`), as gen-events makes them.
 
     Parameters
     ----------
@@ -647,6 +719,10 @@ def write_events(
         Name -> array (n_events,): written as ``/events/user/<name>``.
     particle_columns : mapping, optional
         Name -> array, one value per row of ``batch.particles``: ``/particles/user/<name>``.
+    measured_rounding_mm : array-like (L,), optional
+        Rounding step of the measured positions of each layer [mm]
+        (:class:`EventFileWriter`; gen-events uses
+        :func:`~spectrocnn.dataset.schema.measured_rounding_mm` of the detector).
 
     Raises
     ------
@@ -671,11 +747,12 @@ def write_events(
     with EventFileWriter(
         path, n, spec, seed=seed, config=config, compression=compression, threshold=threshold,
         label_spec=label_spec, event_columns=ecols, particle_columns=pcols,
+        measured_rounding_mm=measured_rounding_mm,
     ) as w:  # fmt: skip
         po = batch.event_offsets("particles")
         for a in range(0, n, step):
             b = min(n, a + step)
-            sub = slice_batch(batch, a, b)
+            sub = as_stored(slice_batch(batch, a, b), w.measured_rounding_mm)
             h = sub.hits
             u, v = spec.project(h.x, h.y, h.z)
             w.append(
@@ -683,6 +760,7 @@ def write_events(
                 labels=None if labels is None else labels[a:b],
                 event_columns={k: c[a:b] for k, c in ecols.items()},
                 particle_columns={k: c[po[a] : po[b]] for k, c in pcols.items()},
+                stored=True,
             )  # fmt: skip
 
 
@@ -725,7 +803,7 @@ def _attr_str(value: Any) -> str:
 
 
 class EventFile:
-    """An open event file (schema ``spectrocnn.events/1``); use :func:`open_events`.
+    """An open event file (schema ``spectrocnn.events/2`` or ``/1``); use :func:`open_events`.
 
     Images and truth are read lazily; only the labels (and, on first use, the per-event
     offsets) are held in memory.
@@ -743,6 +821,9 @@ class EventFile:
         ``(x, z)`` or ``(y, z)`` (:mod:`spectrocnn.dataset.raster`); ``"xy"`` for a file
         without the attribute.
     seed : int
+    schema : str
+        The file's schema, ``"spectrocnn.events/2"`` or ``"spectrocnn.events/1"`` (float64
+        truth, no momentum at the hits).
     images : h5py.Dataset
         uint8 (n_events, H, W), lazy.
     """
@@ -758,6 +839,15 @@ class EventFile:
         )  # type: ignore[assignment]
         self.projection: str = _projection(self.images.attrs)
         self.seed = int(file.attrs["seed"])
+        self.schema = _attr_str(file.attrs["schema"])
+        self._columns = stored_columns(self.schema)
+
+    @property
+    def has_hit_momentum(self) -> bool:
+        """Whether the file stores the true momentum at each hit (``/hits/true_px`` ...;
+        schema version 2). :meth:`truth` then fills ``hits.true_px`` ... (NaN for noise
+        hits), else leaves them None."""
+        return "true_px" in self._columns[1]
 
     # -- metadata -------------------------------------------------------------------------
     @cached_property
@@ -1008,15 +1098,18 @@ class EventFile:
             the returned particle rows (-1 = noise). ``labels`` are the file's binary
             labels; for a file of multiclass or regression labels (:attr:`label_spec`,
             read with :meth:`read_labels`), whether the event holds a particle with
-            ``is_high`` set (the simulation's label).
+            ``is_high`` set (the simulation's label). Columns as in memory (float64, the
+            stored values); ``hits.true_px, true_py, true_pz`` from a file that stores
+            them (:attr:`has_hit_momentum`), else None.
         """
         start, stop = self._range(start, stop)
         (p0, p1), (h0, h1) = self._rows("particles", start, stop), self._rows("hits", start, stop)
+        particle_columns, hit_columns = self._columns
         pc = {
             k: self._read(self._file["particles"][k], slice(p0, p1), f"particles/{k}")
-            for k in PARTICLE_COLUMNS
+            for k in particle_columns
         }
-        hc = {k: self._read(self._file["hits"][k], slice(h0, h1), f"hits/{k}") for k in HIT_COLUMNS}
+        hc = {k: self._read(self._file["hits"][k], slice(h0, h1), f"hits/{k}") for k in hit_columns}
         pc["event"] = pc["event"].astype(np.int64) - start
         hc["event"] = hc["event"].astype(np.int64) - start
         part = hc["particle"].astype(np.int64)
@@ -1050,8 +1143,10 @@ def _validate(path: str, f: h5py.File) -> None:
             "an incomplete or foreign file)"
         )
     schema = _attr_str(schema)
-    if schema != SCHEMA:
-        raise EventFileError(f"{path}: schema is {schema!r}, expected {SCHEMA!r}")
+    if schema not in SCHEMAS:
+        raise EventFileError(
+            f"{path}: schema is {schema!r}, expected {SCHEMA!r} (or the older {SCHEMA_V1!r})"
+        )
     for name in ("images", "labels", "particles", "hits"):
         if name not in f:
             raise EventFileError(f"{path}: missing /{name}")
@@ -1073,7 +1168,7 @@ def _validate(path: str, f: h5py.File) -> None:
             f"{path}: /images has projection {projection!r}, expected one of "
             f"{', '.join(repr(p) for p in PROJECTIONS)}"
         )
-    for group, spec in (("particles", PARTICLE_COLUMNS), ("hits", HIT_COLUMNS)):
+    for group, spec in zip(("particles", "hits"), stored_columns(schema), strict=True):
         g = f[group]
         if not isinstance(g, h5py.Group):
             raise EventFileError(f"{path}: /{group} must be a group")

@@ -47,13 +47,12 @@ directory that appears complete or not at all:
     - ``particle_id``: 1, 2, ... within the event, in stored order; 0 marks noise hits
       (as in TrackML). ``particle_type`` is the PDG id, ``q`` the charge [e], ``vx..vz``
       the vertex, ``px..pz`` the momentum at the vertex, ``nhits`` the particle's hits.
-    - truth: ``tx..tz`` the hit's true position; ``tpx..tpz`` the particle's momentum *at
-      its vertex* (the event file does not store the momentum at each hit; in a uniform
-      field along z ``|p|``, ``p_T`` and ``p_z`` are unchanged along the track and only
-      the direction of ``p_T`` turns, and multiple scattering changes it a little);
-      ``weight`` = ``1 / (nhits * n_p)``, ``n_p`` the event's particles with at least one
-      hit, so the weights of an event sum to 1 as in TrackML. Noise hits: ``particle_id``
-      0, ``tx..tpz`` = 0 and ``weight`` 0 (every value is finite).
+    - truth: ``tx..tz`` the hit's true position; ``tpx..tpz`` the true momentum at the hit
+      as stored (``/hits/true_px..``: arriving at the layer), else (schema 1, or NaN) the
+      particle's momentum *at its vertex*; ``export.json`` says which. ``weight`` =
+      ``1 / (nhits * n_p)``, ``n_p`` the event's particles with at least one hit, so the
+      weights of an event sum to 1 as in TrackML. Noise hits: ``particle_id`` 0,
+      ``tx..tpz`` = 0 and ``weight`` 0 (every value is finite).
 
 The output is built in a hidden temporary directory beside ``out`` (``.NAME.<pid>.<random>.tmp``)
 and renamed to ``out`` only when complete; on any error or interrupt it is removed. An
@@ -79,7 +78,7 @@ import numpy as np
 
 from spectrocnn._atomic import atomic_output, write_reason
 from spectrocnn._validate import check_number
-from spectrocnn.dataset.eventfile import SCHEMA, EventFile, open_events
+from spectrocnn.dataset.eventfile import EventFile, open_events
 from spectrocnn.dataset.pipeline import Throughput
 from spectrocnn.errors import ConfigError, EventFileError
 from spectrocnn.labels import require_kind
@@ -135,6 +134,8 @@ TRACKML_COLUMNS: dict[str, tuple[str, ...]] = {
 _MANIFEST = "export.json"
 _IMAGE_BLOCK_BYTES = 1 << 24  # images read per block: about 16 MiB
 _TRUTH_BLOCK_EVENTS = 256  # events of truth read per block
+_TPX_AT_HIT = "the true momentum at the hit (at the particle's vertex where not stored)"
+_TPX_VERTEX = "the particle's momentum at its vertex (the file stores none at the hits)"
 _PNG_COMPRESS_LEVEL = 6
 
 
@@ -247,7 +248,7 @@ def _manifest(ev: EventFile, fmt: str, **extra: Any) -> dict[str, Any]:
     return {
         "format": fmt,
         "source": os.path.abspath(ev.path),
-        "source_schema": SCHEMA,
+        "source_schema": ev.schema,
         "source_seed": ev.seed,
         "n_events": ev.n_events,
         **extra,
@@ -431,8 +432,7 @@ def _write_csv(path: Path, header: tuple[str, ...], columns: list[list]) -> None
 
 def _trackml_event(directory: Path, index: int, batch: Any, e: int, po: np.ndarray, ho: np.ndarray):
     """Write the three CSV files of event ``e`` of ``batch`` (file event ``index``)."""
-    p = batch.particles
-    hits = batch.hits
+    p, hits = batch.particles, batch.hits
     p0, p1, h0, h1 = int(po[e]), int(po[e + 1]), int(ho[e]), int(ho[e + 1])
     n_p, n_h = p1 - p0, h1 - h0
     part = hits.particle[h0:h1]
@@ -457,8 +457,10 @@ def _trackml_event(directory: Path, index: int, batch: Any, e: int, po: np.ndarr
     def truecol(a: np.ndarray) -> list:
         return (np.where(is_noise, 0.0, a[h0:h1]) + 0.0).tolist()
 
-    def momcol(a: np.ndarray) -> list:
-        return (np.where(is_noise, 0.0, a[p0:p1][local] if n_p else 0.0) + 0.0).tolist()
+    def momcol(vertex: np.ndarray, at_hit: np.ndarray | None) -> list:  # at the hit if stored
+        p = vertex[p0:p1][local] if n_p else np.zeros(n_h)
+        p = p if at_hit is None else np.where(np.isnan(at_hit[h0:h1]), p, at_hit[h0:h1])
+        return (np.where(is_noise, 0.0, p) + 0.0).tolist()
 
     hit_id = list(range(1, n_h + 1))
     prefix = trackml_prefix(index)
@@ -501,9 +503,9 @@ def _trackml_event(directory: Path, index: int, batch: Any, e: int, po: np.ndarr
             truecol(hits.true_x),
             truecol(hits.true_y),
             truecol(hits.true_z),
-            momcol(p.px),
-            momcol(p.py),
-            momcol(p.pz),
+            momcol(p.px, hits.true_px),
+            momcol(p.py, hits.true_py),
+            momcol(p.pz, hits.true_pz),
             weight.tolist(),
         ],
     )
@@ -575,7 +577,7 @@ def export_trackml(
                             "volume_id": TRACKML_VOLUME_ID,
                             "layer_id": "2 * (layer + 1)",
                             "module_id": TRACKML_MODULE_ID,
-                            "tpx_tpy_tpz": "the particle's momentum at its vertex",
+                            "tpx_tpy_tpz": _TPX_AT_HIT if ev.has_hit_momentum else _TPX_VERTEX,
                             "weight": "1 / (nhits * number of particles with hits); "
                             "0 for noise; sums to 1 per event",
                             "noise_truth": "particle_id 0, tx..tpz 0, weight 0",

@@ -145,6 +145,7 @@ def _open_writer(
             config=config,
             compression=job.compression,
             threshold=job.simulation.threshold,
+            measured_rounding_mm=job.measured_rounding_mm,
         )
     except (OSError, RuntimeError) as exc:
         raise _write_error(out_path, exc) from None

@@ -39,12 +39,14 @@ from typing import Any
 import h5py
 import numpy as np
 
+from spectrocnn.dataset.schema import SCHEMA, SCHEMA_V1
 from spectrocnn.errors import EventFileError
 
 __all__ = [
     "LAYOUT_ATTR",
     "RUN_ID_ATTR",
     "SHARD_SCHEMA",
+    "SHARD_SCHEMAS",
     "check_shard",
     "check_shards",
     "file_identity",
@@ -58,8 +60,11 @@ __all__ = [
 #: Root attribute holding the identifier of the generation run.
 RUN_ID_ATTR = "run_id"
 
-#: ``schema`` attribute of a shard file.
-SHARD_SCHEMA = "spectrocnn.events-shard/1"
+#: ``schema`` attribute of a shard file (of an event file of schema ``spectrocnn.events/2``).
+SHARD_SCHEMA = "spectrocnn.events-shard/2"
+
+#: The shard schema of each event file schema: the shards of a virtual file are of its version.
+SHARD_SCHEMAS = {SCHEMA: SHARD_SCHEMA, SCHEMA_V1: "spectrocnn.events-shard/1"}
 
 #: Root attribute of a virtual file: JSON list, one entry per shard (:func:`shard_layout`).
 LAYOUT_ATTR = "shard_layout"
@@ -165,19 +170,23 @@ def shard_expectations(path: str, attrs: Mapping[str, Any]) -> dict[str, dict[st
     Returns
     -------
     dict or None
-        Shard file name -> its expected ``run_id``, ``seed``, ``config``, place and dataset
-        shapes (for a file written before run identifiers: ``seed``, ``config`` and the
-        shard's index and count only); None for a file that lists no shards.
+        Shard file name -> its expected ``run_id``, ``seed``, ``config``, schema
+        (:data:`SHARD_SCHEMAS` of the virtual file's ``schema``; :data:`SHARD_SCHEMA` when
+        ``attrs`` has none), place and dataset shapes (for a file written before run
+        identifiers: ``seed``, ``config``, schema and the shard's index and count only);
+        None for a file that lists no shards.
 
     Raises
     ------
     EventFileError
         When the ``shard_layout`` attribute is not JSON.
     """
+    schema = _text(attrs.get("schema"))
     common = {
         "run_id": _text(attrs.get(RUN_ID_ATTR)),
         "seed": _int(attrs.get("seed")),
         "config": _config(attrs),
+        "shard_schema": SHARD_SCHEMA if schema is None else SHARD_SCHEMAS.get(schema),
     }
     layout = _text(attrs.get(LAYOUT_ATTR))
     if layout is not None:
@@ -213,7 +222,7 @@ def _first_difference(actual: Any, expected: Any, key: str = "") -> str | None:
 
 def _shard_difference(rec: Mapping[str, Any], exp: Mapping[str, Any]) -> str | None:
     """How a shard (:func:`_record`) differs from what its virtual file expects, or None."""
-    if rec["schema"] != SHARD_SCHEMA:
+    if rec["schema"] != exp.get("shard_schema", SHARD_SCHEMA):
         return f"is not a complete shard file (schema {rec['schema']!r})"
     if rec["seed"] != exp["seed"]:
         return f"belongs to another run (seed {rec['seed']}, expected {exp['seed']})"

@@ -9,9 +9,11 @@ never on the number of worker processes or shards:
 >>> from spectrocnn.dataset.pipeline import simulate_chunk  # doctest: +SKIP
 >>> batch = simulate_chunk(config.simulation, seed, i, n)   # events of chunk i, as stored
 
-:func:`process_chunk` simulates a chunk, rasterizes and compresses its images (straight to
-zlib streams, :mod:`spectrocnn.dataset.deflate`) and :func:`append_chunk` writes the result
-with HDF5's direct chunk write. :func:`~spectrocnn.dataset.generate_file` runs the chunks
+:func:`process_chunk` simulates a chunk with its hits rounded as the event file stores them
+(:func:`simulate_chunk`: each image is the rasterization of the stored measured positions),
+rasterizes and compresses its images (straight to zlib streams,
+:mod:`spectrocnn.dataset.deflate`), and :func:`append_chunk` writes the result with HDF5's
+direct chunk write. :func:`~spectrocnn.dataset.generate_file` runs the chunks
 in processes of this machine (:mod:`spectrocnn.dataset.workers`),
 :func:`~spectrocnn.dataset.generate_sharded` in groups on a Dask cluster.
 """
@@ -31,6 +33,7 @@ from spectrocnn._validate import check_int
 from spectrocnn.dataset.deflate import encode_zlib
 from spectrocnn.dataset.eventfile import check_compression
 from spectrocnn.dataset.raster import ImageSpec, SparseImages, disk_offsets, rasterize_sparse
+from spectrocnn.dataset.schema import as_stored, measured_rounding_mm
 from spectrocnn.seeds import check_seed, new_seed, stream
 from spectrocnn.simulate.events import EventBatch, Simulation, simulate_events
 
@@ -50,6 +53,7 @@ __all__ = [
     "hidden_main_module",
     "process_chunk",
     "simulate_chunk",
+    "stored_batch",
 ]
 
 #: Events per chunk (the unit of work, of random streams and of writing) for every
@@ -120,7 +124,8 @@ def chunk_events(simulation: Simulation) -> int:
 
 
 def simulate_chunk(simulation: Simulation, seed: int, index: int, n_events: int) -> EventBatch:
-    """Simulate chunk ``index`` of a file made with ``seed``, exactly as gen-events does.
+    """Simulate chunk ``index`` of a file made with ``seed``, exactly as gen-events does and
+    stores it (hit values rounded as in the event file: :func:`stored_batch`).
 
     Parameters
     ----------
@@ -137,9 +142,18 @@ def simulate_chunk(simulation: Simulation, seed: int, index: int, n_events: int)
     Returns
     -------
     EventBatch
-        Events numbered from 0.
+        Events numbered from 0, the hit values as the event file stores them (float64
+        columns holding the stored float32 values; :func:`stored_batch`).
     """
-    return simulate_events(simulation, n_events, chunk_rng(seed, index))
+    return stored_batch(simulate_events(simulation, n_events, chunk_rng(seed, index)), simulation)
+
+
+def stored_batch(batch: EventBatch, simulation: Simulation) -> EventBatch:
+    """``batch`` with its hit values as gen-events stores them:
+    :func:`~spectrocnn.dataset.schema.as_stored` with the rounding steps of the simulation's
+    detector (:func:`~spectrocnn.dataset.schema.measured_rounding_mm`). gen-events makes its
+    images from these measured positions."""
+    return as_stored(batch, measured_rounding_mm(simulation.detector))
 
 
 def check_run(
@@ -210,6 +224,12 @@ class ChunkJob:
         """Chunks in the run."""
         return -(-self.n_events // self.chunk)
 
+    @property
+    def measured_rounding_mm(self) -> np.ndarray:
+        """Rounding step of the stored measured positions of each layer [mm]
+        (:func:`~spectrocnn.dataset.schema.measured_rounding_mm` of the detector)."""
+        return measured_rounding_mm(self.simulation.detector)
+
     def chunk_size(self, index: int) -> int:
         """Events in chunk ``index`` (the last one may be short)."""
         return min(self.chunk, self.n_events - index * self.chunk)
@@ -240,8 +260,9 @@ def _disk_pixels(spec: ImageSpec) -> int:
 
 @dataclass(frozen=True)
 class ChunkResult:
-    """One chunk made: its events, and its images either compressed (``encoded``, one zlib
-    stream per event) or sparse (``images``)."""
+    """One chunk made: its events, with the hit values as stored
+    (:func:`~spectrocnn.dataset.schema.as_stored`), and its images either compressed
+    (``encoded``, one zlib stream per event) or sparse (``images``)."""
 
     index: int
     batch: EventBatch
@@ -250,9 +271,10 @@ class ChunkResult:
 
 
 def process_chunk(job: ChunkJob, index: int) -> ChunkResult:
-    """Simulate chunk ``index``, then rasterize (and compress) its images in groups of
-    events of at most :data:`_RASTER_PIXELS` lit pixels (bounded memory for any disk radius
-    and image size; the images do not depend on the grouping)."""
+    """Simulate chunk ``index`` (hits as stored: :func:`simulate_chunk`), then rasterize (and
+    compress) its images from the stored measured positions, in groups of events of at most
+    :data:`_RASTER_PIXELS` lit pixels (bounded memory for any disk radius and image size; the
+    images do not depend on the grouping)."""
     batch = simulate_chunk(job.simulation, job.seed, index, job.chunk_size(index))
     h = batch.hits
     n = batch.n_events
@@ -306,11 +328,12 @@ def _concatenate_sparse(parts: list[SparseImages], spec: ImageSpec) -> SparseIma
 
 
 def append_chunk(writer: EventFileWriter, result: ChunkResult) -> None:
-    """Write a chunk's events and images to ``writer``."""
+    """Write a chunk's events and images to ``writer`` (whose ``measured_rounding_mm`` is
+    the job's: the hit values are stored as they are)."""
     if result.encoded is not None:
-        writer.append(result.batch, encoded=result.encoded)
+        writer.append(result.batch, encoded=result.encoded, stored=True)
     else:
-        writer.append(result.batch, result.images)
+        writer.append(result.batch, result.images, stored=True)
 
 
 @contextmanager

@@ -4,7 +4,7 @@
 :func:`~spectrocnn.dataset.generate_file`, split into ``K`` shard files that the workers of
 a `Dask distributed <https://distributed.dask.org>`_ cluster write side by side, and one
 HDF5 *virtual-dataset* file that presents them as a single event file (schema
-``spectrocnn.events/1``, docs/design.md 3.3)::
+``spectrocnn.events/2``, docs/design.md 3.3)::
 
     DIR/events.h5                    the event file of all N events: every reader and command
                                      takes it like any other event file
@@ -24,7 +24,7 @@ Same seed, same events
 Shard files
     Each holds the datasets of the schema for its events, with the ``event`` columns and
     ``hits/particle`` numbered as in the whole set (global indices), and ``offsets``
-    counted in rows of the shard. Its ``schema`` attribute is ``spectrocnn.events-shard/1``
+    counted in rows of the shard. Its ``schema`` attribute is ``spectrocnn.events-shard/2``
     (so that it is not mistaken for a whole event file); ``first_event``,
     ``first_particle``, ``shard``, ``n_shards``, ``n_events`` and ``n_events_total`` say
     where it belongs, and ``run_id`` (drawn once per run, the same in every shard and the
@@ -293,6 +293,7 @@ def make_shard(task: ShardTask) -> ShardInfo:
             first_particle=first_particle,
             run_id=task.run_id,
             threshold=job.simulation.threshold,
+            measured_rounding_mm=job.measured_rounding_mm,
         ) as writer:
             for i in range(first, last):
                 res = process_chunk(job, i)

@@ -20,7 +20,6 @@ from typing import Any
 import h5py
 import numpy as np
 
-from spectrocnn.dataset.eventfile import SCHEMA
 from spectrocnn.dataset.identity import (
     LAYOUT_ATTR,
     RUN_ID_ATTR,
@@ -28,8 +27,8 @@ from spectrocnn.dataset.identity import (
     shard_expectations,
     shard_layout,
 )
+from spectrocnn.dataset.schema import SCHEMA, STORED_HIT_COLUMNS, STORED_PARTICLE_COLUMNS
 from spectrocnn.errors import EventFileError
-from spectrocnn.simulate.events import HIT_COLUMNS, PARTICLE_COLUMNS
 
 __all__ = ["write_virtual_file"]
 
@@ -130,7 +129,7 @@ def _write_datasets(
         f.create_group("events")
         for col in first["events"]:
             _virtual(f, first, f"events/{col}", names, events)
-    for group, spec in (("particles", PARTICLE_COLUMNS), ("hits", HIT_COLUMNS)):
+    for group, spec in (("particles", STORED_PARTICLE_COLUMNS), ("hits", STORED_HIT_COLUMNS)):
         f.create_group(group)
         counts = [i["rows"][group] for i in info]
         for col in spec:
