@@ -19,6 +19,7 @@ from spectrocnn.cli._common import (
     EXIT_OK,
     UsageError,
     bounded_int,
+    cache_mb,
     input_size,
     make_parser,
     plural,
@@ -144,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
         "CPU), multiworker (the machines in TF_CONFIG); --batch-size is per replica, a step "
         "takes batch-size x replicas events",
     )
+    p.add_argument(
+        "--cache-mb",
+        type=cache_mb,
+        metavar="MB",
+        help="memory budget of the downsampled images in MB (default: half of the available "
+        "memory, recorded and kept by --resume); files whose images exceed it are streamed "
+        "from disk every epoch, shuffled in windows of blocks (README: train-cnn)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars and no per-epoch lines")
     return p
 
@@ -171,7 +180,7 @@ _OPTIONS = {
     "val": "val", "val_fraction": "val_fraction", "arch": "arch", "epochs": "epochs",
     "batch_size": "batch_size", "input_size": "input_size", "downsample": "downsample",
     "seed": "seed", "precision": "precision", "threads": "threads",
-    "strategy": "strategy", "patience": "patience",
+    "strategy": "strategy", "patience": "patience", "cache_mb": "cache_mb",
 }  # fmt: skip
 
 

@@ -72,6 +72,7 @@ __all__ = [
     "input_scale",
     "load_images",
     "make_dataset",
+    "model_input",
     "open_event_file",
     "split_indices",
 ]
@@ -482,8 +483,16 @@ def make_dataset(
         )
 
     def to_input(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        v = tf.cast(tf.gather(images, idx), tf.float32)
-        x = tf.minimum(v * scale, 1.0) if scale != 1.0 else tf.minimum(v, 1.0)
-        return x[..., tf.newaxis], tf.cast(tf.gather(labels, idx), tf.float32)
+        return model_input(tf.gather(images, idx), tf.gather(labels, idx), scale)
 
     return ds.map(to_input, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def model_input(values: tf.Tensor, labels: tf.Tensor, scale: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """The model input of a batch: ``x = min(v * scale, 1)`` float32 ``(b, s, s, 1)`` of the
+    stored uint8 values ``v`` ``(b, s, s)``, and the labels as float32 ``(b,)``."""
+    import tensorflow as tf
+
+    v = tf.cast(values, tf.float32)
+    x = tf.minimum(v * scale, 1.0) if scale != 1.0 else tf.minimum(v, 1.0)
+    return x[..., tf.newaxis], tf.cast(labels, tf.float32)

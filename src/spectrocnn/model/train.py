@@ -1,9 +1,10 @@
 """Training a CNN on an event file: the library behind ``train-cnn``.
 
 :func:`train` reads like a Keras example: the data (the images of the event files, read
-and downsampled into memory, :mod:`spectrocnn.model.data`), the model (built and compiled
-by :mod:`spectrocnn.model.architectures` inside the distribution strategy's scope,
-:mod:`spectrocnn.model.distribute`), ``model.fit`` with the run's callbacks
+and downsampled into memory, :mod:`spectrocnn.model.data`, or streamed from the files
+every epoch when they exceed the memory budget, :mod:`spectrocnn.model.streaming`), the
+model (built and compiled by :mod:`spectrocnn.model.architectures` inside the distribution
+strategy's scope, :mod:`spectrocnn.model.distribute`), ``model.fit`` with the run's callbacks
 (:mod:`spectrocnn.model.callbacks`), then the best model scored on the validation and the
 training events (:mod:`spectrocnn.model.modelio`). It writes a run directory, which
 ``resume`` continues (:mod:`spectrocnn.model.rundir` lists its files); the settings are a
@@ -45,6 +46,8 @@ from spectrocnn.model.device import precision_policy
 from spectrocnn.model.distribute import STRATEGIES
 from spectrocnn.model.modelio import PREDICT_BATCH, load_model, predict
 from spectrocnn.model.rundir import RUN_SCHEMA, completed_epochs, default_run_dir, load_run_config
+from spectrocnn.model.streamdata import fit_data, score_streamed
+from spectrocnn.model.streaming import StreamPlan, choose_streaming, resolve_cache_mb, streamed_set
 from spectrocnn.model.trainconfig import (
     DEFAULT_EPOCHS,
     DEFAULT_PATIENCE,
@@ -183,6 +186,10 @@ class _Run:
             if resume:
                 raise ConfigError("a resumed run needs the seed of the run")
             self.config = dataclasses.replace(self.config, seed=new_seed())
+        self.config = dataclasses.replace(self.config, cache_mb=resolve_cache_mb(
+            self.config.cache_mb, self.config.strategy,
+            (lambda: load_run_config(out).cache_mb) if resume else None,
+        ))  # fmt: skip
         self.config, self.arch_choice = _resolve_arch(self.config, out, resume)
         if self.arch_choice:
             self.report(f"Architecture: {self.config.arch} ({self.arch_choice['reason']})")
@@ -242,7 +249,8 @@ def _float(value: Any) -> float:
 
 @dataclass
 class _Data:
-    """The images of a run in memory: ``val`` is ``train`` without a validation file."""
+    """The images of a run in memory (or, with ``stream``, their files: streamed): ``val``
+    is ``train`` without a validation file."""
 
     train: ImageSet
     val: ImageSet
@@ -250,9 +258,12 @@ class _Data:
     val_idx: np.ndarray
     load_s: float
     tensors: tuple[Any, ...] = ()  # train images, labels, val images, labels
+    stream: StreamPlan | None = None
 
     def to_tensors(self, tf: Any) -> None:
         """Copy the images and labels to tensors (once for one file) and free the arrays."""
+        if self.stream is not None:
+            return
         sets = (self.train, self.val)
         images = {id(s.images): tf.constant(s.images) for s in sets}
         labels = {id(s.labels): tf.constant(s.labels) for s in sets}
@@ -302,15 +313,23 @@ def _read_data(run: _Run) -> _Data:
                     f"the training part of {ev.path} holds one class only; use more events, "
                     "another --val-fraction or --seed, or a --val file"
                 )
+        files = (ev, vev) if vev is not None else (ev,)
+        plan = choose_streaming(
+            config.cache_mb, config.input_size, sum(f.n_events for f in files), run.report
+        )
         sets = []
-        for f in (ev, vev) if vev is not None else (ev,):
+        for f in files:
+            if plan is not None:
+                sets.append(streamed_set(f, config.input_size, config.downsample))
+                continue
             with progress_bar(run.progress, f.n_events, f"reading {Path(f.path).name}") as bar:
                 sets.append(
                     load_images(f, config.input_size, config.downsample, progress=bar.update)
                 )
     if np.unique(sets[-1].labels[val_idx]).size < 2:
         log.warning("the validation events hold one class only: ROC AUC is undefined")
-    return _Data(sets[0], sets[-1], train_idx, val_idx, time.perf_counter() - run.t0)
+    load_s = time.perf_counter() - run.t0
+    return _Data(sets[0], sets[-1], train_idx, val_idx, load_s, stream=plan)
 
 
 # -- TensorFlow, precision, distribution ----------------------------------------------------
@@ -369,6 +388,7 @@ def _write_run_config(run: _Run, data: _Data, session: _Session) -> None:
             "pixel": "min(count * scale, 1): occupancy (max, nearest) or lit fraction (mean)",
             "scale": tset.scale,
         },
+        "streaming": data.stream.record() if data.stream is not None else None,
         "tensorflow_threads": {"intra_op": intra, "inter_op": inter},
         "distribution": session.distribution,
         "arch_choice": run.arch_choice or {"requested": config.arch, "chosen": config.arch},
@@ -439,36 +459,47 @@ def _fit(run: _Run, model: Any, data: _Data, session: _Session) -> None:
     if done >= config.epochs or run.state.get("stopped_early"):
         return
     run.report(_plan(run, data, session))
-    tx, ty, vx, vy = data.tensors
-    bs = config.batch_size * session.distribution["replicas"]
-    orders = np.stack(
-        [epoch_order(data.train_idx, config.seed, e) for e in range(done, config.epochs)]
-    )
-    train_ds = make_dataset(tx, ty, orders, batch_size=bs, scale=data.train.scale)
-    val_ds = make_dataset(vx, vy, data.val_idx, batch_size=PREDICT_BATCH, scale=data.val.scale)
-    if session.strategy is not None:  # batches of event indices: shard them, not files
-        train_ds, val_ds = distribute.shard_by_data(session.tf, train_ds, val_ds)
-    steps = math.ceil(len(data.train_idx) / bs)
+    guard: Any = nullcontext()
+    if data.stream is not None:  # each worker reads its replicas' slices
+        streamed = fit_data(
+            session.tf, session.strategy, (data.train, data.val), (data.train_idx, data.val_idx),
+            data.stream, seed=config.seed, epochs=range(done, config.epochs),
+            batch_size=config.batch_size, val_batch=PREDICT_BATCH,
+        )  # fmt: skip
+        train_ds, val_ds, steps = streamed.train, streamed.val, streamed.steps
+        guard = streamed.reraise()
+    else:
+        tx, ty, vx, vy = data.tensors
+        bs = config.batch_size * session.distribution["replicas"]
+        orders = np.stack(
+            [epoch_order(data.train_idx, config.seed, e) for e in range(done, config.epochs)]
+        )
+        train_ds = make_dataset(tx, ty, orders, batch_size=bs, scale=data.train.scale)
+        val_ds = make_dataset(vx, vy, data.val_idx, batch_size=PREDICT_BATCH, scale=data.val.scale)
+        if session.strategy is not None:  # batches of event indices: shard them, not files
+            train_ds, val_ds = distribute.shard_by_data(session.tf, train_ds, val_ds)
+        steps = math.ceil(len(data.train_idx) / bs)
     callbacks = training_callbacks(
         run.out, config, run.state, steps, run.report, run.progress, run.t0
     )
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=config.epochs,
-        initial_epoch=done,
-        steps_per_epoch=steps,
-        callbacks=callbacks,
-        shuffle=False,
-        verbose=0,
-    )
+    with guard:
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=config.epochs,
+            initial_epoch=done,
+            steps_per_epoch=steps,
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=0,
+        )
 
 
 def _score_best(run: _Run, model: Any, data: _Data) -> tuple[np.ndarray, np.ndarray, float]:
     """Scores of the validation and the training events by the best model after the last
     epoch, and the seconds it took; says so through ``report`` (and a bar on stderr)."""
     t = time.perf_counter()
-    tx, ty, vx, vy = data.tensors
+    tx, ty, vx, vy = data.tensors or (None,) * 4
     n_val, n_train = len(data.val_idx), len(data.train_idx)
     run.report(
         f"Scoring {n_val} validation and {n_train} training events with the best model "
@@ -477,7 +508,11 @@ def _score_best(run: _Run, model: Any, data: _Data) -> tuple[np.ndarray, np.ndar
     parts = [(vx, vy, data.val_idx, data.val.scale), (tx, ty, data.train_idx, data.train.scale)]
     with progress_bar(run.progress, n_val + n_train, "scoring") as bar:
         tick = bar.update if run.progress else None
-        p_val, p_train = [predict(model, *p, progress=tick) for p in parts]
+        if data.stream is not None:
+            sets, indices = (data.val, data.train), (data.val_idx, data.train_idx)
+            p_val, p_train = score_streamed(model, sets, indices, data.stream, progress=tick)
+        else:
+            p_val, p_train = [predict(model, *p, progress=tick) for p in parts]
     return p_val, p_train, time.perf_counter() - t
 
 

@@ -21,6 +21,7 @@ from spectrocnn.model.architectures import AUTO, INPUT_SIZES, canonical_name
 from spectrocnn.model.data import check_preprocessing
 from spectrocnn.model.device import PRECISIONS
 from spectrocnn.model.distribute import STRATEGIES
+from spectrocnn.model.streaming import check_cache_mb
 
 __all__ = [
     "DEFAULT_EPOCHS",
@@ -98,6 +99,13 @@ class TrainConfig:
     strategy : {"default", "mirrored", "multiworker"}
         ``tf.distribute`` strategy (:mod:`spectrocnn.model.distribute`); ``batch_size``
         is per replica.
+    cache_mb : float, optional
+        Memory budget of the downsampled images [MB, 2**20 bytes]: input files whose
+        images exceed it are streamed from the file every epoch, shuffled in windows
+        (:mod:`spectrocnn.model.streaming`). None: :func:`train` takes half of the
+        available memory (:func:`~spectrocnn.model.streaming.default_cache_mb`) and
+        records it, or, resuming, the run's; a ``multiworker`` run on several workers
+        reads into memory unless it is given (the same on every worker).
     """
 
     input: str
@@ -114,6 +122,7 @@ class TrainConfig:
     threads: int | None = None
     strategy: str = "default"
     patience: int | None = None
+    cache_mb: float | None = None
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -158,6 +167,9 @@ class TrainConfig:
                 f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
             )
         set_("legacy_h5", bool(self.legacy_h5))
+        if self.cache_mb is not None:
+            mb = check_cache_mb(self.cache_mb)
+            set_("cache_mb", int(mb) if mb.is_integer() else mb)
 
     def settings(self) -> dict[str, Any]:
         """The settings as a JSON-able dict."""
