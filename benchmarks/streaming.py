@@ -12,7 +12,7 @@ Prints, in one run:
     (``epoch_time_s`` of history.csv: training and validation; the in-memory runs read
     their file before the first epoch). Target: streamed / in memory <= 1.20.
 (b) peak memory of streamed train-cnn (the lecture network at ``--memory-input-size``,
-    default 32x32, one epoch, ``--memory-cache-mb``, default 8 MB) on the 20 000-event
+    default 16x16, one epoch, ``--memory-cache-mb``, default 2 MB) on the 20 000-event
     file and on a 200 000-event file (``--file200k``): flat in the number of events.
 (c) how well a streamed epoch shuffles the training events of the 20 000-event file (the
     ``polar`` windows of (a)), against the in-memory run's full shuffle: the correlation
@@ -64,8 +64,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--repeat", type=int, default=1, help="pairs of runs per network in (a)")
     p.add_argument("--cache-mb", type=float, default=256.0, help="budget of the streamed runs")
-    p.add_argument("--memory-input-size", type=int, default=32)
-    p.add_argument("--memory-cache-mb", type=float, default=8.0)
+    p.add_argument("--memory-input-size", type=int, default=16)
+    p.add_argument("--memory-cache-mb", type=float, default=2.0)
     p.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "c"])
     return p.parse_args()
 

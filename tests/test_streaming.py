@@ -346,3 +346,48 @@ def test_eval_streams_a_file_that_exceeds_the_budget(small, tmp_path):
     assert np.array_equal(streamed.labels, labels)
     np.testing.assert_allclose(streamed.scores, memory.scores, rtol=0, atol=1e-6)
     assert (tmp_path / "str" / "explain" / "explain.json").is_file()
+
+
+@pytest.mark.slow
+def test_two_multiworker_workers_stream_their_shares(small, tmp_path):
+    """Two worker processes (TF_CONFIG) streaming (--cache-mb below the images): each reads
+    its replica's slices; the chief's run directory records two replicas."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    path, _, _ = small
+    socks = [socket.socket() for _ in range(2)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    workers = [f"127.0.0.1:{s.getsockname()[1]}" for s in socks]
+    for s in socks:
+        s.close()
+    code = "import sys; from spectrocnn.cli.train_cnn import main; sys.exit(main())"
+    procs = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps(
+            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        )}  # fmt: skip
+        args = [str(path), "--out", str(tmp_path / f"run{index}"), "--epochs", "2",
+                "--input-size", str(INPUT), "--batch-size", "8", "--seed", "2",
+                "--arch", "lecture", "--cache-mb", str(TINY), "--strategy", "multiworker",
+                "--quiet"]  # fmt: skip
+        procs.append(subprocess.Popen([sys.executable, "-c", code, *args], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))  # fmt: skip
+    try:
+        results = [p.communicate(timeout=600) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    for p, (_, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, err
+    run0 = tmp_path / "run0"
+    metrics = json.loads((run0 / "metrics.json").read_text())
+    assert metrics["strategy"] == "multiworker" and metrics["replicas"] == 2
+    assert json.loads((run0 / "config.json").read_text())["streaming"]["cache_mb"] == TINY
+    assert len((run0 / "history.csv").read_text().strip().splitlines()) == 3
