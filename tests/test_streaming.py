@@ -16,7 +16,7 @@ import math
 import h5py
 import numpy as np
 import pytest
-from _helpers import write_event_file
+from _helpers import train_on_local_workers, write_event_file
 
 from spectrocnn.dataset import open_events
 from spectrocnn.errors import ConfigError, EventFileError
@@ -114,14 +114,16 @@ def test_a_streamed_epoch_visits_every_event_once_in_windows_of_whole_blocks():
 
 def test_file_position_and_epoch_position_are_uncorrelated():
     """Over many epochs the Pearson correlation of file rank and epoch position is about 0
-    (a full shuffle's expectation; its standard deviation is 1/sqrt(m) per epoch)."""
+    (a full shuffle's expectation). The blocks move as wholes, so per epoch it scatters as
+    the correlation of a random permutation of the 64 blocks: standard deviation
+    1/sqrt(63), 1/sqrt(63 * 20) for the mean of 20 epochs."""
     m = 4096
     r = [
         np.corrcoef(np.arange(m), np.argsort(stream_order(np.arange(m), 1, e, block=64,
                                                           window_blocks=4)[0]))[0, 1]
         for e in range(20)
     ]  # fmt: skip
-    assert abs(np.mean(r)) < 3 / math.sqrt(m * 20)
+    assert abs(np.mean(r)) < 4 / math.sqrt(63 * 20)
 
 
 def test_global_batches_are_cut_into_replica_slices():
@@ -352,40 +354,14 @@ def test_eval_streams_a_file_that_exceeds_the_budget(small, tmp_path):
 def test_two_multiworker_workers_stream_their_shares(small, tmp_path):
     """Two worker processes (TF_CONFIG) streaming (--cache-mb below the images): each reads
     its replica's slices; the chief's run directory records two replicas."""
-    import os
-    import socket
-    import subprocess
-    import sys
-
     path, _, _ = small
-    socks = [socket.socket() for _ in range(2)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    workers = [f"127.0.0.1:{s.getsockname()[1]}" for s in socks]
-    for s in socks:
-        s.close()
-    code = "import sys; from spectrocnn.cli.train_cnn import main; sys.exit(main())"
-    procs = []
-    for index in range(2):
-        env = {**os.environ, "TF_CONFIG": json.dumps(
-            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        )}  # fmt: skip
-        args = [str(path), "--out", str(tmp_path / f"run{index}"), "--epochs", "2",
-                "--input-size", str(INPUT), "--batch-size", "8", "--seed", "2",
-                "--arch", "lecture", "--cache-mb", str(TINY), "--strategy", "multiworker",
-                "--quiet"]  # fmt: skip
-        procs.append(subprocess.Popen([sys.executable, "-c", code, *args], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True))  # fmt: skip
-    try:
-        results = [p.communicate(timeout=600) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-    for p, (_, err) in zip(procs, results, strict=True):
-        assert p.returncode == 0, err
+    args = [[str(path), "--out", str(tmp_path / f"run{index}"), "--epochs", "2",
+             "--input-size", str(INPUT), "--batch-size", "8", "--seed", "2", "--arch", "lecture",
+             "--cache-mb", str(TINY), "--strategy", "multiworker", "--quiet"]
+            for index in range(2)]  # fmt: skip
+    for code, err in train_on_local_workers(args, timeout=600):
+        assert code == 0, err
+        assert "ran out of data" not in err, err
     run0 = tmp_path / "run0"
     metrics = json.loads((run0 / "metrics.json").read_text())
     assert metrics["strategy"] == "multiworker" and metrics["replicas"] == 2

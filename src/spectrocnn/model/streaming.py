@@ -25,13 +25,14 @@ How well it shuffles
     Every training event is visited once per epoch. An event's place in the epoch is
     uniform, as in a full shuffle: its block lands in any window with equal chance, and
     the event anywhere in that window; the correlation between file position and epoch
-    position is 0 in expectation. What differs from a full shuffle is how events that are
-    neighbours in the file spread: two events of one block always share a window, so they
-    end up about ``L / 3`` places apart (``L = W * STREAM_BLOCK`` events in a window; a full
-    shuffle: ``m / 3``), and a batch of ``b`` events holds events of
-    ``W (1 - (1 - 1/W)**b)`` different blocks on average (a full shuffle: nearly ``b``). A
-    file whose order carries information (sorted by label, by generation run) is still
-    mixed, block by block; within a block the events stay together for that epoch.
+    position is 0 in expectation (per epoch it scatters as for a shuffle of the blocks,
+    standard deviation about ``1 / sqrt(blocks)``). What differs from a full shuffle is how
+    events that are neighbours in the file spread: two events of one block always share a
+    window, so they end up about ``(L + 1) / 3`` places apart (``L = W * STREAM_BLOCK``
+    events in a window; a full shuffle: ``(m + 1) / 3``), and a batch of ``b`` events holds
+    events of about ``W (1 - (1 - 1/W)**b)`` different blocks (a full shuffle: nearly
+    ``b``). A file whose order carries information (sorted by label, by generation run) is
+    still mixed, block by block; within a block the events stay together for that epoch.
     ``benchmarks/streaming.py`` measures these statistics.
 
 Memory
@@ -309,7 +310,8 @@ def batch_bounds(n: int, global_batch: int, replicas: int = 1) -> np.ndarray:
     ndarray int64 (steps, replicas + 1)
         Row ``g``: positions ``bounds[g, r] : bounds[g, r + 1]`` are replica ``r``'s slice
         of global batch ``g`` (``global_batch`` events, the last one fewer, cut as
-        ``np.array_split`` cuts: the first slices one event larger where it does not divide). A last global batch with fewer than ``replicas`` events is left out.
+        ``np.array_split`` cuts: the first slices one event larger where it does not
+        divide). A last global batch with fewer than ``replicas`` events is left out.
     """
     starts = np.arange(0, n, global_batch, dtype=np.int64)
     sizes = np.minimum(global_batch, n - starts)
