@@ -183,7 +183,7 @@ def test_the_stream_gives_the_events_of_the_order_bit_for_bit(small, threads):
     assert np.array_equal(np.concatenate([y for _, y in pieces]), labels[order])
     # validation: file order, pieces spanning several windows
     val = list(EventStream(source, file_order(val_idx, plan, 256),
-                           window_slots=window_slots(plan, 256), workers=threads))  # fmt: skip
+                           window_slots=window_slots(64, 256), workers=threads))  # fmt: skip
     assert len(val) == 1 and np.array_equal(val[0][0], expected[val_idx])
 
 

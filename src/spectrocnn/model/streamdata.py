@@ -35,6 +35,7 @@ __all__ = [
     "EventStream",
     "FitData",
     "file_order",
+    "file_window",
     "fit_data",
     "predict_streamed",
     "read_downsampled",
@@ -229,10 +230,18 @@ def _take(held: list, k: int, slots: threading.Semaphore) -> tuple[np.ndarray, n
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def window_slots(plan: StreamPlan, piece: int) -> int:
-    """Windows an :class:`EventStream` needs in memory for pieces of up to ``piece`` events:
-    the one being fed and the next one, or more when a piece spans more windows."""
-    return max(2, math.ceil(piece / plan.window_events) + 1)
+def window_slots(window_events: int, piece: int) -> int:
+    """Windows of ``window_events`` an :class:`EventStream` needs in memory for pieces of up
+    to ``piece`` events: the one being fed and the next one, or more when a piece spans
+    more windows."""
+    return max(2, math.ceil(piece / window_events) + 1)
+
+
+def file_window(plan: StreamPlan, global_batch: int) -> int:
+    """Events per window of a pass in file order: the fewest whole blocks that hold a global
+    batch (no shuffling to do: validation and scoring take little memory beside the
+    training windows), at most the plan's window."""
+    return min(plan.window_events, plan.block * math.ceil(global_batch / plan.block))
 
 
 # -- the epochs a stream reads --------------------------------------------------------------
@@ -274,11 +283,11 @@ def file_order(
     worker: int = 0,
     workers: int = 1,
 ) -> Callable[[], Iterator[Epoch]]:
-    """One pass over ``events`` in file order (validation, scoring), windows of the plan's
-    size, for worker ``worker`` of ``workers``."""
+    """One pass over ``events`` in file order (validation, scoring), in windows of
+    :func:`file_window` events, for worker ``worker`` of ``workers``."""
     order = np.sort(np.asarray(events, np.int64))
     m = len(order)
-    windows = np.append(np.arange(0, m, plan.window_events, dtype=np.int64), m)
+    windows = np.append(np.arange(0, m, file_window(plan, global_batch), dtype=np.int64), m)
     positions, pieces = worker_positions(batch_bounds(m, global_batch, replicas), worker, workers)
 
     def one_pass() -> Iterator[Epoch]:
@@ -352,10 +361,13 @@ def fit_data(
         if which == "train":
             epochs_fn = training_epochs(train_idx, seed, epochs, plan, batch_size * replicas,
                                         **share)  # fmt: skip
-            stream = EventStream(tset, epochs_fn, window_slots=window_slots(plan, batch_size))
+            stream = EventStream(
+                tset, epochs_fn, window_slots=window_slots(plan.window_events, batch_size)
+            )
         else:
             stream = EventStream(vset, file_order(val_idx, plan, val_batch, **share),
-                                 window_slots=window_slots(plan, val_batch))  # fmt: skip
+                                 window_slots=window_slots(file_window(plan, val_batch),
+                                                           val_batch))  # fmt: skip
         data.streams.append(stream)
         return stream_dataset(tf, stream)
 
@@ -397,7 +409,8 @@ def predict_streamed(
     if not len(events):
         return np.zeros(0)
     stream = EventStream(source, file_order(events, plan, PREDICT_BATCH),
-                         window_slots=window_slots(plan, PREDICT_BATCH))  # fmt: skip
+                         window_slots=window_slots(file_window(plan, PREDICT_BATCH),
+                                                   PREDICT_BATCH))  # fmt: skip
     with stream.reraise():
         return predict_batches(model, stream_dataset(tf, stream), len(events), progress=progress)
 

@@ -36,7 +36,8 @@ How well it shuffles
     ``benchmarks/streaming.py`` measures these statistics.
 
 Memory
-    Two windows of downsampled images (at most the budget), the labels (one byte per
+    Two windows of downsampled images (at most the budget), two windows of a global batch
+    or so for validation and scoring (which read in file order), the labels (one byte per
     event) and a few blocks being decoded at full size (``threads x STREAM_BLOCK x H x
     W`` bytes: 32 MB for 2 threads at 512 x 512): independent of the number of events.
 
