@@ -107,6 +107,35 @@ def _train(path: Path, out: Path, flags: list[str]) -> tuple[list[float], float,
     return times, wall, rss
 
 
+def reading_alone(path: Path, args: argparse.Namespace) -> None:
+    """(a) the cost of streaming: one streamed epoch of the polar settings read without
+    training (every training and validation event decoded and downsampled once)."""
+    from spectrocnn.dataset import open_events
+    from spectrocnn.model._tf import available_cores
+    from spectrocnn.model.data import split_indices
+    from spectrocnn.model.streamdata import EventStream, file_order, training_epochs
+    from spectrocnn.model.streaming import plan_streaming, streamed_set
+
+    with open_events(path) as ev:
+        n, source = ev.n_events, streamed_set(ev, 256, "max")
+    train_idx, val_idx = split_indices(n, 0.2, seed=1)
+    plan = plan_streaming(args.cache_mb, 256, n)
+    t = time.perf_counter()
+    for epochs in (
+        training_epochs(train_idx, 1, range(1), plan, 32),
+        file_order(val_idx, plan, 256),
+    ):
+        for _ in EventStream(source, epochs):
+            pass
+    dt = time.perf_counter() - t
+    print(
+        f"(a) reading alone: one streamed epoch of {grouped(n)} events at 256x256 (training and "
+        f"validation) read without training in {dt:.1f} s with {available_cores()} decoding "
+        f"threads: {grouped(n / dt)} images/s",
+        flush=True,
+    )
+
+
 def epoch_times(path: Path, work: Path, args: argparse.Namespace) -> None:
     """(a): streamed against in-memory epochs, alternating."""
     for arch in args.archs:
@@ -218,6 +247,7 @@ def main() -> int:
     if "c" not in args.skip:
         shuffle_quality(20_000, args)
     if "a" not in args.skip:
+        reading_alone(f20, args)
         epoch_times(f20, work, args)
     if "b" not in args.skip:
         f200 = Path(args.file200k) if args.file200k else _generate(work / "events_200k.h5",
