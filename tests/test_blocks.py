@@ -192,3 +192,16 @@ def test_the_inflater_gives_zlibs_bytes(stored):
         raw = isal_zlib.decompress(c)
         assert raw == zlib.decompress(c)
         assert np.array_equal(np.frombuffer(raw, np.uint8).reshape(SIZE, SIZE), images[i])
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_a_transform_that_returns_a_view_keeps_its_images(stored, direct):
+    """The decoding threads reuse their buffer of full-size images: what a transform
+    returns must not change when the next block is decoded."""
+    path, _, images = stored
+    with open_events(path) as ev:
+        blocks = list(ev.image_blocks(transform=lambda x: x[:, ::2], block=16, workers=2,
+                                      direct=direct))  # fmt: skip
+        groups = list(ev.image_groups([[1, 2], [3, 4, 5]], transform=lambda x: x, workers=1))
+    assert np.array_equal(np.concatenate([b for _, b in blocks]), images[:, ::2])
+    assert np.array_equal(groups[0], images[[1, 2]])

@@ -239,11 +239,10 @@ Groups = Iterable[np.ndarray | Sequence[int]]
 
 
 def _decode(path: str, events: np.ndarray, chunks: list[tuple[int, bytes]],
-            shape: tuple[int, int], gzip: bool) -> np.ndarray:  # fmt: skip
+            shape: tuple[int, int], gzip: bool, buf: np.ndarray) -> None:  # fmt: skip
     """The images ``events`` (their numbers in ``path``, for the messages) from their raw
-    chunks (inflating releases the GIL)."""
+    chunks into ``buf`` (inflating releases the GIL)."""
     h, w = shape
-    buf = np.empty((len(chunks), h, w), np.uint8)
     for j, (mask, data) in enumerate(chunks):
         try:
             raw = _inflater.decompress(data, bufsize=h * w) if gzip and not mask & 1 else data
@@ -254,7 +253,19 @@ def _decode(path: str, events: np.ndarray, chunks: list[tuple[int, bytes]],
                 f"{path}: image {events[j]} has {len(raw)} bytes, expected {h * w}; corrupt"
             )
         buf[j] = np.frombuffer(raw, np.uint8).reshape(h, w)
-    return buf
+
+
+#: Each decoding thread's buffer of full-size images, reused from group to group when a
+#: transform makes the images it keeps (a fresh 16 MiB array for each block of 64 images
+#: of 512 x 512 costs more in page faults than copying the images into it).
+_SCRATCH = threading.local()
+
+
+def _scratch(n: int, shape: tuple[int, int]) -> np.ndarray:
+    buf = getattr(_SCRATCH, "images", None)
+    if buf is None or buf.shape[0] < n or buf.shape[1:] != shape:
+        buf = _SCRATCH.images = np.empty((max(n, DIRECT_BLOCK), *shape), np.uint8)
+    return buf[:n]
 
 
 def _raw_chunks(part: _Part, local: np.ndarray) -> list[tuple[int, bytes]]:
@@ -289,11 +300,17 @@ def _read_group(parts: list[_Part], firsts: np.ndarray, group: np.ndarray) -> _P
 def _decode_group(pieces: _Pieces, shape: tuple[int, int], transform: Transform | None
                   ) -> np.ndarray:  # fmt: skip
     """One group's images, decoded (and transformed): the task of a decoding thread."""
-    full = [_decode(p.path, local, chunks, shape, p.gzip) for p, local, chunks in pieces]
-    if len(full) != 1:
-        full = [np.concatenate([np.empty((0, *shape), np.uint8), *full])]
-    images = full[0]
-    return images if transform is None else transform(images)
+    n = sum(len(chunks) for _, _, chunks in pieces)
+    images = np.empty((n, *shape), np.uint8) if transform is None else _scratch(n, shape)
+    a = 0
+    for p, local, chunks in pieces:
+        _decode(p.path, local, chunks, shape, p.gzip, images[a : a + len(chunks)])
+        a += len(chunks)
+    if transform is None:
+        return images
+    out = transform(images)
+    # the buffer is reused: never hand out a view of it
+    return np.array(out, copy=True) if np.may_share_memory(out, images) else out
 
 
 def _decoded_groups(

@@ -308,7 +308,8 @@ def stream_dataset(tf: Any, stream: EventStream) -> Any:
     ds = tf.data.Dataset.from_generator(lambda: iter(stream), output_signature=signature)
     n = sum(len(pieces) for *_, pieces in stream.epochs())  # Keras counts the batches
     ds = ds.apply(tf.data.experimental.assert_cardinality(n))
-    return ds.map(lambda v, y: model_input(v, y, scale)).prefetch(2)
+    ds = ds.map(lambda v, y: model_input(v, y, scale), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 @dataclass
