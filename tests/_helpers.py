@@ -209,3 +209,38 @@ def to_v1(src: Path, dst: Path) -> None:
                 g.attrs[k] = v
         g.flush()
         g.attrs["schema"] = "spectrocnn.events/1"
+
+
+def train_on_local_workers(args: list[list[str]], timeout: float = 300) -> list[tuple[int, str]]:
+    """Run ``train-cnn args[i]`` as worker ``i`` of a local multi-worker cluster (each its own
+    process, ``TF_CONFIG`` naming free ports of 127.0.0.1); (exit code, stderr) of each."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    socks = [socket.socket() for _ in args]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        workers = [f"127.0.0.1:{s.getsockname()[1]}" for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+    code = "import sys; from spectrocnn.cli.train_cnn import main; sys.exit(main())"
+    procs = []
+    for index, argv in enumerate(args):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
+        procs.append(subprocess.Popen([sys.executable, "-c", code, *argv], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))  # fmt: skip
+    try:
+        results = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    return [(p.returncode, err) for p, (_, err) in zip(procs, results, strict=True)]

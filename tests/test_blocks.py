@@ -130,3 +130,78 @@ def test_a_corrupt_chunk_is_an_event_file_error(tmp_path, compression, chunk, me
         f["images"].id.write_direct_chunk((5, 0, 0), chunk)
     with open_events(path) as ev, pytest.raises(EventFileError, match=message):
         list(ev.image_blocks(workers=2))
+
+
+# -- groups of events chosen by the caller (EventFile.image_groups) ------------------------
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_groups_hold_the_images_of_their_events_in_their_order(stored, direct):
+    path, _, images = stored
+    rng = np.random.default_rng(5)
+    groups = [
+        np.arange(10, 74),  # consecutive
+        rng.permutation(N)[:40],  # scattered, any order
+        np.array([3, 3, 149, 0]),  # repeats, both ends
+        np.array([], np.int64),
+        [7],  # a list
+    ]
+    with open_events(path) as ev:
+        out = list(ev.image_groups(iter(groups), workers=2, direct=direct))
+    assert len(out) == len(groups)
+    for g, got in zip(groups, out, strict=True):
+        assert got.dtype == np.uint8 and got.shape == (len(g), SIZE, SIZE)
+        assert np.array_equal(got, images[np.asarray(g, np.int64)])
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_groups_take_a_transform_and_refuse_bad_groups(stored, direct):
+    path, _, images = stored
+    with open_events(path) as ev:
+        lit = list(ev.image_groups([np.array([4, 2])], transform=lambda x: x.sum(axis=(1, 2)),
+                                   direct=direct))  # fmt: skip
+        assert np.array_equal(lit[0], images[[4, 2]].sum(axis=(1, 2)))
+        for bad, error in (([N], IndexError), ([-1], IndexError), ([[1, 2]], ValueError),
+                           ([0.5], ValueError)):  # fmt: skip
+            with pytest.raises(error):
+                list(ev.image_groups([np.array(bad)], direct=direct))
+        with pytest.raises(ValueError, match="workers"):
+            list(ev.image_groups([[1]], workers=0))
+
+
+def test_a_corrupt_chunk_in_a_group_is_an_event_file_error(tmp_path):
+    path = tmp_path / "ev.h5"
+    write_images(path, np.ones((20, SIZE, SIZE), np.uint8), "gzip")
+    with h5py.File(path, "r+") as f:
+        f["images"].id.write_direct_chunk((5, 0, 0), b"\x78\x01garbage")
+    with open_events(path) as ev:
+        assert len(next(ev.image_groups([[4, 6]]))) == 2
+        with pytest.raises(EventFileError, match="image 5 is corrupt"):
+            list(ev.image_groups([[1, 2], [9, 5]], workers=2))
+
+
+def test_the_inflater_gives_zlibs_bytes(stored):
+    """ISA-L (the inflater of the decoding threads) against zlib on the stored chunks."""
+    isal_zlib = pytest.importorskip("isal.isal_zlib")
+    path, compression, images = stored
+    if compression != "gzip":
+        pytest.skip("no deflate streams")
+    with h5py.File(path, "r") as f:
+        chunks = [f["images"].id.read_direct_chunk((i, 0, 0))[1] for i in range(N)]
+    for i, c in enumerate(chunks):
+        raw = isal_zlib.decompress(c)
+        assert raw == zlib.decompress(c)
+        assert np.array_equal(np.frombuffer(raw, np.uint8).reshape(SIZE, SIZE), images[i])
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_a_transform_that_returns_a_view_keeps_its_images(stored, direct):
+    """The decoding threads reuse their buffer of full-size images: what a transform
+    returns must not change when the next block is decoded."""
+    path, _, images = stored
+    with open_events(path) as ev:
+        blocks = list(ev.image_blocks(transform=lambda x: x[:, ::2], block=16, workers=2,
+                                      direct=direct))  # fmt: skip
+        groups = list(ev.image_groups([[1, 2], [3, 4, 5]], transform=lambda x: x, workers=1))
+    assert np.array_equal(np.concatenate([b for _, b in blocks]), images[:, ::2])
+    assert np.array_equal(groups[0], images[[1, 2]])

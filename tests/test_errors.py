@@ -449,6 +449,10 @@ CASES: list[Case] = [
     C("train-generate-val", "train-cnn", "--generate with a --val file",
       "--generate --val {good} --out {run}", 2,
       "--val with --generate: the validation events are simulated (--val-events M)"),
+    C("train-generate-cache-mb", "train-cnn", "--generate with --cache-mb",
+      "--generate --cache-mb 100 --out {run}", 2,
+      "--cache-mb with --generate: fresh events are simulated into memory every epoch "
+      "(--events-per-epoch N sets how many)"),
     C("train-generate-missing-config", "train-cnn", "--generate with a missing config file",
       "--generate {missing} --out {run}", 2, "config file '{missing}' does not exist"),
     C("train-generate-events-0", "train-cnn", "--generate --events-per-epoch 0",
@@ -479,6 +483,19 @@ CASES: list[Case] = [
       "{good} --val {telescope} --input-size 64 --out {run}", 2,
       "input size 64 is larger than the 32x32 images of {telescope} (downsampling only); set "
       "--input-size to 32 or less"),
+    C("train-cache-mb-0", "train-cnn", "--cache-mb 0", "{good} --cache-mb 0", 2,
+      "--cache-mb must be a positive number of MB, got 0"),
+    C("train-cache-mb-text", "train-cnn", "--cache-mb not a number", "{good} --cache-mb lots",
+      2, "--cache-mb must be a positive number of MB, got 'lots'"),
+    C("train-cache-mb-inf", "train-cnn", "--cache-mb inf", "{good} --cache-mb inf", 2,
+      "--cache-mb must be a positive number of MB, got inf"),
+    C("train-resume-cache-mb", "train-cnn", "--resume with another --cache-mb than the run's",
+      "{good} --out {done_run} --resume --cache-mb 7", 2,
+      "cannot resume {done_run} with different settings: cache_mb 7 (run: 512)"),
+    C("train-corrupt-chunk-streamed", "train-cnn",
+      "corrupted gzip chunk of image 3, found while streaming (--cache-mb below the images)",
+      "{corrupt} --out {run} --input-size 16 --cache-mb 0.001", 1,
+      "{corrupt}: image 3 is corrupt"),
     # -- eval-cnn
     C("train-monitor-auc-regression", "train-cnn", "--monitor val_auc on a regression target",
       "{regression} --out {run} --monitor val_auc", 2,
@@ -516,6 +533,8 @@ CASES: list[Case] = [
       "{seed16} {corrupt} --out {outdir}/eval", 1, "{corrupt}: image 3 is corrupt"),
     C("eval-zero-events", "eval-cnn", "file with zero events", "{model} {zero}", 2,
       "event file {zero} holds no events"),
+    C("eval-cache-mb-negative", "eval-cnn", "--cache-mb -1", "{model} {good} --cache-mb -1",
+      2, "--cache-mb must be a positive number of MB, got -1"),
     C("eval-threads-0", "eval-cnn", "--threads 0", "{model} {good} --threads 0", 2,
       "--threads must be a positive integer, got 0"),
     C("eval-out-is-file", "eval-cnn", "--out is an existing file",
@@ -1028,8 +1047,9 @@ def _foreign_shard_and_other_run(d: Path, p: dict[str, str]) -> None:
     os.mkdir(p["done_run"])  # a finished 3-epoch run on events.h5
     with open_events(p["good"]) as ev:
         identity = ev.identity()
-    settings = TrainConfig(input=p["good"], epochs=3, input_size=16, seed=3).settings()
-    config = {"schema": RUN_SCHEMA, **settings, "input_file": identity, "val_file": None}
+    settings = TrainConfig(input=p["good"], epochs=3, input_size=16, seed=3, cache_mb=512)
+    config = {"schema": RUN_SCHEMA, **settings.settings(), "input_file": identity,
+              "val_file": None}  # fmt: skip
     Path(p["done_run"], "config.json").write_text(json.dumps(config))
     state = {"completed_epochs": 3, "best_val_accuracy": 0.5, "best_epoch": 2,
              "status": "complete"}  # fmt: skip

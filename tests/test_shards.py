@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from _helpers import assert_batches_equal, write_event_file
+from _helpers import assert_batches_equal, train_on_local_workers, write_event_file
 
 from spectrocnn._atomic import temp_path
 from spectrocnn.cli.gen_events import main as gen_main
@@ -415,52 +415,14 @@ def test_strategy_multiworker_without_tf_config_trains_one_worker(small, tmp_pat
     assert metrics["strategy"] == "multiworker" and metrics["replicas"] == 1
 
 
-def _free_ports(n: int) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 @pytest.mark.slow
 def test_strategy_multiworker_on_two_local_workers(small, tmp_path):
     """Two worker processes (TF_CONFIG): two replicas; only the chief writes --out."""
-    import os
-
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
-    code = "import sys; from spectrocnn.cli.train_cnn import main; sys.exit(main())"
-    procs = []
-    for index in range(2):
-        env = {**os.environ, "TF_CONFIG": json.dumps(
-            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        )}  # fmt: skip
-        args = [str(small), "--out", str(tmp_path / f"run{index}"), "--epochs", "1",
-                "--input-size", "16", "--batch-size", "8", "--seed", "2",
-                "--strategy", "multiworker", "--quiet"]  # fmt: skip
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-c", code, *args],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
-    try:
-        results = [p.communicate(timeout=300) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-    for p, (_, err) in zip(procs, results, strict=True):
-        assert p.returncode == 0, err
+    args = [[str(small), "--out", str(tmp_path / f"run{index}"), "--epochs", "1",
+             "--input-size", "16", "--batch-size", "8", "--seed", "2",
+             "--strategy", "multiworker", "--quiet"] for index in range(2)]  # fmt: skip
+    for code, err in train_on_local_workers(args):
+        assert code == 0, err
         assert "ran out of data" not in err, err
     metrics = json.loads((tmp_path / "run0" / "metrics.json").read_text())
     assert metrics["strategy"] == "multiworker" and metrics["replicas"] == 2

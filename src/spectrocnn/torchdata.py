@@ -140,7 +140,9 @@ class EventFileDataset(Dataset):
     multiclass labels: :attr:`label_spec`), ``truth`` a dict of 0-d tensors (module
     docstring). A ``DataLoader`` batches them to ``(b, 1, s, s)``, ``(b,)`` and a dict of
     ``(b,)`` tensors; it fetches a batch with one call of :meth:`__getitems__`, which reads
-    runs of consecutive events with one read each and downsamples them together.
+    the batch's images as train-cnn does (:meth:`~spectrocnn.dataset.EventFile.image_groups`:
+    their compressed chunks inflated directly, not through HDF5's filter) and downsamples
+    them together.
 
     The file is opened here to read its labels (and truth numbers), then closed; each
     process reading images opens it again on first use (a ``DataLoader`` worker, forked or
@@ -232,21 +234,18 @@ class EventFileDataset(Dataset):
         return j
 
     def _values(self, idx: np.ndarray) -> np.ndarray:
-        """Downsampled stored values uint8 ``(k, s, s)`` of events ``idx`` (in that order):
-        one read per run of consecutive events, in file order (or from memory)."""
+        """Downsampled stored values uint8 ``(k, s, s)`` of events ``idx`` (in that order),
+        read as train-cnn reads (:meth:`~spectrocnn.dataset.EventFile.image_groups`: the
+        compressed chunks decoded directly, or one HDF5 read per run of consecutive
+        events), or from memory."""
         if self._images is not None:
             return self._images[idx]
-        ev = self._file()
-        out = np.empty((len(idx), self.input_size, self.input_size), np.uint8)
-        order = np.argsort(idx, kind="stable")
-        ordered = idx[order]
-        breaks = np.flatnonzero(np.diff(ordered) != 1) + 1
-        for run in np.split(np.arange(len(idx)), breaks):
-            if len(run):
-                a, b = int(ordered[run[0]]), int(ordered[run[-1]]) + 1
-                block = ev.read_images(a, b)
-                out[order[run]] = downsample(block, self.input_size, self.downsample)
-        return out
+        size, method = self.input_size, self.downsample
+        groups = self._file().image_groups([idx], transform=lambda x: downsample(x, size, method))
+        try:
+            return next(groups)
+        finally:
+            groups.close()
 
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, ...]]:
         """The items of ``indices`` (what a ``DataLoader`` calls for each batch)."""

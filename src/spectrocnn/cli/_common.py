@@ -26,6 +26,7 @@ __all__ = [
     "EXIT_USAGE",
     "UsageError",
     "bounded_int",
+    "cache_mb",
     "input_size",
     "make_parser",
     "plural",
@@ -127,6 +128,21 @@ def input_size(text: str) -> int:
         value = text  # named in the message
     try:
         return check_preprocessing(value, size_flag="--input-size")[0]  # type: ignore[return-value]
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cache_mb(text: str) -> float:
+    """The argparse type of ``--cache-mb``: a positive number of MB
+    (:func:`~spectrocnn.model.streaming.check_cache_mb`, its error, one line)."""
+    from spectrocnn.model.streaming import check_cache_mb
+
+    try:
+        value: float | str = float(text)
+    except ValueError:
+        value = text  # named in the message
+    try:
+        return check_cache_mb(value, "--cache-mb")
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

@@ -6,7 +6,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from spectrocnn.cli._common import EXIT_OK, bounded_int, input_size, make_parser, positive_int, run
+from spectrocnn.cli._common import (
+    EXIT_OK,
+    bounded_int,
+    cache_mb,
+    input_size,
+    make_parser,
+    positive_int,
+    run,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -63,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
         "DIR/explain/ with explain.json (default 0: none; binary labels)",
     )
     p.add_argument(
+        "--cache-mb",
+        type=cache_mb,
+        metavar="MB",
+        help="memory budget of the downsampled images in MB (default: half of the available "
+        "memory); a file whose images exceed it is scored block by block from disk",
+    )
+    p.add_argument(
         "--quiet",
         action="store_true",
         help="no progress bar and no TensorFlow messages: only the summary line (and warnings)",
@@ -77,7 +92,7 @@ def _body(argv: Sequence[str] | None) -> int:
     result = evaluate(
         args.model, args.file, args.out, threads=args.threads,
         progress=not args.quiet and sys.stderr.isatty(), explain=args.explain,
-        input_size=args.input_size, downsample=args.downsample,
+        input_size=args.input_size, downsample=args.downsample, cache_mb=args.cache_mb,
     )  # fmt: skip
     m = result.metrics
     if m.get("label_kind") == "regression":

@@ -20,6 +20,7 @@ from spectrocnn.cli._common import (
     EXIT_OK,
     UsageError,
     bounded_int,
+    cache_mb,
     input_size,
     make_parser,
     plural,
@@ -213,6 +214,14 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         "CPU), multiworker (the machines in TF_CONFIG); --batch-size is per replica, a step "
         "takes batch-size x replicas events",
     )
+    p.add_argument(
+        "--cache-mb",
+        type=cache_mb,
+        metavar="MB",
+        help="memory budget of the downsampled images in MB (default: half of the available "
+        "memory, recorded and kept by --resume); files whose images exceed it are streamed "
+        "from disk every epoch, shuffled in windows of blocks (README: train-cnn)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars and no per-epoch lines")
 
 
@@ -241,6 +250,7 @@ _OPTIONS = {
     "seed": "seed", "precision": "precision", "threads": "threads",
     "strategy": "strategy", "patience": "patience", "class_weight": "class_weight",
     "monitor": "monitor", "events_per_epoch": "events_per_epoch", "val_events": "val_events",
+    "cache_mb": "cache_mb",
 }  # fmt: skip
 
 #: The message when neither an event file nor --generate is given.
@@ -265,6 +275,11 @@ def _check_sources(args: argparse.Namespace, generated_run: bool) -> None:
         flag = "--val" if args.val is not None else "--val-fraction"
         raise UsageError(
             f"{flag} with --generate: the validation events are simulated (--val-events M)"
+        )
+    if gen and args.cache_mb is not None:
+        raise UsageError(
+            "--cache-mb with --generate: fresh events are simulated into memory every epoch "
+            "(--events-per-epoch N sets how many)"
         )
     if not gen and args.preset is not None:
         raise UsageError("--preset without --generate: an event file has its own configuration")

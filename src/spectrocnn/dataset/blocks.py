@@ -6,8 +6,8 @@ Two ways to read
     filter inflates each chunk inside the read, so slicing ``/images`` uses one core.
     Files laid out as the schema says (one image per chunk, gzip or no compression,
     docs/design.md 3.3) are read as their raw compressed chunks (HDF5's direct chunk read,
-    in the calling thread) and inflated with :mod:`zlib` by a pool of threads, which, as
-    NumPy, release the GIL: about twice as fast as slicing with several cores
+    in the calling thread) and inflated by a pool of threads, which, as NumPy, release
+    the GIL: about twice as fast as slicing with several cores
     (benchmarks/train_pipeline.py). A sharded event file (HDF5 virtual datasets over
     shard files, :mod:`spectrocnn.dataset.shards`) is read the same way from each shard
     file, each checked against the virtual file first
@@ -17,8 +17,12 @@ Two ways to read
     not map whole source datasets one after the other) is read through HDF5 in blocks,
     one block ahead in a background thread.
 
-Both give the same arrays; :func:`iter_image_blocks` picks the first when it can
-(:func:`direct_sources` says whether it can, and where it reads).
+Both give the same arrays; :func:`iter_image_blocks` (every image, in blocks of consecutive
+events) and :func:`iter_image_groups` (the events of groups chosen by the caller, e.g. the
+blocks of a shuffled epoch) pick the first when they can (:func:`direct_sources` says
+whether it can, and where it reads). The chunks are inflated by ISA-L (the package
+``isal``: the same bytes as :mod:`zlib`, 3 to 4 times as fast on these mostly-zero images),
+or by :mod:`zlib` where ``isal`` is not installed.
 :func:`virtual_sources` is the one parser of a virtual dataset's sources (also used by
 :func:`~spectrocnn.dataset.open_events` to find missing shard files).
 """
@@ -29,7 +33,7 @@ import os
 import threading
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -38,6 +42,11 @@ from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
+
+try:  # ISA-L's inflate: the same bytes as zlib's, 3 to 4 times as fast (optional)
+    from isal import isal_zlib as _inflater
+except ImportError:  # pragma: no cover - isal is a dependency; zlib does the same, slower
+    _inflater = zlib
 
 from spectrocnn.dataset.identity import check_shard, shard_expectations
 from spectrocnn.errors import EventFileError
@@ -51,6 +60,7 @@ __all__ = [
     "VirtualSource",
     "direct_sources",
     "iter_image_blocks",
+    "iter_image_groups",
     "virtual_sources",
 ]
 
@@ -221,96 +231,156 @@ def direct_sources(ev: EventFile) -> list[tuple[str, int, int]] | None:
         return [(p.path, p.first, p.first + int(p.images.shape[0])) for p in parts]
 
 
-def _decode(path: str, start: int, chunks: list[tuple[int, bytes]], shape: tuple[int, int],
-            gzip: bool) -> np.ndarray:  # fmt: skip
-    """The images ``start, start + 1, ...`` from their raw chunks (inflating releases the GIL)."""
+#: What the inflater raises on a corrupt stream.
+_INFLATE_ERRORS: tuple[type[BaseException], ...] = tuple({zlib.error, _inflater.error})
+
+#: Groups of events: 1-D arrays of event numbers (``0 <= i < n_events``).
+Groups = Iterable[np.ndarray | Sequence[int]]
+
+
+def _decode(path: str, events: np.ndarray, chunks: list[tuple[int, bytes]],
+            shape: tuple[int, int], gzip: bool, buf: np.ndarray) -> None:  # fmt: skip
+    """The images ``events`` (their numbers in ``path``, for the messages) from their raw
+    chunks into ``buf`` (inflating releases the GIL)."""
     h, w = shape
-    buf = np.empty((len(chunks), h, w), np.uint8)
     for j, (mask, data) in enumerate(chunks):
         try:
-            raw = zlib.decompress(data, bufsize=h * w) if gzip and not mask & 1 else data
-        except zlib.error as exc:
-            raise EventFileError(f"{path}: image {start + j} is corrupt ({exc})") from None
+            raw = _inflater.decompress(data, bufsize=h * w) if gzip and not mask & 1 else data
+        except _INFLATE_ERRORS as exc:
+            raise EventFileError(f"{path}: image {events[j]} is corrupt ({exc})") from None
         if len(raw) != h * w:
             raise EventFileError(
-                f"{path}: image {start + j} has {len(raw)} bytes, expected {h * w}; corrupt"
+                f"{path}: image {events[j]} has {len(raw)} bytes, expected {h * w}; corrupt"
             )
         buf[j] = np.frombuffer(raw, np.uint8).reshape(h, w)
-    return buf
 
 
-def _raw_chunks(part: _Part, a: int, b: int) -> list[tuple[int, bytes]]:
-    """The raw chunks (filter mask, bytes) of images ``a:b`` of ``part``."""
+#: Each decoding thread's buffer of full-size images, reused from group to group when a
+#: transform makes the images it keeps (a fresh 16 MiB array for each block of 64 images
+#: of 512 x 512 costs more in page faults than copying the images into it).
+_SCRATCH = threading.local()
+
+
+def _scratch(n: int, shape: tuple[int, int]) -> np.ndarray:
+    buf = getattr(_SCRATCH, "images", None)
+    if buf is None or buf.shape[0] < n or buf.shape[1:] != shape:
+        buf = _SCRATCH.images = np.empty((max(n, DIRECT_BLOCK), *shape), np.uint8)
+    return buf[:n]
+
+
+def _raw_chunks(part: _Part, local: np.ndarray) -> list[tuple[int, bytes]]:
+    """The raw chunks (filter mask, bytes) of images ``local`` (numbers in ``part``)."""
     dsid = part.images.id
     try:
-        return [dsid.read_direct_chunk((i, 0, 0)) for i in range(a, b)]
+        return [dsid.read_direct_chunk((int(i), 0, 0)) for i in local]
     except (OSError, RuntimeError, KeyError, ValueError) as exc:
         raise EventFileError(
-            f"{part.path}: cannot read images {a}:{b} ({' '.join(str(exc).split())}); "
-            "the file may be truncated or corrupt"
+            f"{part.path}: cannot read images {int(local.min())}:{int(local.max()) + 1} "
+            f"({' '.join(str(exc).split())}); the file may be truncated or corrupt"
         ) from None
 
 
-def _decoded_blocks(
-    part: _Part, shape: tuple[int, int], step: int, workers: int, transform: Transform | None
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Blocks of ``part``, read here, decoded (and transformed) by ``workers`` threads, in
-    order; at most ``2 * workers + 1`` blocks are in flight."""
-    n = int(part.images.shape[0])
+#: One group's raw chunks, split by the dataset they lie in: (part, numbers there, chunks).
+_Pieces = list[tuple[_Part, np.ndarray, list[tuple[int, bytes]]]]
 
-    def task(a: int, chunks: list[tuple[int, bytes]]) -> np.ndarray:
-        full = _decode(part.path, a, chunks, shape, part.gzip)
-        return full if transform is None else transform(full)
 
-    pending: deque[tuple[int, Future[np.ndarray]]] = deque()
+def _read_group(parts: list[_Part], firsts: np.ndarray, group: np.ndarray) -> _Pieces:
+    """The raw chunks of the events ``group`` (read in the calling thread: HDF5 holds one
+    lock), split where the group passes from one part to another."""
+    which = np.searchsorted(firsts, group, side="right") - 1
+    pieces: _Pieces = []
+    for idx in np.split(np.arange(len(group)), np.flatnonzero(np.diff(which)) + 1):
+        if len(idx):
+            part = parts[int(which[idx[0]])]
+            local = group[idx] - part.first
+            pieces.append((part, local, _raw_chunks(part, local)))
+    return pieces
+
+
+def _decode_group(pieces: _Pieces, shape: tuple[int, int], transform: Transform | None
+                  ) -> np.ndarray:  # fmt: skip
+    """One group's images, decoded (and transformed): the task of a decoding thread."""
+    n = sum(len(chunks) for _, _, chunks in pieces)
+    images = np.empty((n, *shape), np.uint8) if transform is None else _scratch(n, shape)
+    a = 0
+    for p, local, chunks in pieces:
+        _decode(p.path, local, chunks, shape, p.gzip, images[a : a + len(chunks)])
+        a += len(chunks)
+    if transform is None:
+        return images
+    out = transform(images)
+    # the buffer is reused: never hand out a view of it
+    return np.array(out, copy=True) if np.may_share_memory(out, images) else out
+
+
+def _decoded_groups(
+    parts: list[_Part], shape: tuple[int, int], groups: Iterable[np.ndarray], workers: int,
+    transform: Transform | None,
+) -> Iterator[np.ndarray]:  # fmt: skip
+    """The images of each group, their chunks read here, decoded (and transformed) by
+    ``workers`` threads, in the groups' order; at most ``2 * workers + 1`` groups are in
+    flight."""
+    firsts = np.array([p.first for p in parts], np.int64)
+    pending: deque[Future[np.ndarray]] = deque()
     with ThreadPoolExecutor(workers, thread_name_prefix="spectrocnn-decode") as pool:
         try:
-            for a in range(0, n, step):
-                chunks = _raw_chunks(part, a, min(n, a + step))
-                pending.append((part.first + a, pool.submit(task, a, chunks)))
-                while len(pending) > 2 * workers or (pending and pending[0][1].done()):
-                    first, done = pending.popleft()
-                    yield first, done.result()
+            for group in groups:
+                pieces = _read_group(parts, firsts, group)
+                pending.append(pool.submit(_decode_group, pieces, shape, transform))
+                while len(pending) > 2 * workers or (pending and pending[0].done()):
+                    yield pending.popleft().result()
             while pending:
-                first, done = pending.popleft()
-                yield first, done.result()
+                yield pending.popleft().result()
         finally:
-            for _, f in pending:
+            for f in pending:
                 f.cancel()
 
 
 # -- slicing --------------------------------------------------------------------------------
 
 
-def _sliced_blocks(
-    ev: EventFile, block: int, transform: Transform | None
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Blocks read through HDF5 (:meth:`EventFile.read_images`), one block ahead in a
-    background thread; ``transform`` runs in the consumer's thread."""
+def _read_sliced(ev: EventFile, group: np.ndarray) -> np.ndarray:
+    """The images of ``group`` through HDF5: one read per run of consecutive events."""
+    if len(group) and np.array_equal(group, np.arange(group[0], group[0] + len(group))):
+        return ev.read_images(int(group[0]), int(group[-1]) + 1)
+    if not len(group):
+        return np.empty((0, *ev.image_shape), np.uint8)
+    events, inverse = np.unique(group, return_inverse=True)
+    runs = np.split(events, np.flatnonzero(np.diff(events) != 1) + 1)
+    images = np.concatenate([ev.read_images(int(r[0]), int(r[-1]) + 1) for r in runs])
+    return images[inverse]
+
+
+def _sliced_groups(
+    ev: EventFile, groups: Iterable[np.ndarray], transform: Transform | None
+) -> Iterator[np.ndarray]:
+    """The images of each group read through HDF5 (:meth:`EventFile.read_images`), one
+    group ahead in a background thread; ``transform`` runs in the consumer's thread."""
     queue: Queue = Queue(maxsize=1)
     stop = threading.Event()
+    end = object()
 
     def reader() -> None:
         try:
-            for a in range(0, ev.n_events, block):
+            for group in groups:
                 if stop.is_set():
                     return
-                queue.put((a, ev.read_images(a, min(ev.n_events, a + block))))
+                queue.put((None, _read_sliced(ev, group)))
         except BaseException as exc:  # handed to the consumer
-            queue.put((None, exc))
+            queue.put((exc, None))
             return
-        queue.put((None, None))
+        queue.put((None, end))
 
     t = threading.Thread(target=reader, name="spectrocnn-reader", daemon=True)
     t.start()
     try:
         while True:
-            a, item = queue.get()
-            if a is None:
-                if item is not None:
-                    raise item
+            exc, item = queue.get()
+            if exc is not None:
+                raise exc
+            if item is end:
                 return
-            yield a, item if transform is None else transform(item)
+            yield item if transform is None else transform(item)
     finally:
         stop.set()
         while t.is_alive():  # unblock a reader waiting on a full queue
@@ -319,6 +389,16 @@ def _sliced_blocks(
             except Empty:
                 continue
         t.join()
+
+
+# -- the public iterators -------------------------------------------------------------------
+
+
+def _check_workers_block(workers: Any, block: Any) -> tuple[int, int | None]:
+    for name, value in (("workers", workers), ("block", 1 if block is None else block)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(workers), None if block is None else int(block)
 
 
 def iter_image_blocks(
@@ -357,7 +437,8 @@ def iter_image_blocks(
         The first event of the block.
     images : ndarray
         ``transform`` of the images of events ``start : start + k`` (uint8 ``(k, H, W)``
-        without a transform); the blocks cover ``0 : n_events`` once, in order.
+        without a transform); the blocks cover ``0 : n_events`` once, in order (decoding,
+        a block never spans two shard files).
 
     Raises
     ------
@@ -367,18 +448,97 @@ def iter_image_blocks(
     ValueError
         ``workers`` or ``block`` not a positive integer (on the first block asked for).
     """
-    for name, value in (("workers", workers), ("block", 1 if block is None else block)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    workers, block = int(workers), None if block is None else int(block)
+    workers, block = _check_workers_block(workers, block)
     if ev.n_events == 0:
         return
     with ExitStack() as stack:
         parts = _direct_parts(ev, stack) if direct else None
+        step = block or (SLICE_BLOCK if parts is None else DIRECT_BLOCK)
+        bounds = [(0, ev.n_events)] if parts is None else [
+            (p.first, p.first + int(p.images.shape[0])) for p in parts
+        ]  # fmt: skip
+        starts = [(a, min(a + step, stop)) for first, stop in bounds
+                  for a in range(first, stop, step)]  # fmt: skip
+        groups = (np.arange(a, b, dtype=np.int64) for a, b in starts)
         if parts is None:
-            yield from _sliced_blocks(ev, block or SLICE_BLOCK, transform)
-            return
-        for part in parts:
-            yield from _decoded_blocks(
-                part, ev.image_shape, block or DIRECT_BLOCK, workers, transform
-            )
+            images = _sliced_groups(ev, groups, transform)
+        else:
+            images = _decoded_groups(parts, ev.image_shape, groups, workers, transform)
+        try:
+            for (a, _), block_images in zip(starts, images, strict=False):
+                yield a, block_images
+        finally:
+            images.close()
+
+
+def _checked(groups: Groups, n: int) -> Iterator[np.ndarray]:
+    """Each group as an int64 array, checked to be 1-D event numbers of ``0:n``."""
+    for group in groups:
+        g = np.asarray(group)
+        if g.ndim != 1 or (g.size and g.dtype.kind not in "iu"):
+            raise ValueError(f"a group must be a 1-D array of event numbers, got {group!r}")
+        g = g.astype(np.int64, copy=False)
+        if g.size and (g.min() < 0 or g.max() >= n):
+            bad = int(g.min()) if g.min() < 0 else int(g.max())
+            raise IndexError(f"event {bad} outside 0:{n}")
+        yield g
+
+
+def iter_image_groups(
+    ev: EventFile,
+    groups: Groups,
+    *,
+    transform: Transform | None = None,
+    workers: int = 1,
+    direct: bool = True,
+) -> Iterator[np.ndarray]:
+    """The images of the events of each group, one group after the other.
+
+    As :func:`iter_image_blocks` (chunks decoded by a pool of threads where the layout
+    allows it, else read through HDF5 one group ahead), for groups of events chosen by the
+    caller: the streaming input pipeline of ``train-cnn`` reads the events of each of its
+    blocks that the epoch (or a worker) needs, and PyTorch's map-style dataset the runs
+    of a batch.
+
+    Parameters
+    ----------
+    ev : EventFile
+        Open; keep it open while iterating.
+    groups : iterable of 1-D int arrays
+        Event numbers, in any order (repeats allowed), ``0 <= i < n_events``; consumed
+        lazily, one group ahead of the decoding. Reading through HDF5 costs one read per
+        run of consecutive events; decoding, one chunk read per event.
+    transform : callable, optional
+        Applied to each group's full-size images (in the decoding threads when decoding).
+    workers : int
+        Decoding threads; at most ``2 * workers + 1`` groups are in flight.
+    direct : bool
+        False: always read through HDF5.
+
+    Yields
+    ------
+    ndarray
+        ``transform`` of the images of the group's events, in the group's order (uint8
+        ``(k, H, W)`` without a transform).
+
+    Raises
+    ------
+    EventFileError
+        An image that cannot be read or is corrupt; a shard that does not belong to the file.
+    ValueError
+        ``workers`` not a positive integer, a group that is not 1-D integers.
+    IndexError
+        An event number outside ``0:n_events``.
+    """
+    workers, _ = _check_workers_block(workers, None)
+    checked = _checked(groups, ev.n_events)
+    with ExitStack() as stack:
+        parts = _direct_parts(ev, stack) if direct and ev.n_events else None
+        if parts is None:
+            images = _sliced_groups(ev, checked, transform)
+        else:
+            images = _decoded_groups(parts, ev.image_shape, checked, workers, transform)
+        try:
+            yield from images
+        finally:
+            images.close()

@@ -48,8 +48,9 @@ layout with HDF5 virtual datasets over its shard files; it reads like any other,
 (another generation run, place or shape: :mod:`spectrocnn.dataset.identity`).
 
 Every image of a file, read fast in blocks (its compressed chunks inflated by a pool of
-threads, a sharded file's too): :meth:`EventFile.image_blocks`
-(:mod:`spectrocnn.dataset.blocks`), what train-cnn's and eval-cnn's input pipeline reads.
+threads, a sharded file's too): :meth:`EventFile.image_blocks`, or the events of groups
+chosen by the caller: :meth:`EventFile.image_groups` (:mod:`spectrocnn.dataset.blocks`),
+what train-cnn's and eval-cnn's input pipeline reads.
 """
 
 from __future__ import annotations
@@ -68,7 +69,13 @@ import numpy as np
 
 from spectrocnn._files import hdf5_open_problem, unreadable_reason
 from spectrocnn._validate import check_int
-from spectrocnn.dataset.blocks import Transform, iter_image_blocks, virtual_sources
+from spectrocnn.dataset.blocks import (
+    Groups,
+    Transform,
+    iter_image_blocks,
+    iter_image_groups,
+    virtual_sources,
+)
 from spectrocnn.dataset.deflate import encode_zlib
 from spectrocnn.dataset.identity import RUN_ID_ATTR, check_shards, file_identity, new_run_id
 from spectrocnn.dataset.raster import PROJECTIONS, ImageSpec, SparseImages, rasterize_sparse
@@ -1044,6 +1051,34 @@ class EventFile:
         return iter_image_blocks(
             self, transform=transform, block=block, workers=workers, direct=direct
         )
+
+    def image_groups(
+        self,
+        groups: Groups,
+        *,
+        transform: Transform | None = None,
+        workers: int = 1,
+        direct: bool = True,
+    ) -> Iterator[np.ndarray]:
+        """The images of the events of each group (1-D arrays of event numbers), group
+        after group, read as fast as :meth:`image_blocks` reads (chunks decoded by
+        ``workers`` threads where the layout allows it): the blocks of a shuffled epoch,
+        the runs of a batch (:func:`spectrocnn.dataset.blocks.iter_image_groups`, which
+        documents the parameters).
+
+        Yields
+        ------
+        ndarray
+            ``transform(images)`` of the group's events in the group's order, uint8
+            ``(k, H, W)`` without a transform.
+
+        Examples
+        --------
+        >>> groups = [np.array([5, 1, 2]), np.arange(100, 164)]
+        >>> for images in ev.image_groups(groups, workers=4):  # doctest: +SKIP
+        ...     print(images.shape)
+        """
+        return iter_image_groups(self, groups, transform=transform, workers=workers, direct=direct)
 
     def read_labels(self, start: int | None = None, stop: int | None = None) -> np.ndarray:
         """Labels of events ``start:stop``, read alone (:attr:`labels` reads them all).

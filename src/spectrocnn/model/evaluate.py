@@ -10,6 +10,11 @@ downsampling is max-pooling (the default of ``train-cnn``), with a warning sayin
 ``downsample`` (``eval-cnn --downsample``) states the method; one that contradicts the
 run's config.json is used with a warning. ``input_size`` (``--input-size``) must match
 the model's input (it is needed only for a model that accepts any size).
+
+A file whose downsampled images exceed the memory budget (``cache_mb``, ``eval-cnn
+--cache-mb``; default half of the available memory, as ``train-cnn``'s) is scored block by
+block as it is read, in file order (:func:`~spectrocnn.model.streamdata.predict_streamed`),
+so that files larger than the memory can be evaluated.
 """
 
 from __future__ import annotations
@@ -39,6 +44,13 @@ from spectrocnn.model.data import (
     open_event_file,
 )
 from spectrocnn.model.modelio import load_model, predict
+from spectrocnn.model.streamdata import predict_streamed, read_downsampled
+from spectrocnn.model.streaming import (
+    check_cache_mb,
+    default_cache_mb,
+    plan_streaming,
+    streamed_set,
+)
 from spectrocnn.model.task import check_model_labels
 
 __all__ = ["EvalResult", "default_eval_dir", "evaluate", "run_preprocessing"]
@@ -102,6 +114,7 @@ def evaluate(
     input_size: int | None = None,
     downsample: str | None = None,
     explain: int = 0,
+    cache_mb: float | None = None,
 ) -> EvalResult:
     """Score every event of a file with a saved model; write metrics.json and the plots.
 
@@ -139,6 +152,9 @@ def evaluate(
         up to ``explain`` events of each kind (most confident label 1, most confident
         label 0, misclassified) into ``out_dir/explain/`` with ``explain.json``
         (:func:`spectrocnn.model.explain.write_explanations`); 0: none.
+    cache_mb : float, optional
+        Memory budget of the downsampled images [MB]; a file that exceeds it is scored as
+        it is read (module docstring). Default: half of the available memory.
 
     Returns
     -------
@@ -161,6 +177,7 @@ def evaluate(
     input_size, downsample = check_preprocessing(
         input_size, downsample, size_flag="--input-size", method_flag="--downsample"
     )
+    cache_mb = default_cache_mb() if cache_mb is None else check_cache_mb(cache_mb)
     model_path = Path(model_path)
     if not model_path.exists():
         raise ConfigError(f"model file {str(model_path)!r} does not exist")
@@ -245,13 +262,17 @@ def evaluate(
             if input_size is not None:
                 raise
             raise ConfigError(f"{model_path} takes {size}x{size} images: {exc}") from None
-        with progress_bar(progress, ev.n_events, f"reading {Path(ev.path).name}") as bar:
-            data = load_images(ev, size, method, progress=bar.update)
+        stream = plan_streaming(cache_mb, size, ev.n_events)
+        if stream is None:
+            with progress_bar(progress, ev.n_events, f"reading {Path(ev.path).name}") as bar:
+                data = load_images(ev, size, method, progress=bar.update)
+        else:
+            log.info("%s: %s", ev.path, stream.describe())
+            data = streamed_set(ev, size, method)
     for note in notes:
         log.warning(*note)
-    order = np.arange(data.n)
     t_pred = time.perf_counter()
-    scores = predict(model, tf.constant(data.images), tf.constant(data.labels), order, data.scale)
+    scores = _scores(model, data, stream, progress)
     t_pred = time.perf_counter() - t_pred
 
     created = not out.exists()
@@ -267,6 +288,8 @@ def evaluate(
             "input_size": size,
             "downsample": method,
             "predict_time_s": t_pred,
+            "cache_mb": cache_mb,
+            "streamed": stream is not None,
             "images_per_second": data.n / t_pred if t_pred > 0 else None,
             "wall_time_s": time.perf_counter() - t0,
             "device": device,
@@ -305,13 +328,27 @@ def _geometry_notes(model: Any, model_path: Path, ev: Any) -> list[tuple[Any, ..
     return notes
 
 
+def _scores(model: Any, data: Any, stream: Any, progress: bool) -> np.ndarray:
+    """The scores of every event of ``data``: from memory, or streamed from its file."""
+    order = np.arange(data.n)
+    if stream is None:
+        import tensorflow as tf
+
+        return predict(model, tf.constant(data.images), tf.constant(data.labels), order, data.scale)
+    with progress_bar(progress, data.n, f"scoring {Path(data.path).name}") as bar:
+        return predict_streamed(
+            model, data, order, stream, progress=bar.update if progress else None
+        )
+
+
 def _explain(model: Any, data: Any, scores: np.ndarray, k: int, out: Path) -> None:
     """The pictures of ``evaluate(explain=k)`` from the images already in memory."""
     from spectrocnn.model.explain import explain_inputs, pick_events, write_explanations
 
     kinds = pick_events(data.labels, scores, k)
     idx = np.unique(np.concatenate(list(kinds.values())))
-    x = np.minimum(data.images[idx].astype(np.float32) * np.float32(data.scale), 1.0)
+    values = data.images[idx] if len(data.images) else read_downsampled(data, idx)
+    x = np.minimum(values.astype(np.float32) * np.float32(data.scale), 1.0)
     info = data.info
     expl = explain_inputs(
         model, x, idx, data.labels[idx], scores[idx], info["image_shape"], info["window_mm"]

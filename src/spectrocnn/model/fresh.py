@@ -124,6 +124,7 @@ class FreshData:
     load_s: float
     generation: dict[str, Any]
     tensors: tuple[Any, ...] = ()
+    stream: None = None  # never streamed: an epoch's events are simulated into memory
     chunk: int = field(init=False)
     downsample: Any = field(init=False, repr=False)
 

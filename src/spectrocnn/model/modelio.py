@@ -23,7 +23,7 @@ from spectrocnn.model.data import make_dataset
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-__all__ = ["PREDICT_BATCH", "load_model", "predict", "save_model"]
+__all__ = ["PREDICT_BATCH", "load_model", "predict", "predict_batches", "save_model"]
 
 #: Events per batch when scoring.
 #: Batch of the validation pass and of scoring. On 2 CPU cores 64 scored 1.2-2.1 x as many
@@ -116,17 +116,25 @@ def predict(
     if len(order) == 0:
         return np.zeros(0)
     ds = make_dataset(images, labels, order, batch_size=PREDICT_BATCH, scale=scale)
+    return predict_batches(model, ds, len(order), progress=progress)
+
+
+def predict_batches(
+    model: keras.Model, ds: Any, n: int, *, progress: Callable[[int], Any] | None = None
+) -> np.ndarray:
+    """Scores of the ``n`` events of a dataset of batches of :data:`PREDICT_BATCH` ``(x, y)``
+    (the last one may be short), float64 ``(n,)``; ``progress`` as :func:`predict`'s."""
     callbacks = []
     if progress is not None:
         import keras
 
-        left = [len(order)]
+        left = [n]
 
         class Tick(keras.callbacks.Callback):
             def on_predict_batch_end(self, batch, logs=None):
-                n = min(PREDICT_BATCH, left[0])
-                left[0] -= n
-                progress(n)
+                k = min(PREDICT_BATCH, left[0])
+                left[0] -= k
+                progress(k)
 
         callbacks.append(Tick())
     p = np.asarray(model.predict(ds, verbose=0, callbacks=callbacks), dtype=np.float64)

@@ -1,7 +1,8 @@
 """Training a CNN on an event file: the library behind ``train-cnn``.
 
 :func:`train` reads like a Keras example: the data (the images of the event files, read
-and downsampled into memory, :mod:`spectrocnn.model.data`; or, with ``generate``, events
+and downsampled into memory, :mod:`spectrocnn.model.data`, or streamed every epoch when they
+exceed the memory budget, :mod:`spectrocnn.model.streaming`; or, with ``generate``, events
 simulated afresh every epoch, :mod:`spectrocnn.model.fresh`), the model (built and compiled
 by :mod:`spectrocnn.model.architectures` inside the distribution strategy's scope,
 :mod:`spectrocnn.model.distribute`), ``model.fit`` with the run's callbacks
@@ -18,7 +19,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from contextlib import ExitStack, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,18 +41,15 @@ from spectrocnn.model.callbacks import (
     training_callbacks,
 )
 from spectrocnn.model.data import (
-    ImageSet,
-    check_downsample,
     epoch_order,
     file_geometry,
-    load_images,
     make_dataset,
     open_event_file,
     recorded_geometry,
-    split_indices,
 )
 from spectrocnn.model.device import precision_policy
 from spectrocnn.model.distribute import STRATEGIES
+from spectrocnn.model.filedata import FileData, read_file_data
 from spectrocnn.model.fresh import FreshData, fresh_data, generation_view
 from spectrocnn.model.modelio import PREDICT_BATCH, load_model, predict
 from spectrocnn.model.rundir import (
@@ -61,7 +59,9 @@ from spectrocnn.model.rundir import (
     default_run_dir,
     load_run_config,
 )
-from spectrocnn.model.task import AUTO_MONITOR, check_training_labels, run_labels
+from spectrocnn.model.streamdata import fit_data, score_streamed
+from spectrocnn.model.streaming import resolve_cache_mb
+from spectrocnn.model.task import AUTO_MONITOR, run_labels
 from spectrocnn.model.trainconfig import (
     DEFAULT_EPOCHS,
     DEFAULT_PATIENCE,
@@ -149,7 +149,11 @@ def train(
         return _complete_run(run)
 
     # the data: checked and read before anything is written (and before TensorFlow)
-    data = fresh_data(run.config) if run.config.generated else _read_data(run)
+    if run.config.generated:
+        data: FileData | FreshData = fresh_data(run.config)
+    else:
+        data = read_file_data(run.config, run.out, resume=run.resume, report=run.report,
+                              progress=run.progress, t0=run.t0)  # fmt: skip
     with rundir.run_directory(out, resume):
         session = _Session.start(run)  # TensorFlow, precision, distribution
         _write_run_config(run, data, session)
@@ -202,6 +206,11 @@ class _Run:
             if resume:
                 raise ConfigError("a resumed run needs the seed of the run")
             self.config = dataclasses.replace(self.config, seed=new_seed())
+        if not self.config.generated:  # fresh events are simulated into memory
+            self.config = dataclasses.replace(self.config, cache_mb=resolve_cache_mb(
+                self.config.cache_mb, self.config.strategy,
+                (lambda: load_run_config(out).cache_mb) if resume else None,
+            ))  # fmt: skip
         self.config, self.arch_choice = _resolve_arch(self.config, out, resume)
         if self.arch_choice:
             self.report(f"Architecture: {self.config.arch} ({self.arch_choice['reason']})")
@@ -278,77 +287,6 @@ def _best_accuracy(monitor: str, state: dict[str, Any], metrics: dict[str, Any])
     return _float(metrics.get("accuracy"))
 
 
-# -- data -----------------------------------------------------------------------------------
-
-
-@dataclass
-class _Data:
-    """The images of a run in memory: ``val`` is ``train`` without a validation file."""
-
-    train: ImageSet
-    val: ImageSet
-    train_idx: np.ndarray
-    val_idx: np.ndarray
-    load_s: float
-    tensors: tuple[Any, ...] = ()  # train images, labels, val images, labels
-
-    def to_tensors(self, tf: Any) -> None:
-        """Copy the images and labels to tensors (once for one file) and free the arrays."""
-        sets = (self.train, self.val)
-        images = {id(s.images): tf.constant(s.images) for s in sets}
-        labels = {id(s.labels): tf.constant(s.labels) for s in sets}
-        self.tensors = tuple(t[id(getattr(s, k))] for s in sets for t, k in (
-            (images, "images"), (labels, "labels")
-        ))  # fmt: skip
-        for s in sets:
-            s.images = np.empty((0, *s.images.shape[1:]), np.uint8)
-
-
-def _check_file(ev: Any, config: TrainConfig, role: str) -> None:
-    if ev.n_events == 0:
-        raise ConfigError(f"{role} file {ev.path} holds no events")
-    check_downsample(ev.image_shape, config.input_size, config.downsample, source=ev.path)
-    if role == "training":
-        check_training_labels(ev.labels, ev.label_spec, ev.path)
-
-
-def _read_data(run: _Run) -> _Data:
-    """Check the input files (resuming: that they are the run's), split the events, read
-    and downsample the images."""
-    config = run.config
-    with ExitStack() as stack:
-        ev = stack.enter_context(open_event_file(config.input))
-        vev = stack.enter_context(open_event_file(config.val)) if config.val else None
-        if run.resume:
-            rundir.check_resume_inputs(run.out, {"input_file": ev, "val_file": vev})
-        _check_file(ev, config, "training")
-        if vev is not None:
-            _check_file(vev, config, "validation")
-            if vev.image_shape != ev.image_shape or vev.window_mm != ev.window_mm:
-                log.warning(
-                    "the validation images (%dx%d px, window %s mm) differ from the training "
-                    "images (%dx%d px, window %s mm)",
-                    *vev.image_shape, list(vev.window_mm), *ev.image_shape, list(ev.window_mm),
-                )  # fmt: skip
-            train_idx, val_idx = np.arange(ev.n_events), np.arange(vev.n_events)
-        else:
-            train_idx, val_idx = split_indices(ev.n_events, config.val_fraction, config.seed)
-            if np.unique(ev.labels[train_idx]).size < 2:
-                raise ConfigError(
-                    f"the training part of {ev.path} holds one class only; use more events, "
-                    "another --val-fraction or --seed, or a --val file"
-                )
-        sets = []
-        for f in (ev, vev) if vev is not None else (ev,):
-            with progress_bar(run.progress, f.n_events, f"reading {Path(f.path).name}") as bar:
-                sets.append(
-                    load_images(f, config.input_size, config.downsample, progress=bar.update)
-                )
-    if np.unique(sets[-1].labels[val_idx]).size < 2 and ev.label_spec.kind == "binary":
-        log.warning("the validation events hold one class only: ROC AUC is undefined")
-    return _Data(sets[0], sets[-1], train_idx, val_idx, time.perf_counter() - run.t0)
-
-
 # -- TensorFlow, precision, distribution ----------------------------------------------------
 
 
@@ -384,7 +322,7 @@ class _Session:
         return cls(tf, threads, strategy, distribution, device, choice)
 
 
-def _write_run_config(run: _Run, data: _Data, session: _Session) -> None:
+def _write_run_config(run: _Run, data: FileData, session: _Session) -> None:
     """config.json of a new run; a resumed run's records the planned epochs only."""
     config, path = run.config, run.out / "config.json"
     if run.resume and path.is_file():
@@ -408,6 +346,7 @@ def _write_run_config(run: _Run, data: _Data, session: _Session) -> None:
             "pixel": "min(count * scale, 1): occupancy (max, nearest) or lit fraction (mean)",
             "scale": tset.scale,
         },
+        "streaming": data.stream.record() if data.stream is not None else None,
         "tensorflow_threads": {"intra_op": intra, "inter_op": inter},
         "distribution": session.distribution,
         "arch_choice": run.arch_choice or {"requested": config.arch, "chosen": config.arch},
@@ -419,7 +358,7 @@ def _write_run_config(run: _Run, data: _Data, session: _Session) -> None:
     })  # fmt: skip
 
 
-def _inputs_record(data: _Data | FreshData) -> dict[str, Any]:
+def _inputs_record(data: FileData | FreshData) -> dict[str, Any]:
     """config.json's ``input_file`` and ``val_file`` (and ``generation`` on fresh events)."""
     if isinstance(data, FreshData):
         return {"input_file": None, "val_file": None, "generation": data.generation}
@@ -430,7 +369,7 @@ def _inputs_record(data: _Data | FreshData) -> dict[str, Any]:
 # -- model, fit, score ----------------------------------------------------------------------
 
 
-def _model(run: _Run, data: _Data, session: _Session) -> Any:
+def _model(run: _Run, data: FileData, session: _Session) -> Any:
     """The compiled model, built (resuming: the last one loaded) in the strategy's scope."""
     import keras
 
@@ -454,7 +393,7 @@ def _model(run: _Run, data: _Data, session: _Session) -> Any:
     return model
 
 
-def _plan(run: _Run, data: _Data, session: _Session) -> str:
+def _plan(run: _Run, data: FileData, session: _Session) -> str:
     """The line that says what this session of the run will do."""
     config, replicas = run.config, session.distribution["replicas"]
     h, w = data.train.info["image_shape"]
@@ -481,43 +420,54 @@ def _plan(run: _Run, data: _Data, session: _Session) -> str:
     )
 
 
-def _fit(run: _Run, model: Any, data: _Data, session: _Session) -> None:
+def _fit(run: _Run, model: Any, data: FileData, session: _Session) -> None:
     """``model.fit`` from the epoch after the last completed one to the planned epochs."""
     config, done = run.config, run.done
     rundir.truncate_history(run.out / "history.csv", done)
     if done >= config.epochs or run.state.get("stopped_early"):
         return
     run.report(_plan(run, data, session))
-    tx, ty, vx, vy = data.tensors
-    bs = config.batch_size * session.distribution["replicas"]
-    if isinstance(data, FreshData):
-        train_ds = data.train_dataset(done, config.epochs, bs)
+    guard: Any = nullcontext()
+    if data.stream is not None:  # each worker reads its replicas' slices
+        streamed = fit_data(
+            session.tf, session.strategy, (data.train, data.val), (data.train_idx, data.val_idx),
+            data.stream, seed=config.seed, epochs=range(done, config.epochs),
+            batch_size=config.batch_size, val_batch=PREDICT_BATCH,
+        )  # fmt: skip
+        train_ds, val_ds, steps = streamed.train, streamed.val, streamed.steps
+        guard = streamed.reraise()
     else:
-        orders = np.stack(
-            [epoch_order(data.train_idx, config.seed, e) for e in range(done, config.epochs)]
-        )
-        train_ds = make_dataset(tx, ty, orders, batch_size=bs, scale=data.train.scale)
-    val_ds = make_dataset(vx, vy, data.val_idx, batch_size=PREDICT_BATCH, scale=data.val.scale)
-    if session.strategy is not None:  # batches of event indices: shard them, not files
-        train_ds, val_ds = distribute.shard_by_data(session.tf, train_ds, val_ds)
-    steps = math.ceil(len(data.train_idx) / bs)
+        tx, ty, vx, vy = data.tensors
+        bs = config.batch_size * session.distribution["replicas"]
+        if isinstance(data, FreshData):
+            train_ds = data.train_dataset(done, config.epochs, bs)
+        else:
+            orders = np.stack(
+                [epoch_order(data.train_idx, config.seed, e) for e in range(done, config.epochs)]
+            )
+            train_ds = make_dataset(tx, ty, orders, batch_size=bs, scale=data.train.scale)
+        val_ds = make_dataset(vx, vy, data.val_idx, batch_size=PREDICT_BATCH, scale=data.val.scale)
+        if session.strategy is not None:  # batches of event indices: shard them, not files
+            train_ds, val_ds = distribute.shard_by_data(session.tf, train_ds, val_ds)
+        steps = math.ceil(len(data.train_idx) / bs)
     callbacks = training_callbacks(
         run.out, config, run.state, steps, run.report, run.progress, run.t0
     )
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=config.epochs,
-        initial_epoch=done,
-        steps_per_epoch=steps,
-        callbacks=callbacks,
-        shuffle=False,
-        verbose=0,
-        class_weight=_class_weights(run, data),
-    )
+    with guard:
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=config.epochs,
+            initial_epoch=done,
+            steps_per_epoch=steps,
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=0,
+            class_weight=_class_weights(run, data),
+        )
 
 
-def _class_weights(run: _Run, data: _Data) -> dict[int, float] | None:
+def _class_weights(run: _Run, data: FileData) -> dict[int, float] | None:
     """``model.fit``'s class weights from the training events (``--generate``: validation)."""
     if run.config.class_weight == "none":
         return None
@@ -526,14 +476,14 @@ def _class_weights(run: _Run, data: _Data) -> dict[int, float] | None:
     return class_weights(labels, run.labels, run.config.class_weight)
 
 
-def _score_best(run: _Run, model: Any, data: _Data) -> tuple[np.ndarray, np.ndarray, float]:
+def _score_best(run: _Run, model: Any, data: FileData) -> tuple[np.ndarray, np.ndarray, float]:
     """Scores of the validation and the training events by the best model after the last
     epoch, and the seconds it took; says so through ``report`` (and a bar on stderr)."""
     t = time.perf_counter()
     best_epoch = int(rundir.read_state(run.out).get("best_epoch", 0))
     if isinstance(data, FreshData):  # the training events of the best model's epoch
         data.load_epoch(max(best_epoch - 1, 0))
-    tx, ty, vx, vy = data.tensors
+    tx, ty, vx, vy = data.tensors or (None,) * 4
     n_val, n_train = len(data.val_idx), len(data.train_idx)
     run.report(
         f"Scoring {n_val} validation and {n_train} training events with the best model "
@@ -542,12 +492,16 @@ def _score_best(run: _Run, model: Any, data: _Data) -> tuple[np.ndarray, np.ndar
     parts = [(vx, vy, data.val_idx, data.val.scale), (tx, ty, data.train_idx, data.train.scale)]
     with progress_bar(run.progress, n_val + n_train, "scoring") as bar:
         tick = bar.update if run.progress else None
-        p_val, p_train = [predict(model, *p, progress=tick) for p in parts]
+        if data.stream is not None:
+            sets, indices = (data.val, data.train), (data.val_idx, data.train_idx)
+            p_val, p_train = score_streamed(model, sets, indices, data.stream, progress=tick)
+        else:
+            p_val, p_train = [predict(model, *p, progress=tick) for p in parts]
     return p_val, p_train, time.perf_counter() - t
 
 
 def _finish(
-    run: _Run, data: _Data, session: _Session, best: Any, scores: tuple[Any, Any, float]
+    run: _Run, data: FileData, session: _Session, best: Any, scores: tuple[Any, Any, float]
 ) -> TrainResult:
     """Plots, metrics.json and the final state.json of the run; its result."""
     from spectrocnn.model.plots import plot_results

@@ -23,6 +23,7 @@ from spectrocnn.model.architectures import AUTO, INPUT_SIZES, canonical_name
 from spectrocnn.model.data import check_preprocessing
 from spectrocnn.model.device import PRECISIONS
 from spectrocnn.model.distribute import STRATEGIES
+from spectrocnn.model.streaming import check_cache_mb
 from spectrocnn.model.task import AUTO_MONITOR, MONITORS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -129,6 +130,13 @@ class TrainConfig:
         With ``generate``: events simulated per epoch (default 16 000).
     val_events : int, optional
         With ``generate``: fixed validation events, simulated once (default 4 000).
+    cache_mb : float, optional
+        Memory budget of the downsampled images [MB, 2**20 bytes]: input files whose
+        images exceed it are streamed from the file every epoch, shuffled in windows
+        (:mod:`spectrocnn.model.streaming`). None: :func:`train` takes half of the
+        available memory (:func:`~spectrocnn.model.streaming.default_cache_mb`) and
+        records it, or, resuming, the run's; a ``multiworker`` run on several workers
+        reads into memory unless it is given (the same on every worker).
     """
 
     input: str | None = None
@@ -150,6 +158,7 @@ class TrainConfig:
     generate: Config | dict[str, Any] | None = None
     events_per_epoch: int | None = None
     val_events: int | None = None
+    cache_mb: float | None = None
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -201,6 +210,14 @@ class TrainConfig:
                 raise ConfigError(
                     f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
                 )
+        if self.cache_mb is not None:
+            if self.generate is not None:
+                raise ConfigError(
+                    "cache_mb with generate: fresh events are simulated into memory each "
+                    "epoch (set events_per_epoch instead)"
+                )
+            mb = check_cache_mb(self.cache_mb)
+            set_("cache_mb", int(mb) if mb.is_integer() else mb)
 
     def _check_source(self) -> None:
         """An event file or ``generate`` (with its counts), not both; the configuration

@@ -1,0 +1,133 @@
+"""The images of the event files a run trains on: read into memory, or streamed.
+
+:func:`read_file_data` checks the training (and validation) files, splits the events
+(:func:`~spectrocnn.model.data.split_indices`), and reads and downsamples the images into
+memory (:func:`~spectrocnn.model.data.load_images`), or, when they exceed the run's memory
+budget, plans to stream them from the files every epoch (:mod:`spectrocnn.model.streaming`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spectrocnn.errors import ConfigError
+from spectrocnn.model import rundir
+from spectrocnn.model.callbacks import progress_bar
+from spectrocnn.model.data import (
+    ImageSet,
+    check_downsample,
+    load_images,
+    open_event_file,
+    split_indices,
+)
+from spectrocnn.model.streaming import StreamPlan, choose_streaming, streamed_set
+from spectrocnn.model.task import check_training_labels
+from spectrocnn.model.trainconfig import TrainConfig
+
+__all__ = ["FileData", "read_file_data"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FileData:
+    """The images of a run in memory (or, with ``stream``, their files: streamed): ``val``
+    is ``train`` without a validation file."""
+
+    train: ImageSet
+    val: ImageSet
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    load_s: float
+    tensors: tuple[Any, ...] = ()  # train images, labels, val images, labels
+    stream: StreamPlan | None = None
+
+    def to_tensors(self, tf: Any) -> None:
+        """Copy the images and labels to tensors (once for one file) and free the arrays."""
+        if self.stream is not None:
+            return
+        sets = (self.train, self.val)
+        images = {id(s.images): tf.constant(s.images) for s in sets}
+        labels = {id(s.labels): tf.constant(s.labels) for s in sets}
+        self.tensors = tuple(t[id(getattr(s, k))] for s in sets for t, k in (
+            (images, "images"), (labels, "labels")
+        ))  # fmt: skip
+        for s in sets:
+            s.images = np.empty((0, *s.images.shape[1:]), np.uint8)
+
+
+def _check_file(ev: Any, config: TrainConfig, role: str) -> None:
+    if ev.n_events == 0:
+        raise ConfigError(f"{role} file {ev.path} holds no events")
+    check_downsample(ev.image_shape, config.input_size, config.downsample, source=ev.path)
+    if role == "training":
+        check_training_labels(ev.labels, ev.label_spec, ev.path)
+
+
+def read_file_data(
+    config: TrainConfig,
+    out: Path,
+    *,
+    resume: bool,
+    report: Callable[[str], None],
+    progress: bool,
+    t0: float,
+) -> FileData:
+    """Check the input files of ``config`` (``resume``: that they are those of the run in
+    ``out``), split the events, and read and downsample the images into memory, or plan
+    to stream them (:func:`~spectrocnn.model.streaming.choose_streaming`, which says so
+    through ``report``); ``load_s`` counts from ``t0`` (``time.perf_counter``).
+
+    Raises
+    ------
+    ConfigError
+        An empty file, images that cannot be downsampled as configured, training labels
+        of one class, or (resuming) input files other than the run's.
+    """
+    with ExitStack() as stack:
+        ev = stack.enter_context(open_event_file(config.input))
+        vev = stack.enter_context(open_event_file(config.val)) if config.val else None
+        if resume:
+            rundir.check_resume_inputs(out, {"input_file": ev, "val_file": vev})
+        _check_file(ev, config, "training")
+        if vev is not None:
+            _check_file(vev, config, "validation")
+            if vev.image_shape != ev.image_shape or vev.window_mm != ev.window_mm:
+                log.warning(
+                    "the validation images (%dx%d px, window %s mm) differ from the training "
+                    "images (%dx%d px, window %s mm)",
+                    *vev.image_shape, list(vev.window_mm), *ev.image_shape, list(ev.window_mm),
+                )  # fmt: skip
+            train_idx, val_idx = np.arange(ev.n_events), np.arange(vev.n_events)
+        else:
+            train_idx, val_idx = split_indices(ev.n_events, config.val_fraction, config.seed)
+            if np.unique(ev.labels[train_idx]).size < 2:
+                raise ConfigError(
+                    f"the training part of {ev.path} holds one class only; use more events, "
+                    "another --val-fraction or --seed, or a --val file"
+                )
+        files = (ev, vev) if vev is not None else (ev,)
+        plan = choose_streaming(
+            config.cache_mb, config.input_size, sum(f.n_events for f in files), report
+        )
+        sets = []
+        for f in files:
+            if plan is not None:
+                sets.append(streamed_set(f, config.input_size, config.downsample))
+                continue
+            with progress_bar(progress, f.n_events, f"reading {Path(f.path).name}") as bar:
+                sets.append(
+                    load_images(f, config.input_size, config.downsample, progress=bar.update)
+                )
+    if np.unique(sets[-1].labels[val_idx]).size < 2 and ev.label_spec.kind == "binary":
+        log.warning("the validation events hold one class only: ROC AUC is undefined")
+    load_s = time.perf_counter() - t0
+    return FileData(sets[0], sets[-1], train_idx, val_idx, load_s, stream=plan)
