@@ -255,16 +255,20 @@ def _decode(path: str, events: np.ndarray, chunks: list[tuple[int, bytes]],
         buf[j] = np.frombuffer(raw, np.uint8).reshape(h, w)
 
 
+#: Full-size images a decoding thread inflates before it transforms them (the transform
+#: then reads them from the CPU cache): 2 MiB, 8 images of 512 x 512.
+HOT_BYTES = 2 * 2**20
+
 #: Each decoding thread's buffer of full-size images, reused from group to group when a
-#: transform makes the images it keeps (a fresh 16 MiB array for each block of 64 images
-#: of 512 x 512 costs more in page faults than copying the images into it).
+#: transform makes the images it keeps (a fresh array for each group costs more in page
+#: faults than copying the images into it).
 _SCRATCH = threading.local()
 
 
 def _scratch(n: int, shape: tuple[int, int]) -> np.ndarray:
     buf = getattr(_SCRATCH, "images", None)
     if buf is None or buf.shape[0] < n or buf.shape[1:] != shape:
-        buf = _SCRATCH.images = np.empty((max(n, DIRECT_BLOCK), *shape), np.uint8)
+        buf = _SCRATCH.images = np.empty((n, *shape), np.uint8)
     return buf[:n]
 
 
@@ -299,18 +303,35 @@ def _read_group(parts: list[_Part], firsts: np.ndarray, group: np.ndarray) -> _P
 
 def _decode_group(pieces: _Pieces, shape: tuple[int, int], transform: Transform | None
                   ) -> np.ndarray:  # fmt: skip
-    """One group's images, decoded (and transformed): the task of a decoding thread."""
+    """One group's images, decoded (and transformed): the task of a decoding thread.
+
+    With a transform, the images are inflated and transformed a few at a time
+    (:data:`HOT_BYTES` of full-size images), so that the transform reads them from the
+    CPU cache: about 0.7 times the CPU time of transforming the whole group at once
+    (512 x 512 images max-pooled to 256 x 256)."""
     n = sum(len(chunks) for _, _, chunks in pieces)
-    images = np.empty((n, *shape), np.uint8) if transform is None else _scratch(n, shape)
+    if transform is None:
+        images = np.empty((n, *shape), np.uint8)
+        a = 0
+        for p, local, chunks in pieces:
+            _decode(p.path, local, chunks, shape, p.gzip, images[a : a + len(chunks)])
+            a += len(chunks)
+        return images
+    k = max(1, HOT_BYTES // (shape[0] * shape[1]))
+    scratch = _scratch(min(k, n), shape)
+    out: np.ndarray | None = None
     a = 0
     for p, local, chunks in pieces:
-        _decode(p.path, local, chunks, shape, p.gzip, images[a : a + len(chunks)])
-        a += len(chunks)
-    if transform is None:
-        return images
-    out = transform(images)
-    # the buffer is reused: never hand out a view of it
-    return np.array(out, copy=True) if np.may_share_memory(out, images) else out
+        for b in range(0, len(chunks), k):
+            part = chunks[b : b + k]
+            buf = scratch[: len(part)]
+            _decode(p.path, local[b : b + k], part, shape, p.gzip, buf)
+            small = transform(buf)
+            if out is None:
+                out = np.empty((n, *np.shape(small)[1:]), np.asarray(small).dtype)
+            out[a : a + len(part)] = small  # a copy: the scratch buffer is reused
+            a += len(part)
+    return out if out is not None else np.asarray(transform(np.empty((0, *shape), np.uint8)))
 
 
 def _decoded_groups(
