@@ -18,8 +18,8 @@ Random streams
 Images
     :func:`batch_images`: the hits projected onto the image's view
     (:meth:`spectrocnn.dataset.raster.ImageSpec.project`) and rasterized as gen-events
-    does (:func:`spectrocnn.dataset.raster.rasterize_sparse`), :data:`RASTER_GROUP` events
-    at full size at a time, each group handed to a ``transform`` (train-cnn's and
+    does (:func:`spectrocnn.dataset.raster.rasterize_sparse`), up to :data:`RASTER_GROUP` events
+    at full size at a time (2 MiB of them), each group handed to a ``transform`` (train-cnn's and
     :mod:`spectrocnn.torchdata`'s: :func:`spectrocnn.model.data.downsample`, which this
     module does not import: dataset/ imports nothing of model/). The images equal
     ``transform(EventFile.read_images(...))`` of the file.
@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from spectrocnn.dataset.blocks import HOT_BYTES
 from spectrocnn.dataset.pipeline import chunk_events, simulate_chunk
 from spectrocnn.dataset.raster import rasterize_sparse
 from spectrocnn.errors import ConfigError
@@ -59,8 +60,10 @@ __all__ = [
     "validation_seed",
 ]
 
-#: Events rasterized at full size at once (64 events of 512 x 512 take 16 MiB before
-#: downsampling).
+#: Events rasterized at full size at once, at most: the transform reads a group of
+#: full-size images from the CPU cache when they take at most ``HOT_BYTES`` (2 MiB: 8
+#: images of 512 x 512; 0.9 times the CPU time per lecture event of groups of 64,
+#: simulation included).
 RASTER_GROUP = 64
 
 #: Spawn-key prefixes of the derived seeds: the epochs' (``"torc"``, kept from the first
@@ -170,8 +173,9 @@ def batch_images(
     u, v = image.project(h.x, h.y, h.z)
     sparse = rasterize_sparse(u, v, h.event, n, image)
     parts = []
-    for a in range(0, max(n, 1), RASTER_GROUP):
-        full = sparse.todense(a, min(n, a + RASTER_GROUP))
+    group = max(1, min(RASTER_GROUP, HOT_BYTES // (image.shape[0] * image.shape[1])))
+    for a in range(0, max(n, 1), group):
+        full = sparse.todense(a, min(n, a + group))
         parts.append(full if transform is None else transform(full))
     return np.concatenate(parts)
 

@@ -38,8 +38,8 @@ How well it shuffles
 Memory
     Two windows of downsampled images (at most the budget), two windows of a global batch
     or so for validation and scoring (which read in file order), the labels (one byte per
-    event) and a few blocks being decoded at full size (``threads x STREAM_BLOCK x H x
-    W`` bytes: 32 MB for 2 threads at 512 x 512): independent of the number of events.
+    event) and the full-size images being decoded (2 MiB per decoding thread,
+    :data:`spectrocnn.dataset.blocks.HOT_BYTES`): independent of the number of events.
 
 Replicas and workers (:func:`batch_bounds`, :func:`worker_positions`)
     A step takes a global batch of ``batch_size x replicas`` consecutive events of the
