@@ -42,6 +42,7 @@ from spectrocnn.model.data import (
     check_preprocessing,
     load_images,
     open_event_file,
+    resident,
 )
 from spectrocnn.model.modelio import load_model, predict
 from spectrocnn.model.streamdata import predict_streamed, read_downsampled
@@ -334,7 +335,8 @@ def _scores(model: Any, data: Any, stream: Any, progress: bool) -> np.ndarray:
     if stream is None:
         import tensorflow as tf
 
-        return predict(model, tf.constant(data.images), tf.constant(data.labels), order, data.scale)
+        images, labels = resident(tf, data.images), resident(tf, data.labels)
+        return predict(model, images, labels, order, data.scale)
     with progress_bar(progress, data.n, f"scoring {Path(data.path).name}") as bar:
         return predict_streamed(
             model, data, order, stream, progress=bar.update if progress else None

@@ -26,6 +26,7 @@ from spectrocnn.model.data import (
     check_downsample,
     load_images,
     open_event_file,
+    resident,
     split_indices,
 )
 from spectrocnn.model.streaming import StreamPlan, choose_streaming, streamed_set
@@ -51,15 +52,17 @@ class FileData:
     stream: StreamPlan | None = None
 
     def to_tensors(self, tf: Any) -> None:
-        """Copy the images and labels to tensors (once for one file) and free the arrays."""
+        """Copy the images and labels to TensorFlow (:func:`~spectrocnn.model.data.resident`,
+        once for one file) and free the arrays."""
         if self.stream is not None:
             return
         sets = (self.train, self.val)
-        images = {id(s.images): tf.constant(s.images) for s in sets}
-        labels = {id(s.labels): tf.constant(s.labels) for s in sets}
-        self.tensors = tuple(t[id(getattr(s, k))] for s in sets for t, k in (
-            (images, "images"), (labels, "labels")
-        ))  # fmt: skip
+        made: dict[int, Any] = {}  # one variable per array (val is train without --val)
+        for s in sets:
+            for array in (s.images, s.labels):
+                if id(array) not in made:
+                    made[id(array)] = resident(tf, array)
+        self.tensors = tuple(made[id(a)] for s in sets for a in (s.images, s.labels))
         for s in sets:
             s.images = np.empty((0, *s.images.shape[1:]), np.uint8)
 

@@ -50,7 +50,7 @@ from spectrocnn.dataset.fresh import (
 )
 from spectrocnn.dataset.pipeline import chunk_events, simulate_chunk
 from spectrocnn.errors import ConfigError
-from spectrocnn.model.data import ImageSet, check_downsample, downsample, model_input
+from spectrocnn.model.data import ImageSet, check_downsample, downsample, model_input, resident
 
 if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
@@ -140,7 +140,7 @@ class FreshData:
     def to_tensors(self, tf: Any) -> None:
         """Copy the validation images and labels to tensors and free the arrays (the
         training tensors come with :meth:`load_epoch`)."""
-        self.tensors = (None, None, tf.constant(self.val.images), tf.constant(self.val.labels))
+        self.tensors = (None, None, resident(tf, self.val.images), resident(tf, self.val.labels))
         self.val.images = np.empty((0, *self.val.images.shape[1:]), np.uint8)
 
     def epoch_images(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -157,7 +157,8 @@ class FreshData:
         self.train = ImageSet(
             images, labels, self.train.path, self.method, self.train.factor, self.train.info
         )
-        self.tensors = (tf.constant(images), tf.constant(labels), *self.tensors[2:])
+        self.tensors = (resident(tf, images), resident(tf, labels), *self.tensors[2:])
+        self.train.images = np.empty((0, *images.shape[1:]), np.uint8)
 
     def batches(
         self, first_epoch: int, last_epoch: int, batch_size: int
