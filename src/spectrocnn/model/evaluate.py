@@ -1,6 +1,6 @@
 # size of evaluate: its checks run in the one order that keeps a failure cheap: arguments
 # and files before TensorFlow, the model's input before the images are read, the
-# warnings after all have passed; the output directory is created last, removed on failure.
+# warnings after all have passed; the outputs are written last, as one set.
 """Evaluating a saved model on an event file: the library behind ``eval-cnn``.
 
 The preprocessing must be the one the model was trained with: the input size and the
@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from spectrocnn._atomic import write_json
+from spectrocnn._atomic import atomic_outputs, write_json
 from spectrocnn._modelfile import check_model_file
 from spectrocnn.errors import ConfigError, ModelFileError
 from spectrocnn.labels import require_kind
@@ -137,8 +136,11 @@ def evaluate(
     event_path : path-like
         An event file.
     out_dir : path-like, optional
-        Output directory (created if needed; these three files in it are replaced);
-        default :func:`default_eval_dir`.
+        Output directory (created if needed), default :func:`default_eval_dir`. Its
+        files of an earlier evaluation (metrics.json, the plots of
+        :data:`~spectrocnn.model.plots.SCORE_PLOTS`, ``explain/``) are replaced by this
+        one's as one set: those it does not write again are removed, other files kept
+        (:func:`spectrocnn._atomic.atomic_outputs`).
     threads : int, optional
         TensorFlow intra-op threads (default: the available cores).
     progress : bool
@@ -275,11 +277,11 @@ def evaluate(
     scores = _scores(model, data, stream, progress)
     t_pred = time.perf_counter() - t_pred
 
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        from spectrocnn.model.plots import plot_results
+    from spectrocnn.model.explain import FILES as EXPLAIN_FILES
+    from spectrocnn.model.plots import SCORE_PLOTS, plot_results
 
+    owned = ("metrics.json", *SCORE_PLOTS, *(f"explain/{name}" for name in EXPLAIN_FILES))
+    with atomic_outputs(out, owned, last=("metrics.json",)) as tmp:  # no stale plots kept
         metrics = {
             **label_metrics(spec.kind, data.labels, scores),
             "sample": "file",
@@ -294,14 +296,10 @@ def evaluate(
             "wall_time_s": time.perf_counter() - t0,
             "device": device,
         }
-        plot_results(out, spec.kind, [(Path(data.path).stem, data.labels, scores)])
+        plot_results(tmp, spec.kind, [(Path(data.path).stem, data.labels, scores)])
         if explain:
-            _explain(model, data, scores, explain, out / "explain")
-        write_json(out / "metrics.json", metrics)
-    except BaseException:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+            _explain(model, data, scores, explain, tmp / "explain")
+        write_json(tmp / "metrics.json", metrics)
     return EvalResult(out, metrics, data.labels, scores)
 
 

@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from spectrocnn.simulate.events import EventBatch
 
 __all__ = [
+    "FILES",
     "KINDS",
     "METHOD",
     "Explanation",
@@ -80,6 +81,10 @@ KINDS = {
     "confident0": "most confident label-0 events (correct)",
     "misclassified": "misclassified events, the most wrong first",
 }
+
+#: The files :func:`write_explanations` owns in its directory (glob patterns): it removes
+#: those of an earlier call that it does not write again.
+FILES = ("explain.json", *(f"{kind}_*_event*.png" for kind in KINDS))
 
 _BATCH = 32
 
@@ -588,7 +593,9 @@ def write_explanations(
     kinds : dict
         kind -> event indices (:func:`pick_events`).
     out_dir : path-like
-        Created if needed; files of the same names are replaced (atomically).
+        Created if needed. The pictures and explain.json are written as one set
+        (:func:`spectrocnn._atomic.atomic_outputs`): those of an earlier call that this one
+        does not write again (:data:`FILES`) are removed, other files are kept.
     event_path : path-like
         The event file (truth and layers for the pictures).
 
@@ -597,11 +604,21 @@ def write_explanations(
     list of dict
         The entries of ``explain.json``.
     """
+    from spectrocnn._atomic import atomic_outputs
+
+    with atomic_outputs(out_dir, FILES, last=("explain.json",)) as tmp:
+        entries = _write_pictures(explanation, kinds, tmp, event_path)
+    log.info("wrote %d explanation pictures to %s", len(entries), out_dir)
+    return entries
+
+
+def _write_pictures(
+    explanation: Explanation, kinds: dict[str, np.ndarray], out: Path, event_path: Any
+) -> list[dict[str, Any]]:
+    """The files of :func:`write_explanations` in the directory ``out``; their entries."""
     from spectrocnn._atomic import write_json, write_with
     from spectrocnn.model.data import open_event_file
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     where = {int(e): j for j, e in enumerate(explanation.indices)}
     entries: list[dict[str, Any]] = []
     with open_event_file(event_path) as ev:
@@ -655,5 +672,4 @@ def write_explanations(
             "pictures": entries,
         },
     )
-    log.info("wrote %d explanation pictures to %s", len(entries), out)
     return entries
