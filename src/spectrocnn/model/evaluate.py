@@ -34,7 +34,7 @@ from spectrocnn._modelfile import check_model_file
 from spectrocnn.errors import ConfigError, ModelFileError
 from spectrocnn.labels import require_kind
 from spectrocnn.metrics import label_metrics
-from spectrocnn.model.architectures import barrel_radius_mm
+from spectrocnn.model.architectures import barrel_radius_mm, check_model_projection
 from spectrocnn.model.callbacks import progress_bar
 from spectrocnn.model.data import (
     check_downsample,
@@ -306,7 +306,9 @@ def evaluate(
 def _geometry_notes(model: Any, model_path: Path, ev: Any) -> list[tuple[Any, ...]]:
     """Warnings (log arguments) when the event file's geometry is not the one the
     geometry-aware layers (:class:`~spectrocnn.model.layers.PolarPool`) were built for:
-    another image window, or hits beyond the radius the polar image reaches."""
+    another image window, or hits beyond the radius the polar image reaches. A polar
+    network on images of another plane than x-y is refused (ConfigError)."""
+    check_model_projection(model, ev.projection, model_path, ev.path)
     r_hits = barrel_radius_mm(ev.config)
     notes: list[tuple[Any, ...]] = []
     for layer in model.layers:
