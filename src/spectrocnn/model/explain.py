@@ -368,20 +368,22 @@ def explain_events(
     Raises
     ------
     ConfigError
-        A missing file, an index out of range, images that cannot be pooled to the input.
+        A missing file, an index out of range, images that cannot be pooled to the input,
+        a polar network on images of another plane than x-y.
     EventFileError, ModelFileError
         An unreadable event or model file.
     """
     from spectrocnn.model._tf import configure_threads
+    from spectrocnn.model.architectures import check_model_projection
     from spectrocnn.model.data import check_downsample, input_scale, open_event_file
     from spectrocnn.model.data import downsample as pool
 
-    method = downsample
+    method, name = downsample, "the model"
     if not hasattr(model, "input_shape"):
         from spectrocnn.model.evaluate import run_preprocessing
         from spectrocnn.model.modelio import load_model
 
-        path = Path(model)
+        path = name = Path(model)
         if not path.exists():
             raise ConfigError(f"model file {str(path)!r} does not exist")
         method = method or run_preprocessing(path)[1]
@@ -392,6 +394,7 @@ def explain_events(
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     with open_event_file(event_path) as ev:
         require_kind(ev.label_spec, ("binary",), "the attribution of a class-1 score", ev.path)
+        check_model_projection(model, ev.projection, name, ev.path)
         if idx.size and (idx.min() < 0 or idx.max() >= ev.n_events):
             raise ConfigError(
                 f"event index {int(idx.max() if idx.max() >= ev.n_events else idx.min())} "
