@@ -19,7 +19,6 @@ so that files larger than the memory can be evaluated.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -43,6 +42,7 @@ from spectrocnn.model.data import (
     open_event_file,
 )
 from spectrocnn.model.modelio import load_model, predict
+from spectrocnn.model.rundir import run_preprocessing
 from spectrocnn.model.streamdata import predict_streamed, read_downsampled
 from spectrocnn.model.streaming import (
     check_cache_mb,
@@ -52,6 +52,8 @@ from spectrocnn.model.streaming import (
 )
 from spectrocnn.model.task import check_model_labels
 
+# run_preprocessing: its home is model/rundir.py (shared with model/explain.py), named here
+# as before.
 __all__ = ["EvalResult", "default_eval_dir", "evaluate", "run_preprocessing"]
 
 log = logging.getLogger(__name__)
@@ -85,22 +87,6 @@ class EvalResult:
 def default_eval_dir(model_path: str | os.PathLike, event_path: str | os.PathLike) -> Path:
     """``<model directory>/eval_<event file stem>``."""
     return Path(model_path).resolve().parent / f"eval_{Path(event_path).stem}"
-
-
-def run_preprocessing(model_path: str | os.PathLike) -> tuple[int | None, str | None]:
-    """``(input_size, downsample)`` from the run's config.json beside the model, or Nones."""
-    path = Path(model_path).resolve().parent / "config.json"
-    if not path.is_file():
-        return None, None
-    try:
-        data = json.loads(path.read_text())
-        size, method = data.get("input_size"), data.get("downsample")
-    except (OSError, ValueError, AttributeError) as exc:
-        log.warning("ignoring %s: %s", path, exc)
-        return None, None
-    return (int(size) if isinstance(size, int) else None), (
-        str(method) if isinstance(method, str) else None
-    )
 
 
 def evaluate(

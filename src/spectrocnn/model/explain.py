@@ -380,8 +380,8 @@ def explain_events(
 
     method, name = downsample, "the model"
     if not hasattr(model, "input_shape"):
-        from spectrocnn.model.evaluate import run_preprocessing
         from spectrocnn.model.modelio import load_model
+        from spectrocnn.model.rundir import run_preprocessing
 
         path = name = Path(model)
         if not path.exists():
