@@ -462,6 +462,16 @@ CASES: list[Case] = [
       "--generate --input-size 1024 --arch lecture --out {run}", 2,
       "input size 1024 is larger than the 512x512 images of the events simulated from the "
       "lecture configuration (--generate) (downsampling only); set --input-size to 512 or less"),
+    C("train-polar-xz", "train-cnn", "--arch polar on images of the x-z plane",
+      "{xz} --arch polar --out {run}", 2,
+      '--arch polar on {xz}: the images show the x-z plane ([image] projection = "xz"), where '
+      "the beam line is the line x = 0, not a point: polar images need x-y images; use --arch "
+      "lecture or --arch auto"),
+    C("train-generate-polar-yz", "train-cnn", "--generate --arch polar, [image] projection yz",
+      "--generate {cfg_yz} --arch polar --out {run}", 2,
+      "--arch polar on the events simulated from the lecture configuration (--generate): the "
+      'images show the y-z plane ([image] projection = "yz"), where the beam line is the line '
+      "y = 0, not a point"),
     C("train-locked", "train-cnn", "event file held open for writing by another process",
       "{locked} --out {run}", 1,
       "{locked}: cannot open the HDF5 file: it is locked, probably being written by another "
@@ -577,6 +587,12 @@ CASES: list[Case] = [
       "{reg16} {good}", 2,
       "{reg16} predicts regression labels (1 linear output); {good} has binary labels: "
       "evaluate it on a file with the labels it was trained on"),
+    C("eval-polar-xz", "eval-cnn", "a polar model on images of the x-z plane",
+      "{polar16} {xz}", 2,
+      '{polar16} is a polar network, on {xz}: the images show the x-z plane ([image] '
+      'projection = "xz"), where the beam line is the line x = 0, not a point: polar images '
+      "need x-y images; evaluate it on x-y images, or train another on these (train-cnn "
+      "--arch lecture)"),
     C("eval-explain-regression", "eval-cnn", "--explain on a regression target",
       "{reg16} {regression} --explain 2", 2,
       "--explain needs binary labels; {regression} has regression labels"),
@@ -707,6 +723,8 @@ DOC_NAMES = {
     "garbled": "garbled.h5",
     "seed16": "seed16.keras",
     "reg16": "regression16.keras",
+    "polar16": "polar16.keras",
+    "xz": "xz.h5",
     "regression": "regression.h5",
     "multiclass": "multiclass.h5",
     "bad_label_kind": "bad_label_kind.h5",
@@ -769,6 +787,7 @@ CONFIGS = {
     "cfg_hit_both": "[image]\nhit_radius_mm = 3.125\nhit_radius_px = 3\n",
     "cfg_projection": '[image]\nprojection = "zx"\n',
     "cfg_projection_key": '[image]\nprojektion = "xz"\n',
+    "cfg_yz": '[image]\nprojection = "yz"\n',
     "cfg_map_nan": '[field]\nmap = "nan.npz"\n',
     "cfg_map_shape": '[field]\nmap = "shape.npz"\n',
     "cfg_map_missing": '[field]\nmap = "missing.npz"\n',
@@ -967,6 +986,11 @@ def world(tmp_path_factory) -> dict[str, str]:
     from spectrocnn.model.architectures import build_model
 
     build_model("seed", 16).save(p["seed16"])  # untrained, 16x16 input
+    with open_events(p["good"]) as ev:
+        build_model("polar", 16, window_mm=ev.window_mm).save(p["polar16"])
+    shutil.copy(p["good"], p["xz"])  # the same images, as if of the x-z plane
+    with h5py.File(p["xz"], "a") as f:
+        f["images"].attrs["projection"] = "xz"
     _own_label_files(p)
     os.mkdir(p["not_run"])
     os.mkdir(p["bad_run"])

@@ -211,3 +211,20 @@ def test_explain_a_saved_lecture_network(lecture_file, tmp_path):
     assert ex.attribution.shape == (2, 16, 16) and np.any(ex.attribution > 0)
     with open_events(lecture_file) as ev:
         assert ex.stored.shape == (2, *ev.image_shape)
+
+
+def test_explain_refuses_a_polar_network_on_x_z_images(lecture_file, polar_model, tmp_path):
+    import shutil
+
+    import h5py
+
+    from spectrocnn.errors import ConfigError
+
+    xz = tmp_path / "xz.h5"
+    shutil.copy(lecture_file, xz)
+    with h5py.File(xz, "a") as f:
+        f["images"].attrs["projection"] = "xz"
+    with pytest.raises(
+        ConfigError, match=r"is a polar network, on .*xz\.h5: the images show the x-z"
+    ):
+        explain_events(polar_model, xz, [0])

@@ -372,3 +372,42 @@ def test_auto_chooses_lecture_on_xz_images_and_says_why(forward, tmp_path, caplo
     assert "x-z plane" in choice["reason"] and "beam line" in choice["reason"]
     assert any("architecture lecture (auto: the images show the x-z plane" in r.getMessage()
                for r in caplog.records)  # fmt: skip
+
+
+@pytest.mark.parametrize("projection", ["xz", "yz"])
+def test_polar_is_refused_on_other_planes_wherever_it_meets_them(projection):
+    """A forced polar network on x-z or y-z images is a one-line ConfigError naming the value
+    and the flag (build_model, model_geometry, check_projection); --generate with such a
+    configuration lets auto choose the lecture network."""
+    from spectrocnn.model.architectures import (
+        build_model,
+        check_projection,
+        choose_architecture,
+        model_geometry,
+    )
+    from spectrocnn.model.fresh import generation_view
+    from spectrocnn.model.trainconfig import TrainConfig
+
+    window = (-200.0, 200.0, -200.0, 200.0)  # holds the beam line: only the plane is wrong
+    plane = f"{projection[0]}-{projection[1]}"
+    expected = (
+        f"--arch polar on f.h5: the images show the {plane} plane ([image] projection = "
+        f'"{projection}"), where the beam line is the line {projection[0]} = 0, not a point: '
+        "polar images need x-y images; use --arch lecture or --arch auto"
+    )
+    with pytest.raises(ConfigError) as info:
+        check_projection("polar", projection, "f.h5")
+    assert str(info.value) == expected
+    for call in (
+        lambda: build_model("polar", 16, window_mm=window, projection=projection),
+        lambda: model_geometry("polar", 16, window, projection=projection),
+    ):
+        with pytest.raises(ConfigError, match=rf"^--arch polar: the images show the {plane}"):
+            call()
+    check_projection("lecture", projection, "f.h5")  # the lecture network takes any plane
+    check_projection("seed", projection)
+    assert model_geometry("lecture", 16, window, projection=projection) == {}
+    assert model_geometry("polar", 16, window)["r_max_mm"] > 0  # x-y as ever
+    gen = config_from_dict({"image": {"projection": projection}})
+    arch, why = choose_architecture(*generation_view(TrainConfig(generate=gen)))
+    assert arch == "lecture" and f"the images show the {plane} plane" in why

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spectrocnn._atomic import atomic_output, atomic_path, temp_path
+from spectrocnn._atomic import atomic_output, atomic_outputs, atomic_path, temp_path, write_with
 from spectrocnn._validate import check_int, check_number
 from spectrocnn.dataset.pipeline import Throughput
 from spectrocnn.errors import ConfigError
@@ -230,6 +230,66 @@ def test_atomic_path_names_the_target_in_its_errors(tmp_path):
         assert tmp.suffix == ".keras"  # Keras picks the format by the suffix
         tmp.write_text("m")
     assert _entries(tmp_path) == ["model.keras"]
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+
+
+OWNED = ("metrics.json", "a.png", "b.png", "sub/pic_*.png")
+
+
+def _outputs(out: Path, names: dict[str, str], fail: BaseException | None = None) -> None:
+    with atomic_outputs(out, OWNED, last=("metrics.json",)) as tmp:
+        for name, text in names.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_text(text)
+        if fail is not None:
+            raise fail
+
+
+def test_atomic_outputs_keep_only_this_runs_outputs_and_the_users_files(tmp_path):
+    out = tmp_path / "out"
+    _outputs(out, {"a.png": "1", "b.png": "1", "sub/pic_1.png": "1", "metrics.json": "1"})
+    (out / "notes.txt").write_text("mine")
+    (out / "a.png.bak").write_text("mine")  # not a name the command writes
+    assert _tree(out) == ["a.png", "a.png.bak", "b.png", "metrics.json", "notes.txt", "sub",
+                          "sub/pic_1.png"]  # fmt: skip
+    _outputs(out, {"a.png": "2", "metrics.json": "2"})
+    assert _tree(out) == ["a.png", "a.png.bak", "metrics.json", "notes.txt"]  # sub/ emptied
+    assert (out / "a.png").read_text() == "2" and (out / "notes.txt").read_text() == "mine"
+    (out / "sub").mkdir()
+    (out / "sub" / "pic_7.png").write_text("1")
+    (out / "sub" / "mine.png").write_text("mine")
+    _outputs(out, {"b.png": "3", "metrics.json": "3"})
+    assert _tree(out) == ["a.png.bak", "b.png", "metrics.json", "notes.txt", "sub",
+                          "sub/mine.png"]  # fmt: skip
+
+
+def test_atomic_outputs_change_nothing_on_failure(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        _outputs(out, {"a.png": "1"}, fail=KeyboardInterrupt())
+    assert _entries(tmp_path) == []  # the directory it made is gone again
+    _outputs(out, {"a.png": "1", "metrics.json": "1"})
+    with pytest.raises(ValueError, match="bad"):
+        _outputs(out, {"b.png": "2", "metrics.json": "2"}, fail=ValueError("bad"))
+    assert _tree(out) == ["a.png", "metrics.json"]  # no temporary entry either
+    assert (out / "metrics.json").read_text() == "1"
+
+
+def test_atomic_outputs_name_the_file_in_errors(tmp_path):
+    out = tmp_path / "out"
+
+    def full(path: Path) -> None:
+        raise OSError(28, os.strerror(28))
+
+    with (
+        pytest.raises(OSError, match=rf"] cannot write '{out / 'a.png'}': No space left"),
+        atomic_outputs(out, OWNED) as tmp,
+    ):
+        write_with(tmp / "a.png", full)
+    assert _entries(tmp_path) == []
 
 
 # -- one home -------------------------------------------------------------------------------

@@ -94,7 +94,7 @@ def test_train_cnn_auto_records_its_choice(presets, tmp_path, capsys, caplog):
                           "--out", str(tmp_path / "ev2")]) == 0  # fmt: skip
     assert "sees out to r = 237.5 mm, wide.h5 has hits out to r = 309 mm" in caplog.text
     capsys.readouterr()
-    assert "reached the maximum of 1 epochs" in lines[-1]
+    assert "reached the maximum of 1 epoch (patience" in lines[-1]
     # the summary make demo prints, from the run and fit-tracks' JSON
     import runpy
     import sys
@@ -445,3 +445,16 @@ def test_device_is_recorded(tmp_path, capsys):
     assert eval_main([str(out / "best_model.keras"), str(path), "--out", str(tmp_path / "e")]) == 0
     evaluated = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert evaluated["device"]["summary"] in capsys.readouterr().out
+
+
+def test_the_stop_reason_says_epoch_for_one_epoch():
+    from spectrocnn.model.callbacks import stop_reason
+    from spectrocnn.model.trainconfig import TrainConfig
+
+    def reason(epochs, patience):
+        return stop_reason(TrainConfig(input="x.h5", epochs=epochs, patience=patience), {})
+
+    assert reason(1, 0) == "trained the planned 1 epoch (no early stopping)"
+    assert reason(10, 0) == "trained the planned 10 epochs (no early stopping)"
+    assert reason(1, 2) == "reached the maximum of 1 epoch (patience 2)"
+    assert reason(20, 2) == "reached the maximum of 20 epochs (patience 2)"

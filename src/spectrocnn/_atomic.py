@@ -8,6 +8,12 @@ so the final rename is atomic), and renamed over the target only when complete; 
 error or interrupt the temporary entry is removed. An existing target is replaced only when
 the caller allows it, and then only once the new one is complete (a directory is moved
 aside first and deleted after). New entries get the permissions that the umask gives.
+
+A command that writes several files into a directory it shares with other files (eval-cnn's
+``--out``) writes them as one set (:func:`atomic_outputs`): all in a temporary directory
+first, then each moved over its target, and the files of an earlier run of that command
+that this run did not write are removed, so that the directory holds this run's outputs
+and nothing else of the command's.
 """
 
 from __future__ import annotations
@@ -20,13 +26,14 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "atomic_output",
+    "atomic_outputs",
     "atomic_path",
     "clean_json",
     "remove",
@@ -166,6 +173,103 @@ def atomic_output(
         publish(tmp, out, overwrite, exists or _exists_error(out))
     finally:
         remove(tmp)
+
+
+@contextmanager
+def atomic_outputs(
+    directory: str | os.PathLike, owned: Sequence[str], *, last: Sequence[str] = ()
+) -> Iterator[Path]:
+    """Write the set of a command's output files in ``directory`` as one: the block writes
+    them into a new temporary directory (yielded); when it succeeds, every file in it moves
+    to the same relative path in ``directory``, and every file there that matches a pattern
+    of ``owned`` but was not written this time is removed (then its folder, if left empty).
+
+    So ``directory`` ends up with exactly this run's outputs of the command, whatever an
+    earlier run of it wrote there (the ``roc.png`` of binary labels after an evaluation of
+    a regression target), and other files in it are never touched. On any error or
+    interrupt in the block nothing in ``directory`` changes (a directory that did not exist
+    is removed again). Each file is replaced atomically (a rename in one file system); the
+    names in ``last`` move after the others and after the removals, so a reader that sees
+    the new one of them (``metrics.json``) sees the whole set.
+
+    Parameters
+    ----------
+    directory : path-like
+        The output directory; created (with its parents) if missing.
+    owned : sequence of str
+        Glob patterns (:meth:`pathlib.Path.glob`, relative to ``directory``, no ``**``) of
+        the files the command owns there: the names it writes, e.g. ``"roc.png"``,
+        ``"explain/confident1_*_event*.png"``.
+    last : sequence of str
+        Relative paths to move last.
+
+    Yields
+    ------
+    Path
+        The temporary directory (hidden, inside ``directory``).
+
+    Raises
+    ------
+    OSError
+        From creating the directories, or moving or removing a file (a read-only
+        directory, a folder where a file goes).
+    """
+    out = Path(directory)
+    created = not out.is_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        try:
+            tmp = Path(_new_temp(out / "outputs", True, ".tmp"))
+        except OSError as exc:  # name the directory, not the temporary name
+            raise OSError(exc.errno, exc.strerror, os.fspath(out)) from None
+        try:
+            yield tmp
+            written = sorted(
+                p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if not p.is_dir()
+            )
+            _move(tmp, out, [rel for rel in written if rel not in last])
+            _remove_stale(out, owned, set(written))
+            _move(tmp, out, [rel for rel in written if rel in last])
+        except OSError as exc:
+            raise _in_place_of(exc, tmp, out) from None
+        finally:
+            remove(tmp)
+    except BaseException:
+        if created:
+            remove(out)
+        raise
+
+
+def _in_place_of(exc: OSError, tmp: Path, out: Path) -> OSError:
+    """``exc`` with the temporary directory ``tmp`` in its text and file name read as
+    ``out``, where the file would have been (or ``exc`` itself if it does not name it)."""
+    old, new = os.fspath(tmp), os.fspath(out)
+    text, name = exc.strerror or "", os.fspath(exc.filename or "")
+    if old not in text and old not in name:
+        return exc
+    return OSError(exc.errno, text.replace(old, new), name.replace(old, new) or None)
+
+
+def _move(tmp: Path, out: Path, names: Sequence[str]) -> None:
+    """Move the files ``names`` (relative paths) from ``tmp`` to ``out``, each atomically."""
+    for rel in names:
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp / rel, out / rel)
+
+
+def _remove_stale(out: Path, owned: Sequence[str], keep: set[str]) -> None:
+    """Remove the files under ``out`` matching ``owned`` that are not in ``keep``, and the
+    folders of the patterns that this leaves empty."""
+    for pattern in owned:
+        for p in out.glob(pattern):
+            rel = p.relative_to(out).as_posix()
+            if rel not in keep and (p.is_file() or p.is_symlink()):
+                p.unlink()
+        folder = out / pattern
+        while folder.parent != out:
+            folder = folder.parent
+            with suppress(OSError):  # not empty, or gone: keep it
+                folder.rmdir()
 
 
 @contextmanager

@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         metavar="DIR",
-        help="output directory (default: eval_<FILE stem> beside the model)",
+        help="output directory (default: eval_<FILE stem> beside the model); the files of "
+        "an earlier evaluation in it are replaced as one set, those this one does not write "
+        "removed (other files are kept)",
     )
     p.add_argument(
         "--threads",

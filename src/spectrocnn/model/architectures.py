@@ -1,3 +1,5 @@
+# size: the one home of "which network for these images": the registry, the choice auto
+# makes for a file and the checks of a forced one (geometry, projection), and the builders.
 """CNN architectures by name: the lecture's network (``lecture``, alias ``seed``), ``polar``,
 a registry for more, and the choice ``auto`` makes for an event file
 (:func:`choose_architecture`).
@@ -31,9 +33,12 @@ __all__ = [
     "ARCHITECTURES",
     "AUTO",
     "INPUT_SIZES",
+    "XY_ONLY",
     "barrel_radius_mm",
     "build_model",
     "canonical_name",
+    "check_model_projection",
+    "check_projection",
     "choose_architecture",
     "get_architecture",
     "lecture",
@@ -60,6 +65,10 @@ ALIASES: dict[str, str] = {"seed": "lecture"}
 
 #: The name that lets train-cnn choose for the event file (:func:`choose_architecture`).
 AUTO = "auto"
+
+#: The architectures that resample an x-y image about the beam line, a point only there
+#: (:func:`check_projection`).
+XY_ONLY = frozenset({"polar"})
 
 
 def register_architecture(name: str, *, input_size: int = 128) -> Callable[[Builder], Builder]:
@@ -167,10 +176,7 @@ def choose_architecture(
     if not layers or not isinstance(layers, list):
         return "lecture", "the event file does not record its detector layers"
     if projection != "xy":
-        return "lecture", (
-            f"the images show the {'-'.join(projection)} plane, where the beam line "
-            f"is the line {projection[0]} = 0, not a point: polar images need x-y images"
-        )
+        return "lecture", _not_xy(projection)
     kinds = sorted({str(layer.get("kind")) for layer in layers if isinstance(layer, dict)})
     if kinds != ["cylinder"]:
         return "lecture", (
@@ -193,6 +199,60 @@ def choose_architecture(
     return "polar", (
         f"a barrel of {len(layers)} cylinders and the beam line inside the image window ({reach})"
     )
+
+
+def _not_xy(projection: str) -> str:
+    """Why images of ``projection`` (not "xy") make no polar image about the beam line."""
+    return (
+        f'the images show the {"-".join(projection)} plane ([image] projection = "{projection}"), '
+        f"where the beam line is the line {projection[0]} = 0, not a point: polar images "
+        "need x-y images"
+    )
+
+
+def check_projection(name: str, projection: str, source: str | None = None) -> None:
+    """Refuse an architecture of :data:`XY_ONLY` (``polar``) on images of another plane
+    than x-y (``[image] projection``, :attr:`~spectrocnn.dataset.EventFile.projection`).
+
+    Parameters
+    ----------
+    name : str
+        An architecture name (``auto`` is resolved before: :func:`choose_architecture`).
+    projection : {"xy", "xz", "yz"}
+    source : str, optional
+        The images, as the message names them (an event file, the generated events).
+
+    Raises
+    ------
+    ConfigError
+        ``--arch polar on SOURCE: the images show the x-z plane ([image] projection =
+        "xz"), where ...; use --arch lecture or --arch auto``; or an unknown name.
+    """
+    if projection != "xy" and canonical_name(name) in XY_ONLY:
+        on = "" if source is None else f" on {source}"
+        raise ConfigError(
+            f"--arch {name}{on}: {_not_xy(projection)}; use --arch lecture or --arch auto"
+        )
+
+
+def check_model_projection(model: keras.Model, projection: str, model_path: Any, source: Any):
+    """Refuse a polar network (one with a :class:`~spectrocnn.model.layers.PolarPool`
+    layer) on images of another plane than x-y, as :func:`check_projection` a training.
+
+    Raises
+    ------
+    ConfigError
+        ``MODEL is a polar network, on SOURCE: the images show the x-z plane ...``.
+    """
+    if projection == "xy":
+        return
+    from spectrocnn.model.layers import PolarPool
+
+    if any(isinstance(layer, PolarPool) for layer in model.layers):
+        raise ConfigError(
+            f"{model_path} is a polar network, on {source}: {_not_xy(projection)}; evaluate "
+            "it on x-y images, or train another on these (train-cnn --arch lecture)"
+        )
 
 
 def barrel_radius_mm(file_config: dict[str, Any] | None) -> float | None:
@@ -242,6 +302,7 @@ def build_model(
     barrel_radius_mm: float | None = None,
     labels: LabelSpec | None = None,
     monitor: str = "val_accuracy",
+    projection: str = "xy",
 ) -> keras.Model:
     """Build and compile the architecture ``name`` for ``input_size`` x ``input_size`` images.
 
@@ -262,6 +323,8 @@ def build_model(
         The kind of labels to predict (default: binary), :mod:`spectrocnn.model.task`.
     monitor : str
         The score the best model is kept for (``"val_auc"`` adds the ``auc`` metric).
+    projection : {"xy", "xz", "yz"}
+        The plane the images show; ``polar`` needs ``"xy"`` (:func:`check_projection`).
 
     Returns
     -------
@@ -273,9 +336,11 @@ def build_model(
     ------
     ConfigError
         An unknown name, an input size that is not a positive integer, or (``polar``) a
-        missing window or one that does not hold the beam line.
+        missing window or one that does not hold the beam line, or images of another
+        plane than x-y.
     """
     builder = get_architecture(name)
+    check_projection(name, projection)
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
         raise ConfigError(f"input size must be a positive integer, got {input_size!r}")
     extra: dict[str, Any] = {}
@@ -291,6 +356,7 @@ def model_geometry(
     input_size: int,
     window_mm: Sequence[float] | None,
     barrel_radius_mm: float | None = None,
+    projection: str = "xy",
 ) -> dict[str, Any]:
     """What the architecture ``name`` takes from the event file's geometry, for the record
     (train-cnn's config.json ``model_geometry``): :func:`polar_geometry` for ``polar``, an
@@ -299,8 +365,10 @@ def model_geometry(
     Raises
     ------
     ConfigError
-        An unknown name; for ``polar``, a window without the beam line.
+        An unknown name; for ``polar``, a window without the beam line or images of
+        another ``projection`` than ``"xy"`` (:func:`check_projection`).
     """
+    check_projection(name, projection)
     if canonical_name(name) != "polar":
         return {}
     return polar_geometry(input_size, window_mm, barrel_radius_mm)

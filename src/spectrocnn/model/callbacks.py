@@ -157,9 +157,10 @@ def stop_reason(config: TrainConfig, state: dict[str, Any]) -> str:
             f"{_monitor(config)} did not improve for {config.patience} epochs"
         )
         return f"stopped early after epoch {done}: {rule}"
+    epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
     if config.patience:
-        return f"reached the maximum of {config.epochs} epochs (patience {config.patience})"
-    return f"trained the planned {config.epochs} epochs (no early stopping)"
+        return f"reached the maximum of {epochs} (patience {config.patience})"
+    return f"trained the planned {epochs} (no early stopping)"
 
 
 # -- the other callbacks --------------------------------------------------------------------

@@ -1,6 +1,6 @@
 # size of evaluate: its checks run in the one order that keeps a failure cheap: arguments
 # and files before TensorFlow, the model's input before the images are read, the
-# warnings after all have passed; the output directory is created last, removed on failure.
+# warnings after all have passed; the outputs are written last, as one set.
 """Evaluating a saved model on an event file: the library behind ``eval-cnn``.
 
 The preprocessing must be the one the model was trained with: the input size and the
@@ -19,10 +19,8 @@ so that files larger than the memory can be evaluated.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from spectrocnn._atomic import write_json
+from spectrocnn._atomic import atomic_outputs, write_json
 from spectrocnn._modelfile import check_model_file
 from spectrocnn.errors import ConfigError, ModelFileError
 from spectrocnn.labels import require_kind
 from spectrocnn.metrics import label_metrics
-from spectrocnn.model.architectures import barrel_radius_mm
+from spectrocnn.model.architectures import barrel_radius_mm, check_model_projection
 from spectrocnn.model.callbacks import progress_bar
 from spectrocnn.model.data import (
     check_downsample,
@@ -45,6 +43,7 @@ from spectrocnn.model.data import (
     resident,
 )
 from spectrocnn.model.modelio import load_model, predict
+from spectrocnn.model.rundir import run_preprocessing
 from spectrocnn.model.streamdata import predict_streamed, read_downsampled
 from spectrocnn.model.streaming import (
     check_cache_mb,
@@ -54,6 +53,8 @@ from spectrocnn.model.streaming import (
 )
 from spectrocnn.model.task import check_model_labels
 
+# run_preprocessing: its home is model/rundir.py (shared with model/explain.py), named here
+# as before.
 __all__ = ["EvalResult", "default_eval_dir", "evaluate", "run_preprocessing"]
 
 log = logging.getLogger(__name__)
@@ -89,22 +90,6 @@ def default_eval_dir(model_path: str | os.PathLike, event_path: str | os.PathLik
     return Path(model_path).resolve().parent / f"eval_{Path(event_path).stem}"
 
 
-def run_preprocessing(model_path: str | os.PathLike) -> tuple[int | None, str | None]:
-    """``(input_size, downsample)`` from the run's config.json beside the model, or Nones."""
-    path = Path(model_path).resolve().parent / "config.json"
-    if not path.is_file():
-        return None, None
-    try:
-        data = json.loads(path.read_text())
-        size, method = data.get("input_size"), data.get("downsample")
-    except (OSError, ValueError, AttributeError) as exc:
-        log.warning("ignoring %s: %s", path, exc)
-        return None, None
-    return (int(size) if isinstance(size, int) else None), (
-        str(method) if isinstance(method, str) else None
-    )
-
-
 def evaluate(
     model_path: str | os.PathLike,
     event_path: str | os.PathLike,
@@ -138,8 +123,11 @@ def evaluate(
     event_path : path-like
         An event file.
     out_dir : path-like, optional
-        Output directory (created if needed; these three files in it are replaced);
-        default :func:`default_eval_dir`.
+        Output directory (created if needed), default :func:`default_eval_dir`. Its
+        files of an earlier evaluation (metrics.json, the plots of
+        :data:`~spectrocnn.model.plots.SCORE_PLOTS`, ``explain/``) are replaced by this
+        one's as one set: those it does not write again are removed, other files kept
+        (:func:`spectrocnn._atomic.atomic_outputs`).
     threads : int, optional
         TensorFlow intra-op threads (default: the available cores).
     progress : bool
@@ -276,11 +264,11 @@ def evaluate(
     scores = _scores(model, data, stream, progress)
     t_pred = time.perf_counter() - t_pred
 
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        from spectrocnn.model.plots import plot_results
+    from spectrocnn.model.explain import FILES as EXPLAIN_FILES
+    from spectrocnn.model.plots import SCORE_PLOTS, plot_results
 
+    owned = ("metrics.json", *SCORE_PLOTS, *(f"explain/{name}" for name in EXPLAIN_FILES))
+    with atomic_outputs(out, owned, last=("metrics.json",)) as tmp:  # no stale plots kept
         metrics = {
             **label_metrics(spec.kind, data.labels, scores),
             "sample": "file",
@@ -295,21 +283,19 @@ def evaluate(
             "wall_time_s": time.perf_counter() - t0,
             "device": device,
         }
-        plot_results(out, spec.kind, [(Path(data.path).stem, data.labels, scores)])
+        plot_results(tmp, spec.kind, [(Path(data.path).stem, data.labels, scores)])
         if explain:
-            _explain(model, data, scores, explain, out / "explain")
-        write_json(out / "metrics.json", metrics)
-    except BaseException:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+            _explain(model, data, scores, explain, tmp / "explain")
+        write_json(tmp / "metrics.json", metrics)
     return EvalResult(out, metrics, data.labels, scores)
 
 
 def _geometry_notes(model: Any, model_path: Path, ev: Any) -> list[tuple[Any, ...]]:
     """Warnings (log arguments) when the event file's geometry is not the one the
     geometry-aware layers (:class:`~spectrocnn.model.layers.PolarPool`) were built for:
-    another image window, or hits beyond the radius the polar image reaches."""
+    another image window, or hits beyond the radius the polar image reaches. A polar
+    network on images of another plane than x-y is refused (ConfigError)."""
+    check_model_projection(model, ev.projection, model_path, ev.path)
     r_hits = barrel_radius_mm(ev.config)
     notes: list[tuple[Any, ...]] = []
     for layer in model.layers:

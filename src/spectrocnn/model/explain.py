@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from spectrocnn.simulate.events import EventBatch
 
 __all__ = [
+    "FILES",
     "KINDS",
     "METHOD",
     "Explanation",
@@ -80,6 +81,10 @@ KINDS = {
     "confident0": "most confident label-0 events (correct)",
     "misclassified": "misclassified events, the most wrong first",
 }
+
+#: The files :func:`write_explanations` owns in its directory (glob patterns): it removes
+#: those of an earlier call that it does not write again.
+FILES = ("explain.json", *(f"{kind}_*_event*.png" for kind in KINDS))
 
 _BATCH = 32
 
@@ -363,20 +368,22 @@ def explain_events(
     Raises
     ------
     ConfigError
-        A missing file, an index out of range, images that cannot be pooled to the input.
+        A missing file, an index out of range, images that cannot be pooled to the input,
+        a polar network on images of another plane than x-y.
     EventFileError, ModelFileError
         An unreadable event or model file.
     """
     from spectrocnn.model._tf import configure_threads
+    from spectrocnn.model.architectures import check_model_projection
     from spectrocnn.model.data import check_downsample, input_scale, open_event_file
     from spectrocnn.model.data import downsample as pool
 
-    method = downsample
+    method, name = downsample, "the model"
     if not hasattr(model, "input_shape"):
-        from spectrocnn.model.evaluate import run_preprocessing
         from spectrocnn.model.modelio import load_model
+        from spectrocnn.model.rundir import run_preprocessing
 
-        path = Path(model)
+        path = name = Path(model)
         if not path.exists():
             raise ConfigError(f"model file {str(path)!r} does not exist")
         method = method or run_preprocessing(path)[1]
@@ -387,6 +394,7 @@ def explain_events(
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     with open_event_file(event_path) as ev:
         require_kind(ev.label_spec, ("binary",), "the attribution of a class-1 score", ev.path)
+        check_model_projection(model, ev.projection, name, ev.path)
         if idx.size and (idx.min() < 0 or idx.max() >= ev.n_events):
             raise ConfigError(
                 f"event index {int(idx.max() if idx.max() >= ev.n_events else idx.min())} "
@@ -588,7 +596,9 @@ def write_explanations(
     kinds : dict
         kind -> event indices (:func:`pick_events`).
     out_dir : path-like
-        Created if needed; files of the same names are replaced (atomically).
+        Created if needed. The pictures and explain.json are written as one set
+        (:func:`spectrocnn._atomic.atomic_outputs`): those of an earlier call that this one
+        does not write again (:data:`FILES`) are removed, other files are kept.
     event_path : path-like
         The event file (truth and layers for the pictures).
 
@@ -597,11 +607,21 @@ def write_explanations(
     list of dict
         The entries of ``explain.json``.
     """
+    from spectrocnn._atomic import atomic_outputs
+
+    with atomic_outputs(out_dir, FILES, last=("explain.json",)) as tmp:
+        entries = _write_pictures(explanation, kinds, tmp, event_path)
+    log.info("wrote %d explanation pictures to %s", len(entries), out_dir)
+    return entries
+
+
+def _write_pictures(
+    explanation: Explanation, kinds: dict[str, np.ndarray], out: Path, event_path: Any
+) -> list[dict[str, Any]]:
+    """The files of :func:`write_explanations` in the directory ``out``; their entries."""
     from spectrocnn._atomic import write_json, write_with
     from spectrocnn.model.data import open_event_file
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     where = {int(e): j for j, e in enumerate(explanation.indices)}
     entries: list[dict[str, Any]] = []
     with open_event_file(event_path) as ev:
@@ -655,5 +675,4 @@ def write_explanations(
             "pictures": entries,
         },
     )
-    log.info("wrote %d explanation pictures to %s", len(entries), out)
     return entries

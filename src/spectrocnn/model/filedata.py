@@ -20,6 +20,7 @@ import numpy as np
 
 from spectrocnn.errors import ConfigError
 from spectrocnn.model import rundir
+from spectrocnn.model.architectures import check_projection
 from spectrocnn.model.callbacks import progress_bar
 from spectrocnn.model.data import (
     ImageSet,
@@ -70,6 +71,7 @@ class FileData:
 def _check_file(ev: Any, config: TrainConfig, role: str) -> None:
     if ev.n_events == 0:
         raise ConfigError(f"{role} file {ev.path} holds no events")
+    check_projection(config.arch, ev.projection, ev.path)  # polar: x-y images only
     check_downsample(ev.image_shape, config.input_size, config.downsample, source=ev.path)
     if role == "training":
         check_training_labels(ev.labels, ev.label_spec, ev.path)

@@ -50,6 +50,7 @@ from spectrocnn.dataset.fresh import (
 )
 from spectrocnn.dataset.pipeline import chunk_events, simulate_chunk
 from spectrocnn.errors import ConfigError
+from spectrocnn.model.architectures import check_projection
 from spectrocnn.model.data import ImageSet, check_downsample, downsample, model_input, resident
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -210,11 +211,13 @@ def fresh_data(config: TrainConfig) -> FreshData:
     ------
     ConfigError
         Images of the configuration that cannot be downsampled to ``config.input_size`` by
-        ``config.downsample``; a validation set of one class only is logged as a warning.
+        ``config.downsample``, or that ``config.arch`` cannot take (``polar`` on another
+        ``[image] projection`` than x-y); a validation set of one class only is logged as a warning.
     """
     t0 = time.perf_counter()
     gen = generation_config(config)
     source = _source(gen)
+    check_projection(config.arch, gen.image.projection, source)  # polar: x-y images only
     factor = check_downsample(gen.image.shape, config.input_size, config.downsample, source=source)
     v_seed = validation_seed(config.seed)
     to_input = partial(downsample, size=config.input_size, method=config.downsample)

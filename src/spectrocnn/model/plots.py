@@ -15,7 +15,19 @@ import numpy as np
 from spectrocnn._atomic import write_with
 from spectrocnn.metrics import roc_auc, roc_curve
 
-__all__ = ["plot_curves", "plot_predicted", "plot_results", "plot_roc", "plot_scores"]
+__all__ = [
+    "SCORE_PLOTS",
+    "plot_curves",
+    "plot_predicted",
+    "plot_results",
+    "plot_roc",
+    "plot_scores",
+]
+
+#: Every file of the scores that :func:`plot_results` may write (the curves aside), for
+#: any kind of labels: those of an earlier evaluation that one of other labels leaves out
+#: are removed (:func:`spectrocnn.model.evaluate.evaluate`).
+SCORE_PLOTS = ("roc.png", "scores.png", "predicted.png")
 
 _HI, _LO = "#2ca02c", "#5fa8e8"  # the slides' green (Hi) and light blue (Lo)
 

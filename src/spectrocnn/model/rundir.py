@@ -77,6 +77,7 @@ __all__ = [
     "read_state",
     "record_epochs",
     "run_directory",
+    "run_preprocessing",
     "truncate_history",
     "versions",
 ]
@@ -159,6 +160,24 @@ def _upgrade_run_config(data: dict[str, Any]) -> dict[str, Any]:
     if "precision" not in data:
         data["precision"] = "bf16" if data.get("mixed_precision") == "bf16" else "fp32"
     return data
+
+
+def run_preprocessing(model_path: str | os.PathLike) -> tuple[int | None, str | None]:
+    """``(input_size, downsample)`` from the config.json of the run directory that holds a
+    saved model, or Nones (no config.json, or one that cannot be read: logged); what
+    eval-cnn and the attribution take to prepare the images as the run did."""
+    path = Path(model_path).resolve().parent / "config.json"
+    if not path.is_file():
+        return None, None
+    try:
+        data = json.loads(path.read_text())
+        size, method = data.get("input_size"), data.get("downsample")
+    except (OSError, ValueError, AttributeError) as exc:
+        log.warning("ignoring %s: %s", path, exc)
+        return None, None
+    return (int(size) if isinstance(size, int) else None), (
+        str(method) if isinstance(method, str) else None
+    )
 
 
 def best_key(monitor: str) -> str:

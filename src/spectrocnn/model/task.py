@@ -101,8 +101,8 @@ def run_labels(
     EventFileError
         A file that is not a readable event file.
     """
+    from spectrocnn.dataset import open_events as open_event_file
     from spectrocnn.labels import class_weights
-    from spectrocnn.model.data import open_event_file
 
     if train_path is None:  # events simulated afresh (--generate): gen-events' binary labels
         spec = LabelSpec()
