@@ -398,7 +398,7 @@ def test_mirrored_run_resumes_after_an_interruption(small, tmp_path):
     result = train(config, out, resume=True)
     assert result.initial_epoch == 1 and result.epochs == 3
     rows = (out / "history.csv").read_text().strip().splitlines()[1:]
-    assert [int(r.split(",")[0]) for r in rows] == [0, 1, 2]
+    assert [int(r.split(",")[0]) for r in rows] == [1, 2, 3]  # history.csv counts from 1
 
 
 @pytest.mark.slow

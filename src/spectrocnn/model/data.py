@@ -76,7 +76,6 @@ __all__ = [
     "model_input",
     "open_event_file",
     "recorded_geometry",
-    "resident",
     "split_indices",
 ]
 
@@ -455,52 +454,12 @@ def epoch_order(indices: np.ndarray, seed: int, epoch: int) -> np.ndarray:
     return np.asarray(indices)[_stream(seed, 1, epoch).permutation(len(indices))]
 
 
-# -- tensors in memory ----------------------------------------------------------------------
-
-#: Rows copied into a resident variable at once (:func:`resident`): 64 MiB.
-_RESIDENT_BYTES = 64 * 2**20
-
-
-def resident(tf: Any, array: np.ndarray) -> Any:
-    """``array`` as a TensorFlow variable in host memory, copied in slices.
-
-    ``tf.constant`` of a large array keeps up to three copies at once (the array, a
-    converted tensor, TensorFlow's own), and ``tf.data`` copies a captured constant again
-    when its iterator starts: 1.25 GB of images (20 000 events at 256 x 256) took 5.6 GB
-    at the peak and 3.3 GB while training. A variable of zeros filled by
-    ``scatter_update`` in slices of 64 MiB, which ``tf.data`` reads without a copy, takes
-    the array and the variable at the peak (the caller then frees the array) and one copy
-    while training.
-
-    Parameters
-    ----------
-    tf : module
-        TensorFlow.
-    array : ndarray, shape (n, ...)
-        Images (uint8) or labels.
-
-    Returns
-    -------
-    tf.Variable
-        Not trainable, on the CPU (outside any distribution strategy's replication), of
-        ``array``'s shape, dtype and values; ``tf.gather`` reads it as a tensor.
-    """
-    array = np.asarray(array)
-    with tf.device("/CPU:0"), tf.init_scope():
-        out = tf.Variable(tf.zeros(array.shape, array.dtype), trainable=False)
-        step = max(1, _RESIDENT_BYTES // max(1, array[:1].nbytes))
-        for a in range(0, len(array), step):
-            b = min(len(array), a + step)
-            out.scatter_update(tf.IndexedSlices(array[a:b], tf.range(a, b, dtype=tf.int64)))
-    return out
-
-
 # -- tf.data --------------------------------------------------------------------------------
 
 
 def make_dataset(
-    images: tf.Tensor,
-    labels: tf.Tensor,
+    images: np.ndarray | tf.Tensor,
+    labels: np.ndarray | tf.Tensor,
     order: np.ndarray,
     *,
     batch_size: int,
@@ -508,14 +467,18 @@ def make_dataset(
 ) -> tf.data.Dataset:
     """Batches ``(x, y)`` of the events ``order`` (one row per epoch, or one flat order).
 
-    Each batch gathers its rows from the in-memory uint8 tensor and converts them to the
-    model input, ``x = min(v * scale, 1)`` float32 ``(b, s, s, 1)``, ``y`` float32
-    ``(b,)``; batches never span two epochs (the last one of an epoch may be short).
+    Each batch gathers its rows from the images in memory and converts them to the model
+    input, ``x = min(v * scale, 1)`` float32 ``(b, s, s, 1)``, ``y`` float32 ``(b,)``;
+    batches never span two epochs (the last one may be short). NumPy arrays are read where
+    they are (``tf.numpy_function``): no copy of the images is made (``tf.constant`` of
+    1.25 GB of images, 20 000 events at 256 x 256, took 5.6 GB at the peak and 3.3 GB while
+    training, as ``tf.data`` copied the captured tensor again), at the same images/s.
 
     Parameters
     ----------
-    images : tf.Tensor uint8 (n, s, s)
-    labels : tf.Tensor (n,)
+    images : ndarray or tf.Tensor, uint8 (n, s, s)
+        Not to be changed while the dataset is in use.
+    labels : ndarray or tf.Tensor (n,)
         Of any numeric dtype (cast to float32: a class or a target value).
     order : ndarray int, shape (m,) or (epochs, m)
         Event indices in the order to visit them.
@@ -532,11 +495,33 @@ def make_dataset(
         ds = tf.data.Dataset.from_tensor_slices(order).flat_map(
             lambda row: tf.data.Dataset.from_tensor_slices(row).batch(batch_size)
         )
+    take = _host_rows(tf, images, labels)
 
     def to_input(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return model_input(tf.gather(images, idx), tf.gather(labels, idx), scale)
+        return model_input(*take(idx), scale)
 
     return ds.map(to_input, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _host_rows(tf: Any, images: Any, labels: Any) -> Callable[[Any], tuple[Any, Any]]:
+    """``idx -> (images[idx], labels[idx])`` inside ``tf.data``: NumPy indexing of arrays
+    in place, ``tf.gather`` of tensors."""
+    if not isinstance(images, np.ndarray):
+        return lambda idx: (tf.gather(images, idx), tf.gather(labels, idx))
+    labels = np.asarray(labels)
+    shape = images.shape[1:]
+    types = (tf.as_dtype(images.dtype), tf.as_dtype(labels.dtype))
+
+    def rows(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return images[idx], labels[idx]
+
+    def take(idx: Any) -> tuple[Any, Any]:
+        x, y = tf.numpy_function(rows, [idx], types, stateful=False)
+        x.set_shape((None, *shape))
+        y.set_shape((None,))
+        return x, y
+
+    return take
 
 
 def model_input(values: tf.Tensor, labels: tf.Tensor, scale: float) -> tuple[tf.Tensor, tf.Tensor]:

@@ -40,7 +40,6 @@ from spectrocnn.model.data import (
     check_preprocessing,
     load_images,
     open_event_file,
-    resident,
 )
 from spectrocnn.model.modelio import load_model, predict
 from spectrocnn.model.rundir import run_preprocessing
@@ -319,10 +318,7 @@ def _scores(model: Any, data: Any, stream: Any, progress: bool) -> np.ndarray:
     """The scores of every event of ``data``: from memory, or streamed from its file."""
     order = np.arange(data.n)
     if stream is None:
-        import tensorflow as tf
-
-        images, labels = resident(tf, data.images), resident(tf, data.labels)
-        return predict(model, images, labels, order, data.scale)
+        return predict(model, data.images, data.labels, order, data.scale)
     with progress_bar(progress, data.n, f"scoring {Path(data.path).name}") as bar:
         return predict_streamed(
             model, data, order, stream, progress=bar.update if progress else None

@@ -27,7 +27,6 @@ from spectrocnn.model.data import (
     check_downsample,
     load_images,
     open_event_file,
-    resident,
     split_indices,
 )
 from spectrocnn.model.streaming import StreamPlan, choose_streaming, streamed_set
@@ -49,23 +48,14 @@ class FileData:
     train_idx: np.ndarray
     val_idx: np.ndarray
     load_s: float
-    tensors: tuple[Any, ...] = ()  # train images, labels, val images, labels
+    tensors: tuple[Any, ...] = ()  # train images, labels, val images, labels (arrays)
     stream: StreamPlan | None = None
 
     def to_tensors(self, tf: Any) -> None:
-        """Copy the images and labels to TensorFlow (:func:`~spectrocnn.model.data.resident`,
-        once for one file) and free the arrays."""
-        if self.stream is not None:
-            return
-        sets = (self.train, self.val)
-        made: dict[int, Any] = {}  # one variable per array (val is train without --val)
-        for s in sets:
-            for array in (s.images, s.labels):
-                if id(array) not in made:
-                    made[id(array)] = resident(tf, array)
-        self.tensors = tuple(made[id(a)] for s in sets for a in (s.images, s.labels))
-        for s in sets:
-            s.images = np.empty((0, *s.images.shape[1:]), np.uint8)
+        """The images and labels as :func:`~spectrocnn.model.data.make_dataset` reads them:
+        the arrays in memory, in place (no copy)."""
+        if self.stream is None:
+            self.tensors = (self.train.images, self.train.labels, self.val.images, self.val.labels)
 
 
 def _check_file(ev: Any, config: TrainConfig, role: str) -> None:

@@ -51,7 +51,7 @@ from spectrocnn.dataset.fresh import (
 from spectrocnn.dataset.pipeline import chunk_events, simulate_chunk
 from spectrocnn.errors import ConfigError
 from spectrocnn.model.architectures import check_projection
-from spectrocnn.model.data import ImageSet, check_downsample, downsample, model_input, resident
+from spectrocnn.model.data import ImageSet, check_downsample, downsample, model_input
 
 if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
@@ -139,10 +139,9 @@ class FreshData:
         return len(self.train_idx)
 
     def to_tensors(self, tf: Any) -> None:
-        """Copy the validation images and labels to tensors and free the arrays (the
-        training tensors come with :meth:`load_epoch`)."""
-        self.tensors = (None, None, resident(tf, self.val.images), resident(tf, self.val.labels))
-        self.val.images = np.empty((0, *self.val.images.shape[1:]), np.uint8)
+        """The validation images and labels as :func:`~spectrocnn.model.data.make_dataset`
+        reads them, in place (the training events come with :meth:`load_epoch`)."""
+        self.tensors = (None, None, self.val.images, self.val.labels)
 
     def epoch_images(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         """Images uint8 ``(events_per_epoch, s, s)`` and labels of epoch ``epoch`` (0-based)."""
@@ -152,14 +151,12 @@ class FreshData:
     def load_epoch(self, epoch: int) -> None:
         """Simulate the training events of epoch ``epoch`` (0-based) again and make them the
         ``train`` images and tensors (what the best model is scored on)."""
-        import tensorflow as tf
 
         images, labels = self.epoch_images(epoch)
         self.train = ImageSet(
             images, labels, self.train.path, self.method, self.train.factor, self.train.info
         )
-        self.tensors = (resident(tf, images), resident(tf, labels), *self.tensors[2:])
-        self.train.images = np.empty((0, *images.shape[1:]), np.uint8)
+        self.tensors = (images, labels, *self.tensors[2:])
 
     def batches(
         self, first_epoch: int, last_epoch: int, batch_size: int
