@@ -220,8 +220,19 @@ def test_train_cnn_sigkill_then_resume_completes_the_planned_epochs(tmp_path):
     epochs = 5
     base = [sys.executable, "-m", "spectrocnn.cli.train_cnn", str(data), "--out", str(out),
             "--quiet", "--threads", "1"]  # fmt: skip
-    cmd = [*base, "--epochs", str(epochs), "--batch-size", "4", "--input-size", "32", "--seed", "7",
-           "--patience", "0"]  # fmt: skip (no early stopping: every planned epoch)
+    cmd = [
+        *base,
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "4",
+        "--input-size",
+        "32",
+        "--seed",
+        "7",
+        "--patience",
+        "0",
+    ]  # fmt: skip (no early stopping: every planned epoch)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     state = out / "state.json"
 

@@ -337,9 +337,25 @@ def test_sigkill_then_resume_completes_the_planned_epochs(files, tmp_path):
     import time
 
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "spectrocnn.cli.train_cnn", str(files / "train.h5"),
-           "--out", str(out), "--epochs", "4", "--batch-size", "4", "--input-size", "32",
-           "--seed", "1", "--quiet", "--patience", "0"]  # fmt: skip (all 4 epochs)
+    cmd = [
+        sys.executable,
+        "-m",
+        "spectrocnn.cli.train_cnn",
+        str(files / "train.h5"),
+        "--out",
+        str(out),
+        "--epochs",
+        "4",
+        "--batch-size",
+        "4",
+        "--input-size",
+        "32",
+        "--seed",
+        "1",
+        "--quiet",
+        "--patience",
+        "0",
+    ]  # fmt: skip (all 4 epochs)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = out / "state.json"
     deadline = time.monotonic() + 120

@@ -477,7 +477,8 @@ def make_dataset(
     Parameters
     ----------
     images : ndarray or tf.Tensor, uint8 (n, s, s)
-        Not to be changed while the dataset is in use.
+        Not to be changed while the dataset is in use; or
+        :class:`~spectrocnn.model.litpixels.LitPixels`.
     labels : ndarray or tf.Tensor (n,)
         Of any numeric dtype (cast to float32: a class or a target value).
     order : ndarray int, shape (m,) or (epochs, m)
@@ -504,9 +505,10 @@ def make_dataset(
 
 
 def _host_rows(tf: Any, images: Any, labels: Any) -> Callable[[Any], tuple[Any, Any]]:
-    """``idx -> (images[idx], labels[idx])`` inside ``tf.data``: NumPy indexing of arrays
-    in place, ``tf.gather`` of tensors."""
-    if not isinstance(images, np.ndarray):
+    """``idx -> (images[idx], labels[idx])`` inside ``tf.data``: ``tf.gather`` of tensors;
+    indexing in place of arrays in host memory (NumPy, or
+    :class:`~spectrocnn.model.litpixels.LitPixels`, made dense by indexing)."""
+    if tf.is_tensor(images):
         return lambda idx: (tf.gather(images, idx), tf.gather(labels, idx))
     labels = np.asarray(labels)
     shape = images.shape[1:]

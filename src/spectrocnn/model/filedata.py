@@ -29,7 +29,8 @@ from spectrocnn.model.data import (
     open_event_file,
     split_indices,
 )
-from spectrocnn.model.streaming import StreamPlan, choose_streaming, streamed_set
+from spectrocnn.model.litpixels import LitPixels, load_lit_pixels
+from spectrocnn.model.streaming import StreamPlan, choose_streaming, plan_streaming, streamed_set
 from spectrocnn.model.task import check_training_labels
 from spectrocnn.model.trainconfig import TrainConfig
 
@@ -50,6 +51,15 @@ class FileData:
     load_s: float
     tensors: tuple[Any, ...] = ()  # train images, labels, val images, labels (arrays)
     stream: StreamPlan | None = None
+
+    @property
+    def lit_pixels_mb(self) -> float | None:
+        """MB of the images held as lit pixels (:mod:`spectrocnn.model.litpixels`), or
+        None when they are dense in memory or streamed."""
+        sets = {id(s.images): s.images for s in (self.train, self.val)}.values()
+        if self.stream is not None or not any(isinstance(i, LitPixels) for i in sets):
+            return None
+        return round(sum(i.nbytes for i in sets) / 2**20, 3)
 
     def to_tensors(self, tf: Any) -> None:
         """The images and labels as :func:`~spectrocnn.model.data.make_dataset` reads them:
@@ -110,19 +120,47 @@ def read_file_data(
                     "another --val-fraction or --seed, or a --val file"
                 )
         files = (ev, vev) if vev is not None else (ev,)
-        plan = choose_streaming(
-            config.cache_mb, config.input_size, sum(f.n_events for f in files), report
-        )
-        sets = []
-        for f in files:
-            if plan is not None:
-                sets.append(streamed_set(f, config.input_size, config.downsample))
-                continue
-            with progress_bar(progress, f.n_events, f"reading {Path(f.path).name}") as bar:
-                sets.append(
-                    load_images(f, config.input_size, config.downsample, progress=bar.update)
-                )
+        n_all = sum(f.n_events for f in files)
+        over = plan_streaming(config.cache_mb, config.input_size, n_all)
+        sets = _lit_sets(files, config, progress) if over is not None else None
+        if sets is not None:  # dense images over the budget, their lit pixels within
+            held = sum(s.images.nbytes for s in sets) / 2**20
+            report(
+                f"Lit pixels: {over.needed_mb:.0f} MB of downsampled images exceed the budget "
+                f"of {config.cache_mb:g} MB (--cache-mb); their lit pixels ({held:.0f} MB) are "
+                "kept in memory"
+            )
+            plan = None
+        else:
+            plan = choose_streaming(config.cache_mb, config.input_size, n_all, report)
+            sets = [_dense_or_streamed(f, config, plan, progress) for f in files]
     if np.unique(sets[-1].labels[val_idx]).size < 2 and ev.label_spec.kind == "binary":
         log.warning("the validation events hold one class only: ROC AUC is undefined")
     load_s = time.perf_counter() - t0
     return FileData(sets[0], sets[-1], train_idx, val_idx, load_s, stream=plan)
+
+
+def _dense_or_streamed(
+    f: Any, config: TrainConfig, plan: StreamPlan | None, progress: bool
+) -> ImageSet:
+    """A file's downsampled images read into memory, or (``plan``) its streamed set."""
+    if plan is not None:
+        return streamed_set(f, config.input_size, config.downsample)
+    with progress_bar(progress, f.n_events, f"reading {Path(f.path).name}") as bar:
+        return load_images(f, config.input_size, config.downsample, progress=bar.update)
+
+
+def _lit_sets(files: tuple[Any, ...], config: TrainConfig, progress: bool) -> list[ImageSet] | None:
+    """The files' downsampled images as lit pixels (:mod:`spectrocnn.model.litpixels`)
+    within the run's budget together, or None when they exceed it."""
+    left, sets = float(config.cache_mb), []
+    for f in files:
+        with progress_bar(progress, f.n_events, f"reading {Path(f.path).name}") as bar:
+            lit = load_lit_pixels(
+                f, config.input_size, config.downsample, left, progress=bar.update
+            )
+        if lit is None:
+            return None
+        left -= lit.images.nbytes / 2**20
+        sets.append(lit)
+    return sets

@@ -347,6 +347,7 @@ def _write_run_config(run: _Run, data: FileData, session: _Session) -> None:
             "scale": tset.scale,
         },
         "streaming": data.stream.record() if data.stream is not None else None,
+        "lit_pixels_mb": getattr(data, "lit_pixels_mb", None),
         "tensorflow_threads": {"intra_op": intra, "inter_op": inter},
         "distribution": session.distribution,
         "arch_choice": run.arch_choice or {"requested": config.arch, "chosen": config.arch},
