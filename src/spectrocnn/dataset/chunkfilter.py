@@ -19,11 +19,12 @@ and ``H5Z_filter_deflate``, hdf5/src/H5Zshuffle.c and H5Zdeflate.c):
 Here each byte plane is deflated in blocks of its own (a full flush between planes): the
 Huffman codes fit each plane, the random low bytes of a float and the nearly constant high
 bytes of an index alike. The deflate encoder is ISA-L's (:mod:`isal.isal_zlib`, level 2),
-about five times faster than zlib's level 1 on these columns, with streams of the same size
-(the lecture preset's truth: 3 666 B per event, zlib level 1 over whole chunks 3 646 B);
-without the ``isal`` package, zlib's level 1 makes them (the same values, other bytes).
+four to five times faster than zlib's level 1 on these columns, with streams of about the
+same size (the lecture preset's truth: 3 681.6 B per event against 3 663.2 B with HDF5's
+filters and zlib level 1, ``benchmarks/file_size.py``); without the ``isal`` package,
+zlib's level 1 makes them (the same values, other bytes).
 The last chunk of a column, which the column ends inside, is stored whole (HDF5 keeps
-every chunk at its full size), padded with zeros that no reader sees.
+every chunk at its full size), padded with zeros as HDF5 pads it; no reader sees them.
 
 The stream of a chunk depends on its rows alone, so the file's bytes do not depend on how
 the rows arrived (the number of worker processes or of appends).
