@@ -9,13 +9,15 @@ In one run, on the ``lecture`` preset (512 x 512, gzip), seed ``--seed``:
   ``src`` directory of another checkout, e.g. the code before schema 2) that code's
   ``gen-events --workers 1`` and ``--workers 2`` too, in the same rounds. The CPU time of
   the ``--workers 1`` runs (one process: user + system) compares the two codes' work where
-  a shared machine makes wall times drift;
-* the file of schema 1 for the same events: the baseline's file when given, else written
-  here as the code before schema 2 wrote it (the events of gen-events' chunks before any
-  rounding, images with the encoder's table 0 alone, float64 truth without a filter, integer
-  columns with shuffle and gzip, chunks of 16 384 rows);
-* the storage of every dataset of both files (``get_storage_size``) per event, and the
-  whole files per event (HDF5's own metadata included).
+  a shared machine makes wall times drift, and so does the CPU time of all the processes
+  of each run (sampled: :func:`gen_events.run_gen_events`), the least of the rounds;
+* the file of schema 1 for the same events: the baseline's file when it is one, else
+  written here as the code before schema 2 wrote it (the events of gen-events' chunks
+  before any rounding, images with the encoder's table 0 alone, float64 truth without a
+  filter, integer columns with shuffle and gzip, chunks of 16 384 rows);
+* the storage of every dataset of the files (``get_storage_size``) per event, and the
+  whole files per event (HDF5's own metadata included): schema 1, the baseline's file when
+  it is of another schema (e.g. the code before a change of the writer), this code's.
 
 Target: at most 6 KB (6 000 bytes) per event for the lecture preset, gen-events / floor at
 most 1.0 with 2 workers. The machine may be shared: ``--repeat`` takes the best of several.
@@ -153,16 +155,24 @@ def main(argv: list[str] | None = None) -> int:
                 with _pythonpath(src):
                     r = run_gen_events(args.n, files[key], workers, args.seed)
                 best[key] = min(best.get(key, np.inf), r["s"])
+                best[f"{key}_tree_cpu"] = min(best.get(f"{key}_tree_cpu", np.inf), r["cpu_s"])
                 if workers == 1:
                     used = _children_cpu_s() - cpu
                     best[f"{key}_cpu"] = min(best.get(f"{key}_cpu", np.inf), used)
                 if key == "w1":
                     floor = run_floor(files["w1"], tmp / "floor.h5")
                     best["floor"] = min(best.get("floor", np.inf), floor)
+        columns = {"s1": files["base"], "base": files["base"], "w2": files["w2"]}
         if not args.baseline_src:
+            del columns["base"]
             write_schema_1(files["base"], args.n, args.seed)
-        sizes = {k: storage(files[k]) for k in ("base", "w2")}
-        totals = {k: os.path.getsize(files[k]) for k in ("base", "w2")}
+        elif _schema(files["base"]) == "spectrocnn.events/1":
+            del columns["base"]
+        else:  # a baseline of schema 2: schema 1 written here too
+            columns["s1"] = tmp / "v1_here.h5"
+            write_schema_1(columns["s1"], args.n, args.seed)
+        sizes = {k: storage(path) for k, path in columns.items()}
+        totals = {k: os.path.getsize(path) for k, path in columns.items()}
     finally:
         if not args.dir:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -170,27 +180,41 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _schema(path: Path) -> str:
+    with h5py.File(path, "r") as f:
+        return str(f.attrs.get("schema", ""))
+
+
+_HEADINGS = {"s1": "schema 1", "base": "baseline", "w2": "this code"}
+
+
 def _report(args, best, sizes, totals) -> None:
     n = args.n
-    before = f"baseline code ({args.baseline_src})" if args.baseline_src else "schema 1 writer"
+    keys = list(sizes)
     print(f"event file size: {grouped(n)} events, lecture preset (512x512, gzip), seed {args.seed}")
-    print(f"schema 1: {before}; schema 2: this code's gen-events --workers 2")
-    print(f"{'dataset':28s} {'schema 1':>10s} {'schema 2':>10s}   [bytes per event]")
-    for name in sorted(set(sizes["base"]) | set(sizes["w2"])):
-        a, b = (sizes[k].get(name) for k in ("base", "w2"))
-        cells = [f"{grouped(v / n, 1):>10s}" if v is not None else f"{'-':>10s}" for v in (a, b)]
-        print(f"{name:28s} {cells[0]} {cells[1]}")
+    where = {"s1": "schema 1 writer", "base": "baseline code", "w2": "gen-events --workers 2"}
+    if "base" not in keys and args.baseline_src:
+        where["s1"] = "baseline code"
+    print("; ".join(f"{_HEADINGS[k]}: {where[k]}" for k in keys)
+          + (f" (baseline: {args.baseline_src})" if args.baseline_src else ""))  # fmt: skip
+    print(f"{'dataset':28s} " + " ".join(f"{_HEADINGS[k]:>10s}" for k in keys)
+          + "   [bytes per event]")  # fmt: skip
+    for name in sorted(set().union(*(sizes[k] for k in keys))):
+        values = (sizes[k].get(name) for k in keys)
+        cells = [f"{grouped(v / n, 1):>10s}" if v is not None else f"{'-':>10s}" for v in values]
+        print(f"{name:28s} {' '.join(cells)}")
     for label, pick in (
         ("truth (particles, hits)", ("particles/", "hits/")),
         ("images", ("images",)),
     ):
-        a, b = (sum(v for k, v in sizes[s].items() if k.startswith(pick)) for s in ("base", "w2"))
-        print(f"{label:28s} {grouped(a / n, 1):>10s} {grouped(b / n, 1):>10s}")
-    a, b = totals["base"] / n, totals["w2"] / n
+        sums = (sum(v for k, v in sizes[s].items() if k.startswith(pick)) for s in keys)
+        print(f"{label:28s} " + " ".join(f"{grouped(v / n, 1):>10s}" for v in sums))
+    per_event = [totals[k] / n for k in keys]
+    a, b = totals["s1"] / n, totals["w2"] / n
     ok = "ok" if b <= TARGET_BYTES else "MISSED"
-    print(f"{'whole file':28s} {grouped(a, 1):>10s} {grouped(b, 1):>10s}   "
-          f"(target <= {grouped(TARGET_BYTES)}: {ok}; {b / a:.2f} of schema 1)")  # fmt: skip
-    img = [sum(v for k, v in sizes[s].items() if k == "images") / n for s in ("w2", "base")]
+    print(f"{'whole file':28s} " + " ".join(f"{grouped(v, 1):>10s}" for v in per_event)
+          + f"   (target <= {grouped(TARGET_BYTES)}: {ok}; {b / a:.2f} of schema 1)")  # fmt: skip
+    img = [sum(v for k, v in sizes[s].items() if k == "images") / n for s in ("w2", "s1")]
     print(f"images: {grouped(img[0])} B per event (schema 1: {grouped(img[1])} B)")
     print(
         f"floor (h5py writing the images from memory, gzip-1): {best['floor']:.2f} s, "
@@ -212,6 +236,13 @@ def _report(args, best, sizes, totals) -> None:
             f"CPU time of gen-events --workers 1: this code {a:.2f} s, baseline {b:.2f} s: "
             f"{a / b:.2f} x; wall time of --workers 2: {best['w2'] / best['base']:.2f} x"
         )
+        for w, (a, b) in ((k[-1], (best[f"{k}_tree_cpu"], best[f"{base}_tree_cpu"]))
+                          for k, base in (("w1", "base_w1"), ("w2", "base"))):  # fmt: skip
+            print(
+                f"CPU time of all processes of gen-events --workers {w} (sampled every 50 ms, "
+                f"least of {max(1, args.repeat)}): this code {a:.2f} s, baseline {b:.2f} s: "
+                f"{a / b:.2f} x"
+            )
 
 
 if __name__ == "__main__":

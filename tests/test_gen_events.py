@@ -80,6 +80,37 @@ def test_identical_content_for_one_and_two_workers(made):
         assert np.array_equal(a[name], b[name], equal_nan=a[name].dtype.kind == "f"), name
 
 
+def _stored_chunks(path: Path) -> dict[str, list[bytes]]:
+    """Every chunked dataset's chunks as stored (compressed), in order."""
+    out: dict[str, list[bytes]] = {}
+
+    def add(name: str, obj: object) -> None:
+        if isinstance(obj, h5py.Dataset) and obj.chunks is not None:
+            dsid = obj.id
+            out[name] = [
+                dsid.read_direct_chunk(dsid.get_chunk_info(i).chunk_offset)[1]
+                for i in range(dsid.get_num_chunks())
+            ]
+
+    with h5py.File(path, "r") as f:
+        f.visititems(add)
+    return out
+
+
+def test_stored_chunks_identical_for_one_and_two_workers(config, tmp_path, monkeypatch):
+    """The writer compresses the truth chunks itself: their bytes (and the images') do not
+    depend on the number of processes, nor on where chunks of events and of rows meet."""
+    from spectrocnn.dataset import eventfile
+
+    monkeypatch.setattr(eventfile, "TRUTH_CHUNK_ROWS", 1009)  # several chunks per column
+    a = _stored_chunks(Path(generate_file(config, N, tmp_path / "a.h5", seed=7, workers=1).path))
+    b = _stored_chunks(Path(generate_file(config, N, tmp_path / "b.h5", seed=7, workers=2).path))
+    assert a.keys() == b.keys() and "hits/true_px" in a and len(a["images"]) == N
+    assert len(a["hits/x"]) > 3
+    for name in a:
+        assert a[name] == b[name], name
+
+
 @pytest.mark.parametrize("compression", ["lzf", "none"])
 def test_compression_changes_nothing_but_the_filter(made, config, tmp_path, compression):
     r = generate_file(config, N, tmp_path / "c.h5", seed=42, workers=2, compression=compression)

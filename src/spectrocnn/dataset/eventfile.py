@@ -32,7 +32,9 @@ Layout::
                        run_id (identifier of the generation run, docs/design.md 3.3)
 
 Columns with a unit carry a ``units`` attribute. The truth columns are chunked by
-65 536 rows with HDF5's shuffle and gzip filters; their dtypes and rounding, and the
+65 536 rows with HDF5's shuffle and gzip filters (the writer compresses each chunk itself
+and writes it with HDF5's direct chunk write, :mod:`spectrocnn.dataset.chunkfilter`:
+every HDF5 reader inflates it as it would its own); their dtypes and rounding, and the
 version 1 layout that every reader still takes (float64, no momentum at the hits), are in
 :mod:`spectrocnn.dataset.schema`. The ``offsets`` datasets are extras that
 make per-event access cheap; the reader rebuilds them from the ``event`` columns when a
@@ -76,6 +78,7 @@ from spectrocnn.dataset.blocks import (
     iter_image_groups,
     virtual_sources,
 )
+from spectrocnn.dataset.chunkfilter import write_rows
 from spectrocnn.dataset.deflate import encode_zlib
 from spectrocnn.dataset.identity import RUN_ID_ATTR, check_shards, file_identity, new_run_id
 from spectrocnn.dataset.raster import PROJECTIONS, ImageSpec, SparseImages, rasterize_sparse
@@ -253,7 +256,8 @@ class EventFileWriter:
         The fully resolved configuration (JSON-able), recorded as the ``config`` attribute.
     compression : {"gzip", "lzf", "none"}
         Filter of the images (gzip at level 1). The truth columns always get shuffle and
-        gzip level 1 (:data:`~spectrocnn.dataset.schema.TRUTH_FILTER`); your own integer
+        gzip level 1 (:data:`~spectrocnn.dataset.schema.TRUTH_FILTER`; their chunks
+        compressed here, :mod:`~spectrocnn.dataset.chunkfilter`); your own integer
         columns the images' filter with shuffle, your own float columns none.
     first_event, first_particle : int
         For one shard of a larger set of events (:mod:`spectrocnn.dataset.shards`): the
@@ -580,8 +584,8 @@ class EventFileWriter:
     def _flush(self, final: bool = False) -> None:
         """Write the buffered truth (fewer, larger HDF5 writes than one per chunk): the
         per-event datasets and your own columns whole, the truth columns in whole chunks
-        only (each chunk is compressed once) unless ``final``; the rows of a partial chunk
-        stay buffered."""
+        only (each chunk compressed once, here: :mod:`~spectrocnn.dataset.chunkfilter`)
+        unless ``final``; the rows of a partial chunk stay buffered."""
         buf = self._buffer
         ds = self._datasets
         if buf["labels"]:
@@ -609,9 +613,7 @@ class EventFileWriter:
                 continue
             for col in spec:
                 arr = np.concatenate(buf[f"{g}/{col}"])
-                d = ds[f"{g}/{col}"]
-                d.resize((stop,))
-                d[start:stop] = arr[: stop - start]
+                write_rows(ds[f"{g}/{col}"], start, arr[: stop - start])
                 buf[f"{g}/{col}"] = [arr[stop - start :]] if stop - start < pending else []
             self._rows_written[g] = stop
         self._buffered_rows = sum(self._n_rows(g) - self._rows_written[g] for g, _ in _TRUTH)

@@ -8,7 +8,8 @@ Versions
     ``spectrocnn.events/2`` (:data:`SCHEMA`, written): the truth columns of
     :data:`STORED_PARTICLE_COLUMNS` and :data:`STORED_HIT_COLUMNS`, each chunked by
     :data:`TRUTH_CHUNK_ROWS` rows with HDF5's standard shuffle and gzip (level 1) filters,
-    readable by every HDF5 reader without plugins. ``spectrocnn.events/1``
+    readable by every HDF5 reader without plugins (the writer compresses the chunks itself,
+    as the filters store them: :mod:`spectrocnn.dataset.chunkfilter`). ``spectrocnn.events/1``
     (:data:`SCHEMA_V1`, read only): every float column float64, stored without a filter,
     and no momentum at the hits.
 
@@ -69,7 +70,8 @@ SCHEMAS = (SCHEMA, SCHEMA_V1)
 #: Rows per chunk of every truth column (256 KiB of float32, 512 KiB of int64).
 TRUTH_CHUNK_ROWS = 1 << 16
 
-#: HDF5 filters of every truth column: shuffle, then gzip level 1 (no plugin to read).
+#: HDF5 filters of every truth column: shuffle, then gzip level 1 (no plugin to read). The
+#: writer stores chunks compressed by :func:`~spectrocnn.dataset.chunkfilter.encode_chunk`.
 TRUTH_FILTER: dict[str, Any] = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
 
 #: The measured positions are rounded to a power of two [mm] not above the layer's
