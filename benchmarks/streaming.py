@@ -9,7 +9,8 @@ Prints, in one run:
     memory (the default budget); on lit pixels in memory (``--cache-mb``, default 256 MB:
     less than the dense images of either network, more than their lit pixels,
     :mod:`spectrocnn.model.litpixels`); streamed from the file every epoch
-    (``--stream-mb``, default 16 MB: less than the lit pixels too). With the peak memory
+    (``--stream-mb``, default 16 MB: less than the lit pixels too); on lit pixels on disk
+    (``--stream-mb`` and ``--lit-cache`` in the work directory). With the peak memory
     (max RSS) of each command. The epoch time is train-cnn's own (``epoch_time_s`` of
     history.csv: training and validation; the runs in memory read their file before the
     first epoch). Target: streamed / in memory <= 1.20. Reading alone: one streamed epoch
@@ -155,25 +156,34 @@ def epoch_times(path: Path, work: Path, args: argparse.Namespace) -> None:
             "memory": flags,
             "lit pixels": [*flags, "--cache-mb", f"{args.cache_mb:g}"],
             "streamed": [*flags, "--cache-mb", f"{args.stream_mb:g}"],
+            "lit pixels on disk": [
+                *flags,
+                "--cache-mb",
+                f"{args.stream_mb:g}",
+                "--lit-cache",
+                str(work / "lit-cache"),
+            ],
         }
         epochs: dict[str, list[float]] = {k: [] for k in kinds}
         rss: dict[str, list[float]] = {k: [] for k in kinds}
         for r in range(args.repeat):
             for kind, f in kinds.items():
-                times, _, peak = _train(path, work / f"{arch}_{kind[:3]}_{r}", f)
+                times, _, peak = _train(path, work / f"{arch}_{kind.replace(' ', '_')}_{r}", f)
                 epochs[kind] += times
                 rss[kind].append(peak)
                 print(f"    {arch} {kind}: epochs {', '.join(f'{t:.1f}' for t in times)} s, "
                       f"peak {grouped(peak)} MiB", flush=True)  # fmt: skip
-        mem, lit, streamed = (statistics.median(epochs[k]) for k in kinds)
+        mem, lit, streamed, disk = (statistics.median(epochs[k]) for k in kinds)
         print(
             f"(a) epoch time, {ARCH_NAMES[arch]}, 20 000 events, {args.epochs} epoch(s) x "
             f"{args.repeat}: in memory {mem:.1f} s; lit pixels in memory (--cache-mb "
             f"{args.cache_mb:g}) {lit:.1f} s: {lit / mem:.2f}; streamed from the file "
             f"(--cache-mb {args.stream_mb:g}) {streamed:.1f} s: {streamed / mem:.2f} (target "
-            f"<= 1.20); peak memory {grouped(max(rss['memory']))} MiB in memory, "
-            f"{grouped(max(rss['lit pixels']))} MiB lit pixels, "
-            f"{grouped(max(rss['streamed']))} MiB streamed",
+            f"<= 1.20); lit pixels on disk (--cache-mb {args.stream_mb:g} --lit-cache) "
+            f"{disk:.1f} s: {disk / mem:.2f}; peak memory {grouped(max(rss['memory']))} MiB "
+            f"in memory, {grouped(max(rss['lit pixels']))} MiB lit pixels, "
+            f"{grouped(max(rss['streamed']))} MiB streamed, "
+            f"{grouped(max(rss['lit pixels on disk']))} MiB lit pixels on disk",
             flush=True,
         )
 

@@ -102,3 +102,50 @@ def test_a_run_on_lit_pixels_is_the_run_in_memory(small, tmp_path):
     for h in history:
         h.pop("epoch_time_s")
     assert history[0] == history[1]
+
+
+def test_lit_pixels_on_disk_are_mapped_files(small, tmp_path):
+    path, images, _ = small
+    expected = downsample(images, INPUT, "max")
+    need = LitPixels.from_dense(expected).nbytes / 2**20
+    with open_events(path) as ev:
+        got = load_lit_pixels(ev, INPUT, "max", 100.0, directory=tmp_path)
+        assert got is not None
+        assert isinstance(got.images.position, np.memmap) and isinstance(
+            got.images.value, np.memmap
+        )
+        np.testing.assert_array_equal(got.images[np.arange(N)], expected)
+        lit = (expected > 0).sum()
+        assert (tmp_path / "position.bin").stat().st_size == 2 * lit  # uint16 positions
+        assert (tmp_path / "value.bin").stat().st_size == lit
+        other = tmp_path / "small"
+        other.mkdir()
+        assert load_lit_pixels(ev, INPUT, "max", need / 4, directory=other) is None
+
+
+def test_a_run_on_lit_pixels_on_disk_is_the_run_in_memory(small, tmp_path):
+    """A budget below the lit pixels, with --lit-cache: written to a fresh directory
+    there, read every epoch, removed at the end; the same weights as in memory."""
+    from spectrocnn.model.modelio import load_model
+    from spectrocnn.model.train import TrainConfig, train
+
+    path, _, _ = small
+    cache = tmp_path / "scratch"
+    lines: list[str] = []
+    config = TrainConfig(input=str(path), epochs=2, batch_size=16, input_size=INPUT, seed=3,
+                         arch="lecture", patience=0, cache_mb=0.001,
+                         lit_cache=str(cache))  # fmt: skip
+    train(config, tmp_path / "disk", report=lines.append)
+    _train(path, tmp_path / "mem", cache_mb=1)
+    assert any(line.startswith("Lit pixels:") and "--lit-cache" in line for line in lines)
+    assert cache.is_dir() and not any(cache.iterdir())  # removed at the end of the run
+    saved = json.loads((tmp_path / "disk" / "config.json").read_text())
+    assert saved["lit_pixels_on_disk"] and saved["streaming"] is None
+    assert saved["lit_cache"] == str(cache)
+    weights = [load_model(tmp_path / r / "last_model.keras").get_weights() for r in ("disk", "mem")]
+    for a, b in zip(*weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    from spectrocnn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="lit_cache"):
+        TrainConfig(generate={"image": {"size": 16}}, lit_cache=str(cache))

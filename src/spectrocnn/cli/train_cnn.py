@@ -222,6 +222,13 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         "memory, recorded and kept by --resume); files whose images exceed it are streamed "
         "from disk every epoch, shuffled in windows of blocks (README: train-cnn)",
     )
+    p.add_argument(
+        "--lit-cache",
+        metavar="DIR",
+        help="a directory on a local disk for the lit pixels of images that exceed --cache-mb "
+        "even as lit pixels: written once, read every epoch (full shuffle, no decoding), "
+        "removed at the end; without it such files are streamed (README: train-cnn)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars and no per-epoch lines")
 
 
@@ -250,7 +257,7 @@ _OPTIONS = {
     "seed": "seed", "precision": "precision", "threads": "threads",
     "strategy": "strategy", "patience": "patience", "class_weight": "class_weight",
     "monitor": "monitor", "events_per_epoch": "events_per_epoch", "val_events": "val_events",
-    "cache_mb": "cache_mb",
+    "cache_mb": "cache_mb", "lit_cache": "lit_cache",
 }  # fmt: skip
 
 #: The message when neither an event file nor --generate is given.
@@ -276,6 +283,8 @@ def _check_sources(args: argparse.Namespace, generated_run: bool) -> None:
         raise UsageError(
             f"{flag} with --generate: the validation events are simulated (--val-events M)"
         )
+    if gen and args.lit_cache is not None:
+        raise UsageError("--lit-cache with --generate: fresh events are simulated into memory")
     if gen and args.cache_mb is not None:
         raise UsageError(
             "--cache-mb with --generate: fresh events are simulated into memory every epoch "

@@ -9,6 +9,9 @@ budget, plans to stream them from the files every epoch (:mod:`spectrocnn.model.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -51,6 +54,18 @@ class FileData:
     load_s: float
     tensors: tuple[Any, ...] = ()  # train images, labels, val images, labels (arrays)
     stream: StreamPlan | None = None
+    cache: tempfile.TemporaryDirectory | None = None  # of lit pixels on disk (--lit-cache)
+
+    def close(self) -> None:
+        """Remove the lit pixels written to disk, if any (the end of the run)."""
+        if self.cache is not None:
+            self.cache.cleanup()
+            self.cache = None
+
+    @property
+    def lit_pixels_on_disk(self) -> bool:
+        """Whether the lit pixels are in files of ``--lit-cache`` (memory-mapped)."""
+        return self.cache is not None
 
     @property
     def lit_pixels_mb(self) -> float | None:
@@ -123,12 +138,20 @@ def read_file_data(
         n_all = sum(f.n_events for f in files)
         over = plan_streaming(config.cache_mb, config.input_size, n_all)
         sets = _lit_sets(files, config, progress) if over is not None else None
+        where, cache = "kept in memory", None
+        if sets is None and over is not None and config.lit_cache is not None:
+            cache = _cache_directory(config.lit_cache)
+            sets = _lit_sets(files, config, progress, cache.name)
+            where = f"written to {cache.name} (--lit-cache)"
+            if sets is None:
+                cache.cleanup()
+                cache = None
         if sets is not None:  # dense images over the budget, their lit pixels within
             held = sum(s.images.nbytes for s in sets) / 2**20
             report(
                 f"Lit pixels: {over.needed_mb:.0f} MB of downsampled images exceed the budget "
                 f"of {config.cache_mb:g} MB (--cache-mb); their lit pixels ({held:.0f} MB) are "
-                "kept in memory"
+                f"{where}"
             )
             plan = None
         else:
@@ -137,7 +160,16 @@ def read_file_data(
     if np.unique(sets[-1].labels[val_idx]).size < 2 and ev.label_spec.kind == "binary":
         log.warning("the validation events hold one class only: ROC AUC is undefined")
     load_s = time.perf_counter() - t0
-    return FileData(sets[0], sets[-1], train_idx, val_idx, load_s, stream=plan)
+    return FileData(sets[0], sets[-1], train_idx, val_idx, load_s, stream=plan, cache=cache)
+
+
+def _cache_directory(parent: str) -> tempfile.TemporaryDirectory:
+    """A fresh directory for lit pixels under ``parent`` (created if needed)."""
+    try:
+        os.makedirs(parent, exist_ok=True)
+        return tempfile.TemporaryDirectory(prefix="spectrocnn-lit-pixels-", dir=parent)
+    except OSError as exc:
+        raise ConfigError(f"--lit-cache {parent}: cannot make a directory there ({exc})") from None
 
 
 def _dense_or_streamed(
@@ -150,14 +182,25 @@ def _dense_or_streamed(
         return load_images(f, config.input_size, config.downsample, progress=bar.update)
 
 
-def _lit_sets(files: tuple[Any, ...], config: TrainConfig, progress: bool) -> list[ImageSet] | None:
+def _lit_sets(
+    files: tuple[Any, ...], config: TrainConfig, progress: bool, directory: str | None = None
+) -> list[ImageSet] | None:
     """The files' downsampled images as lit pixels (:mod:`spectrocnn.model.litpixels`)
-    within the run's budget together, or None when they exceed it."""
-    left, sets = float(config.cache_mb), []
-    for f in files:
+    within the run's budget together, or None when they exceed it; with ``directory``, in
+    files there (one subdirectory per file) within the disk's free space."""
+    if directory is None:
+        left = float(config.cache_mb)
+    else:
+        left = shutil.disk_usage(directory).free * 0.9 / 2**20
+    sets: list[ImageSet] = []
+    for k, f in enumerate(files):
+        sub = None
+        if directory is not None:
+            sub = Path(directory) / str(k)
+            sub.mkdir()
         with progress_bar(progress, f.n_events, f"reading {Path(f.path).name}") as bar:
             lit = load_lit_pixels(
-                f, config.input_size, config.downsample, left, progress=bar.update
+                f, config.input_size, config.downsample, left, directory=sub, progress=bar.update
             )
         if lit is None:
             return None

@@ -19,7 +19,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -132,6 +134,7 @@ def load_lit_pixels(
     method: str,
     budget_mb: float,
     *,
+    directory: str | os.PathLike | None = None,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ImageSet | None:
@@ -141,6 +144,14 @@ def load_lit_pixels(
     The first :data:`ESTIMATE_EVENTS` events estimate the size of the whole file (None at
     once when it exceeds the budget); reading stops as soon as the lit pixels read exceed
     it. ``progress`` as :func:`~spectrocnn.model.data.load_images`'.
+
+    Parameters
+    ----------
+    directory : path-like, optional
+        Write the lit pixels to files ``position.bin`` and ``value.bin`` in this (existing,
+        empty) directory and map them into memory (``np.memmap``), so that the system's
+        page cache holds what fits; ``budget_mb`` then bounds the files. Only the offsets
+        (8 bytes per event) stay in memory.
 
     Returns
     -------
@@ -152,32 +163,62 @@ def load_lit_pixels(
     factor = check_downsample(ev.image_shape, size, method)
     n = ev.n_events
     budget = budget_mb * _MB
+    kind = np.uint16 if size * size <= 2**16 else np.uint32
     parts: list[LitPixels] = []
+    counts: list[np.ndarray] = []
     held = done = 0
     blocks = ev.image_blocks(
         transform=lambda full: downsample(full, size, method),
         workers=workers or available_cores(),
     )
-    try:
-        for _, small in blocks:
-            part = LitPixels.from_dense(small)
-            parts.append(part)
-            held += part.nbytes
-            done += len(part)
-            if progress is not None:
-                progress(len(part))
-            if held > budget or (done >= min(ESTIMATE_EVENTS, n) and held / done * n > budget):
-                log.info(
-                    "the lit pixels of %s (about %.0f MB) exceed the budget of %.0f MB",
-                    ev.path,
-                    held / done * n / _MB,
-                    budget_mb,
-                )
-                return None
-    finally:
-        close = getattr(blocks, "close", None)
-        if close is not None:
-            close()
-    lit = LitPixels.concatenate(parts, size)
+    with ExitStack() as files:
+        sink = None
+        if directory is not None:
+            sink = [files.enter_context(open(Path(directory) / f"{k}.bin", "wb"))
+                    for k in ("position", "value")]  # fmt: skip
+        try:
+            for _, small in blocks:
+                part = LitPixels.from_dense(small)
+                if sink is None:
+                    parts.append(part)
+                else:
+                    part.position.astype(kind).tofile(sink[0])
+                    part.value.tofile(sink[1])
+                    counts.append(np.diff(part.offsets))
+                held += part.nbytes
+                done += len(part)
+                if progress is not None:
+                    progress(len(part))
+                if held > budget or (done >= min(ESTIMATE_EVENTS, n) and held / done * n > budget):
+                    log.info(
+                        "the lit pixels of %s (about %.0f MB) exceed the budget of %.0f MB",
+                        ev.path, held / done * n / _MB, budget_mb,
+                    )  # fmt: skip
+                    return None
+        finally:
+            close = getattr(blocks, "close", None)
+            if close is not None:
+                close()
+    if sink is None:
+        lit = LitPixels.concatenate(parts, size)
+    else:
+        offsets = np.zeros(n + 1, np.int64)
+        np.cumsum(np.concatenate(counts) if counts else [], out=offsets[1:])
+        lit = LitPixels(
+            size,
+            offsets,
+            *(
+                _mapped(Path(directory) / f"{k}.bin", t, int(offsets[-1]))
+                for k, t in (("position", kind), ("value", np.uint8))
+            ),
+        )
     labels = np.asarray(ev.labels)  # uint8, int64 or float64 (EventFile.label_spec)
     return ImageSet(lit, labels, os.path.abspath(ev.path), method, factor, file_info(ev))
+
+
+def _mapped(path: Path, dtype: Any, count: int) -> np.ndarray:
+    """The ``count`` values of ``dtype`` in ``path``, mapped read-only (an empty array for
+    none: a map cannot be empty)."""
+    if count == 0:
+        return np.zeros(0, dtype)
+    return np.memmap(path, dtype=dtype, mode="r", shape=(count,))

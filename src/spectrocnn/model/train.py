@@ -154,16 +154,20 @@ def train(
     else:
         data = read_file_data(run.config, run.out, resume=run.resume, report=run.report,
                               progress=run.progress, t0=run.t0)  # fmt: skip
-    with rundir.run_directory(out, resume):
-        session = _Session.start(run)  # TensorFlow, precision, distribution
-        _write_run_config(run, data, session)
-        with precision_policy(run.config.precision):
-            model = _model(run, data, session)  # built and compiled, or the last one
-            data.to_tensors(session.tf)
-            _fit(run, model, data, session)
-            best = load_model(out / "best_model.keras")
-            scores = _score_best(run, best, data)
-        return _finish(run, data, session, best, scores)
+    try:
+        with rundir.run_directory(out, resume):
+            session = _Session.start(run)  # TensorFlow, precision, distribution
+            _write_run_config(run, data, session)
+            with precision_policy(run.config.precision):
+                model = _model(run, data, session)  # built and compiled, or the last one
+                data.to_tensors(session.tf)
+                _fit(run, model, data, session)
+                best = load_model(out / "best_model.keras")
+                scores = _score_best(run, best, data)
+            return _finish(run, data, session, best, scores)
+    finally:
+        if isinstance(data, FileData):
+            data.close()  # lit pixels written to --lit-cache
 
 
 # -- settings -------------------------------------------------------------------------------
@@ -348,6 +352,7 @@ def _write_run_config(run: _Run, data: FileData, session: _Session) -> None:
         },
         "streaming": data.stream.record() if data.stream is not None else None,
         "lit_pixels_mb": getattr(data, "lit_pixels_mb", None),
+        "lit_pixels_on_disk": getattr(data, "lit_pixels_on_disk", False),
         "tensorflow_threads": {"intra_op": intra, "inter_op": inter},
         "distribution": session.distribution,
         "arch_choice": run.arch_choice or {"requested": config.arch, "chosen": config.arch},

@@ -132,11 +132,18 @@ class TrainConfig:
         With ``generate``: fixed validation events, simulated once (default 4 000).
     cache_mb : float, optional
         Memory budget of the downsampled images [MB, 2**20 bytes]: input files whose
-        images exceed it are streamed from the file every epoch, shuffled in windows
-        (:mod:`spectrocnn.model.streaming`). None: :func:`train` takes half of the
-        available memory (:func:`~spectrocnn.model.streaming.default_cache_mb`) and
-        records it, or, resuming, the run's; a ``multiworker`` run on several workers
-        reads into memory unless it is given (the same on every worker).
+        images exceed it are held as their lit pixels when those fit it
+        (:mod:`spectrocnn.model.litpixels`), else kept on disk (``lit_cache``) or streamed
+        from the file every epoch, shuffled in windows (:mod:`spectrocnn.model.streaming`).
+        None: :func:`train` takes half of the available memory
+        (:func:`~spectrocnn.model.streaming.default_cache_mb`) and records it, or,
+        resuming, the run's; a ``multiworker`` run on several workers reads into memory
+        unless it is given (the same on every worker).
+    lit_cache : str, optional
+        A directory for the lit pixels of images that exceed ``cache_mb`` even as lit
+        pixels (:mod:`spectrocnn.model.litpixels`): they are written to a fresh
+        subdirectory there, read memory-mapped every epoch (a full shuffle, no decoding)
+        and removed at the end of the run. None: such files are streamed.
     """
 
     input: str | None = None
@@ -159,6 +166,7 @@ class TrainConfig:
     events_per_epoch: int | None = None
     val_events: int | None = None
     cache_mb: float | None = None
+    lit_cache: str | None = None
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -218,6 +226,12 @@ class TrainConfig:
                 )
             mb = check_cache_mb(self.cache_mb)
             set_("cache_mb", int(mb) if mb.is_integer() else mb)
+        if self.lit_cache is not None:
+            if self.generate is not None:
+                raise ConfigError(
+                    "lit_cache with generate: fresh events are simulated into memory each epoch"
+                )
+            set_("lit_cache", os.path.abspath(os.fspath(self.lit_cache)))
 
     def _check_source(self) -> None:
         """An event file or ``generate`` (with its counts), not both; the configuration
