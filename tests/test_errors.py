@@ -453,6 +453,9 @@ CASES: list[Case] = [
       "--generate --cache-mb 100 --out {run}", 2,
       "--cache-mb with --generate: fresh events are simulated into memory every epoch "
       "(--events-per-epoch N sets how many)"),
+    C("train-generate-lit-cache", "train-cnn", "--generate with --lit-cache",
+      "--generate --lit-cache {outdir}/lit --out {run}", 2,
+      "--lit-cache with --generate: fresh events are simulated into memory"),
     C("train-generate-missing-config", "train-cnn", "--generate with a missing config file",
       "--generate {missing} --out {run}", 2, "config file '{missing}' does not exist"),
     C("train-generate-events-0", "train-cnn", "--generate --events-per-epoch 0",
